@@ -1,0 +1,220 @@
+"""Settings, read once at start from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+GatewayName = Literal["sandbox", "mion", "mixpay", "miraclepay"]
+GATEWAY_NAMES: tuple[GatewayName, ...] = ("sandbox", "mion", "mixpay", "miraclepay")
+
+
+def _id_list(value: object) -> object:
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
+        if not all(p.lstrip("-").isdigit() for p in parts):
+            raise ValueError("must be comma-separated Telegram user ids (numbers)")
+        return [int(p) for p in parts]
+    if isinstance(value, int):
+        return [value]
+    return value
+
+
+def _str_list(value: object) -> object:
+    if isinstance(value, str):
+        return [p.strip() for p in value.split(",") if p.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting Tillbot reads; names are the environment variables (see README)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Telegram
+    telegram_bot_token: SecretStr
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_webhook_secret: SecretStr | None = None
+
+    # Storage
+    database_url: str = "sqlite:///tillbot.db"
+
+    # People
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    merchant_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+
+    # Payments
+    default_gateway: GatewayName = "sandbox"
+    default_currency: str = "EUR"
+    max_amount: Decimal = Decimal("1000000")
+    max_description_length: int = Field(default=200, ge=1, le=1000)
+    invoice_expiry_seconds: int = Field(default=3600, ge=60)
+    poll_interval_seconds: float = Field(default=5.0, gt=0)
+    poll_max_interval_seconds: float = Field(default=60.0, gt=0)
+    pos_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    callback_poll_interval_seconds: float = Field(default=120.0, gt=0)
+    late_payment_watch_seconds: int = Field(default=86400, ge=0)
+
+    # HTTP server (webhooks, health, metrics)
+    http_port: int | None = None
+    port: int | None = None
+    public_url: str | None = None
+
+    # Sandbox gateway (a local simulator started inside the bot)
+    sandbox_enabled: bool = True
+    sandbox_port: int = 0
+    sandbox_auto_pay_seconds: float | None = None
+
+    # Mion
+    mion_api_url: str | None = None
+    mion_api_key: SecretStr | None = None
+    mion_checkout_url: str = "https://app.mion.group/checkout/"
+    mion_online_expiry_seconds: int = Field(default=86400, ge=60)
+    mion_pos_expiry_seconds: int = Field(default=900, ge=60)
+    mion_attempt_renew_before_seconds: float = Field(default=15.0, ge=1)
+
+    # MixPay
+    mixpay_api_url: str = "https://api.mixpay.me/v1"
+    mixpay_payee_id: str | None = None
+    mixpay_settlement_asset_id: str | None = None
+    mixpay_quote_asset_id: str = "usd"
+    mixpay_payment_asset_id: str | None = None
+    mixpay_requests_per_minute: int = Field(default=50, ge=1, le=60)
+    mixpay_expiry_seconds: int = Field(default=3600, ge=11, le=2880 * 60 - 1)
+
+    # MiraclePay
+    miraclepay_api_url: str = "https://api.miraclecash.info"
+    miraclepay_client_id: str | None = None
+    miraclepay_api_key: SecretStr | None = None
+    miraclepay_blockchains: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["btc", "eth"]
+    )
+    miraclepay_payer: Literal["customer", "merchant"] = "customer"
+    miraclepay_redirect_url: str | None = None
+
+    # Gateway HTTP
+    gateway_timeout_seconds: float = Field(default=10.0, gt=0)
+    gateway_max_retries: int = Field(default=3, ge=0, le=10)
+
+    # Operations
+    log_level: str = "INFO"
+    instance_id: str | None = None
+
+    _split_ids = field_validator("admin_ids", "merchant_ids", mode="before")(_id_list)
+    _split_chains = field_validator("miraclepay_blockchains", mode="before")(_str_list)
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value().strip()
+        if not token or ":" not in token or any(c.isspace() for c in token):
+            raise ValueError("must look like 123456:ABC-DEF (from @BotFather)")
+        return SecretStr(token)
+
+    @field_validator("default_currency")
+    @classmethod
+    def _currency_upper(cls, value: str) -> str:
+        return value.strip().upper()
+
+    @field_validator("max_amount")
+    @classmethod
+    def _positive_max(cls, value: Decimal) -> Decimal:
+        if not value.is_finite() or value <= 0:
+            raise ValueError("must be a positive number")
+        return value
+
+    @field_validator(
+        "telegram_api_url", "mixpay_api_url", "miraclepay_api_url", "mion_checkout_url"
+    )
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("mion_api_url", "public_url")
+    @classmethod
+    def _optional_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _default_gateway_configured(self) -> Settings:
+        if self.default_gateway not in self.available_gateways():
+            raise ValueError(
+                f"DEFAULT_GATEWAY={self.default_gateway} but that gateway's credentials are not set"
+            )
+        return self
+
+    # -- derived --------------------------------------------------------------------------
+    def available_gateways(self) -> list[GatewayName]:
+        """Gateways whose credentials are set, in a stable order."""
+        found: list[GatewayName] = []
+        if self.sandbox_enabled:
+            found.append("sandbox")
+        if self.mion_api_url and self.mion_api_key:
+            found.append("mion")
+        if self.mixpay_payee_id and self.mixpay_settlement_asset_id:
+            found.append("mixpay")
+        if self.miraclepay_client_id and self.miraclepay_api_key:
+            found.append("miraclepay")
+        return found
+
+    @property
+    def http_listen_port(self) -> int | None:
+        return self.http_port if self.http_port is not None else self.port
+
+    @property
+    def webhook_secret(self) -> str:
+        """Telegram's secret_token: set, or derived from the bot token so instances agree."""
+        if self.telegram_webhook_secret is not None:
+            return self.telegram_webhook_secret.get_secret_value()
+        digest = hashlib.sha256(
+            b"tillbot-webhook:" + self.telegram_bot_token.get_secret_value().encode()
+        ).hexdigest()
+        return digest[:64]
+
+    @property
+    def invoice_expiry(self) -> timedelta:
+        return timedelta(seconds=self.invoice_expiry_seconds)
+
+    def is_admin(self, user_id: int) -> bool:
+        return user_id in self.admin_ids
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log filter that redacts them."""
+        values = [self.telegram_bot_token, self.telegram_webhook_secret, self.mion_api_key,
+                  self.miraclepay_api_key]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names it and never shows its value."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; raise SettingsError with one line naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts: list[str] = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = [str(p) for p in error.get("loc", ()) if not str(p).isdigit()]
+        name = loc[0].upper() if loc else ""
+        kind = error.get("type", "")
+        msg = "is missing" if kind == "missing" else str(error.get("msg", "is invalid"))
+        msg = msg.removeprefix("Value error, ")
+        parts.append(f"{name} {msg}" if name else msg)
+    return "invalid settings: " + "; ".join(parts)

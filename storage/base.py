@@ -1,0 +1,221 @@
+"""The repository interface every storage backend implements (SQLite, PostgreSQL).
+
+The database is the source of truth; Telegram messages are views of it. Rules every
+backend keeps, checked by the contract suite in tests/test_storage_contract.py:
+
+- A status change is compare-and-set (`transition`): it happens once, even when a callback
+  and a poll see the same payment at the same moment, and the outbox rows describing it are
+  written in the same transaction, or not at all.
+- Work is claimed with leases (`claim_due_invoices`, `claim_outbox`): a claimed row is
+  invisible to other claimers until its lease lapses or its owner releases it, so several
+  bot instances never poll the same invoice or send the same notification at once, and a
+  crashed instance's work is taken over when its leases lapse.
+- Reads of due work cost what is due, not what is pending (indexes on next poll time).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from types import EllipsisType
+from typing import Any
+
+from storage.models import (
+    Invoice,
+    InvoiceMessage,
+    InvoiceStatus,
+    Merchant,
+    NewInvoice,
+    NewOutbox,
+    OutboxItem,
+    Transition,
+    UserPrefs,
+)
+
+
+class StorageError(Exception):
+    """The database could not do what was asked (locked, read-only, unreachable)."""
+
+
+class Repository(ABC):
+    """Async repository. Open with `storage.open_repository(url)`; call `close()` at shutdown."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @abstractmethod
+    async def migrate(self) -> int:
+        """Apply pending migrations; return the schema version now in force."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> bool:
+        """True when the database answers a trivial query (for /healthz)."""
+
+    # -- invoices -------------------------------------------------------------------------
+    @abstractmethod
+    async def create_invoice(self, new: NewInvoice) -> Invoice:
+        """Insert a pending invoice (not yet at a gateway) and return it with its id."""
+
+    @abstractmethod
+    async def attach_session(
+        self,
+        invoice_id: int,
+        *,
+        gateway_session_id: str,
+        checkout_url: str | None,
+        payment: Mapping[str, Any],
+        expires_at: datetime | None,
+        next_poll_at: datetime,
+        now: datetime,
+    ) -> Invoice:
+        """Record the gateway session created for a pending invoice."""
+
+    @abstractmethod
+    async def update_payment(
+        self, invoice_id: int, payment: Mapping[str, Any], now: datetime
+    ) -> Invoice:
+        """Replace the customer-facing payment data (e.g. a renewed Lightning attempt)."""
+
+    @abstractmethod
+    async def record_observation(
+        self,
+        invoice_id: int,
+        *,
+        raw_status: str | None,
+        now: datetime,
+        underpaid: bool | None = None,
+    ) -> None:
+        """Keep the gateway's latest raw status (and underpaid flag) without a transition."""
+
+    @abstractmethod
+    async def get_invoice(self, invoice_id: int) -> Invoice | None: ...
+
+    @abstractmethod
+    async def get_invoice_by_token(self, public_token: str) -> Invoice | None: ...
+
+    @abstractmethod
+    async def get_invoice_by_session(self, gateway: str, session_id: str) -> Invoice | None: ...
+
+    @abstractmethod
+    async def list_invoices(
+        self, merchant_id: int, *, limit: int, offset: int = 0
+    ) -> list[Invoice]:
+        """A merchant's invoices, newest first."""
+
+    @abstractmethod
+    async def count_invoices(self, merchant_id: int) -> int: ...
+
+    @abstractmethod
+    async def invoices_created_between(
+        self, merchant_id: int | None, start: datetime, end: datetime
+    ) -> list[Invoice]:
+        """Invoices created in [start, end), oldest first; all merchants when None."""
+
+    @abstractmethod
+    async def count_by_status(self) -> dict[InvoiceStatus, int]: ...
+
+    @abstractmethod
+    async def pending_invoices(self, *, limit: int, after_id: int = 0) -> list[Invoice]:
+        """Pending invoices by id, for resuming after a start (paged by `after_id`)."""
+
+    # -- polling --------------------------------------------------------------------------
+    @abstractmethod
+    async def claim_due_invoices(
+        self, *, now: datetime, owner: str, lease: timedelta, limit: int
+    ) -> list[Invoice]:
+        """Claim pending invoices whose next poll is due (next_poll_at <= now) and whose lease
+        is free or lapsed, soonest due first; set lease_owner=owner, lease_until=now+lease."""
+
+    @abstractmethod
+    async def reschedule(
+        self, invoice_id: int, *, next_poll_at: datetime | None, owner: str, now: datetime
+    ) -> None:
+        """Set the next poll time, count the poll, and release `owner`'s lease."""
+
+    @abstractmethod
+    async def next_due_at(self) -> datetime | None:
+        """The earliest next_poll_at among pending invoices (None when nothing is pending)."""
+
+    # -- status ---------------------------------------------------------------------------
+    @abstractmethod
+    async def transition(self, change: Transition) -> Invoice | None:
+        """Compare-and-set the status; write the outbox rows in the same transaction.
+
+        Returns the updated invoice, or None when the invoice's status was not in
+        `change.expected` (someone else moved it first): then nothing is written.
+        Clears the invoice's lease and, for a final status, its next poll time.
+        """
+
+    # -- messages -------------------------------------------------------------------------
+    @abstractmethod
+    async def add_message(self, message: InvoiceMessage) -> InvoiceMessage:
+        """Remember a message that shows an invoice; returns it with its id. Adding the same
+        chat/message (or inline message) again returns the existing row."""
+
+    @abstractmethod
+    async def messages_for(self, invoice_id: int) -> list[InvoiceMessage]: ...
+
+    @abstractmethod
+    async def get_message(self, message_row_id: int) -> InvoiceMessage | None: ...
+
+    @abstractmethod
+    async def replace_message(
+        self, message_row_id: int, *, chat_id: int, message_id: int
+    ) -> None:
+        """Point a message row at a new Telegram message (the old one could not be edited)."""
+
+    # -- outbox ---------------------------------------------------------------------------
+    @abstractmethod
+    async def enqueue(self, items: Sequence[NewOutbox], now: datetime) -> int:
+        """Add outbox rows outside a transition; rows whose dedupe_key exists are skipped.
+        Returns how many were added."""
+
+    @abstractmethod
+    async def claim_outbox(
+        self, *, now: datetime, owner: str, lease: timedelta, limit: int
+    ) -> list[OutboxItem]:
+        """Claim unsent rows that are due (next_attempt_at <= now), oldest first."""
+
+    @abstractmethod
+    async def complete_outbox(self, item_id: int, *, now: datetime) -> None: ...
+
+    @abstractmethod
+    async def retry_outbox(
+        self, item_id: int, *, next_attempt_at: datetime, error: str, now: datetime
+    ) -> None:
+        """Count a failed attempt, release the lease and schedule the next attempt."""
+
+    @abstractmethod
+    async def outbox_items(self, invoice_id: int | None = None) -> list[OutboxItem]:
+        """All outbox rows (of one invoice), for tests and the admin summary."""
+
+    # -- merchants and preferences ---------------------------------------------------------
+    @abstractmethod
+    async def add_merchant(
+        self, user_id: int, *, added_by: int | None, now: datetime, name: str | None = None
+    ) -> bool:
+        """True when added, False when already a merchant."""
+
+    @abstractmethod
+    async def remove_merchant(self, user_id: int) -> bool: ...
+
+    @abstractmethod
+    async def list_merchants(self) -> list[Merchant]: ...
+
+    @abstractmethod
+    async def is_merchant(self, user_id: int) -> bool: ...
+
+    @abstractmethod
+    async def get_prefs(self, user_id: int) -> UserPrefs: ...
+
+    @abstractmethod
+    async def set_prefs(
+        self,
+        user_id: int,
+        *,
+        language: str | EllipsisType | None = ...,
+        gateway: str | EllipsisType | None = ...,
+    ) -> UserPrefs:
+        """Update the given fields (`...` leaves a field as it is; None resets it)."""

@@ -1,0 +1,227 @@
+"""What Tillbot stores: invoices, the messages that show them, the outbox, merchants, prefs.
+
+Times are timezone-aware UTC datetimes in Python and integer milliseconds since the epoch in
+the database, so both backends store them the same way and compare them exactly.
+Amounts are integer minor units (cents) of `currency`; never floats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+
+class InvoiceStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class InvoiceKind(StrEnum):
+    CHECKOUT = "checkout"  # a checkout link (URL button)
+    LIGHTNING = "lightning"  # a point-of-sale Lightning invoice shown as a QR photo
+    ONCHAIN = "onchain"  # an address and an exact crypto amount shown as a QR photo
+
+
+FINAL_STATUSES = frozenset(
+    {InvoiceStatus.PAID, InvoiceStatus.EXPIRED, InvoiceStatus.FAILED, InvoiceStatus.CANCELLED}
+)
+
+# A payment is a payment: money that reaches the gateway after we gave up on the session
+# (expired, failed, or cancelled here) still moves the invoice to paid, as a late payment.
+# Nothing ever leaves `paid`.
+ALLOWED_TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
+    InvoiceStatus.PENDING: frozenset(
+        {InvoiceStatus.PAID, InvoiceStatus.EXPIRED, InvoiceStatus.FAILED, InvoiceStatus.CANCELLED}
+    ),
+    InvoiceStatus.EXPIRED: frozenset({InvoiceStatus.PAID}),
+    InvoiceStatus.FAILED: frozenset({InvoiceStatus.PAID}),
+    InvoiceStatus.CANCELLED: frozenset({InvoiceStatus.PAID}),
+    InvoiceStatus.PAID: frozenset(),
+}
+
+
+def allowed_sources(target: InvoiceStatus) -> frozenset[InvoiceStatus]:
+    """The statuses from which an invoice may move to `target`."""
+    return frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if target in targets)
+
+
+class MessageRole(StrEnum):
+    MERCHANT = "merchant"  # the reply to /invoice or /pos in the merchant's chat
+    CUSTOMER = "customer"  # the invoice a customer opened through the share link
+    INLINE = "inline"  # an inline-mode card sent into any chat (inline_message_id)
+
+
+class OutboxKind(StrEnum):
+    EDIT = "edit"  # re-render one message of the invoice from the stored invoice
+    RECEIPT = "receipt"  # a new message to a customer: the receipt of a payment
+    ADMIN = "admin"  # a new message to an admin: paid, late, underpaid, failed, alerts
+    MERCHANT = "merchant"  # a new message to the merchant: underpaid, failed, late
+
+
+class OutboxEvent(StrEnum):
+    PAID = "paid"
+    LATE_PAID = "late_paid"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNDERPAID = "underpaid"
+    RENEWED = "renewed"  # a new Lightning payment attempt replaced the QR
+    GATEWAY_AUTH = "gateway_auth"  # a gateway rejects our credentials (sent once)
+    DAILY_SUMMARY = "daily_summary"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_ms(value: datetime | None) -> int | None:
+    """UTC datetime to integer epoch milliseconds (the database representation), exactly."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: Tillbot stores timezone-aware UTC times only")
+    return (value - EPOCH) // timedelta(milliseconds=1)
+
+
+def from_ms(value: int | None) -> datetime | None:
+    if value is None:
+        return None
+    seconds, millis = divmod(int(value), 1000)
+    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class NewInvoice:
+    """What the payment service asks storage to create (before any gateway call)."""
+
+    public_token: str
+    merchant_id: int
+    amount_minor: int
+    currency: str
+    description: str
+    gateway: str
+    kind: InvoiceKind
+    created_at: datetime
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    id: int
+    public_token: str
+    merchant_id: int
+    amount_minor: int
+    currency: str
+    description: str
+    gateway: str
+    kind: InvoiceKind
+    status: InvoiceStatus
+    created_at: datetime
+    updated_at: datetime
+    gateway_session_id: str | None = None
+    checkout_url: str | None = None
+    # What the customer needs besides a link, by kind: lightning invoice, msat, attempt expiry;
+    # on-chain address, crypto amount and symbol. Gateway specific, shown by the views.
+    payment: dict[str, Any] = field(default_factory=dict)
+    raw_status: str | None = None
+    expires_at: datetime | None = None
+    paid_at: datetime | None = None
+    failure_reason: str | None = None
+    late: bool = False  # paid after it had expired, failed or been cancelled
+    underpaid: bool = False  # the gateway reported less than the amount (notified once)
+    next_poll_at: datetime | None = None
+    poll_count: int = 0
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+    @property
+    def reference(self) -> str:
+        """Our id as the gateways see it (Mion reference, MixPay orderId, MiraclePay note)."""
+        return f"tillbot-{self.id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceMessage:
+    """One Telegram message that shows an invoice (a view of the stored invoice)."""
+
+    invoice_id: int
+    role: MessageRole
+    chat_id: int | None = None
+    message_id: int | None = None
+    inline_message_id: str | None = None
+    user_id: int | None = None  # who the message is for (the customer who opened the link)
+    is_photo: bool = False  # a QR photo: edited with editMessageCaption / editMessageMedia
+    language: str | None = None  # the language the message is rendered in
+    id: int | None = None  # assigned by storage
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutbox:
+    kind: OutboxKind
+    event: OutboxEvent
+    invoice_id: int | None = None
+    chat_id: int | None = None
+    message_row_id: int | None = None  # for EDIT: the InvoiceMessage.id to re-render
+    payload: dict[str, Any] = field(default_factory=dict)
+    # Dedupe key: an outbox row with the same key is never written twice (e.g. the
+    # "credentials wrong" alert for one gateway, or an event's notice per admin).
+    dedupe_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    kind: OutboxKind
+    event: OutboxEvent
+    invoice_id: int | None
+    chat_id: int | None
+    message_row_id: int | None
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None = None
+    last_error: str | None = None
+    dedupe_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Merchant:
+    user_id: int
+    added_by: int | None
+    added_at: datetime
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserPrefs:
+    user_id: int
+    language: str | None = None  # None: follow Telegram's language_code
+    gateway: str | None = None  # None: DEFAULT_GATEWAY
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A compare-and-set status change and the notifications written with it."""
+
+    invoice_id: int
+    expected: frozenset[InvoiceStatus]
+    new_status: InvoiceStatus
+    at: datetime
+    raw_status: str | None = None
+    paid_at: datetime | None = None
+    failure_reason: str | None = None
+    late: bool = False
+    outbox: tuple[NewOutbox, ...] = ()
