@@ -70,7 +70,6 @@ class Settings(BaseSettings):
     # Sandbox gateway (a local simulator started inside the bot)
     sandbox_enabled: bool = True
     sandbox_port: int = 0
-    sandbox_auto_pay_seconds: float | None = None
 
     # Mion
     mion_api_url: str | None = None
@@ -191,8 +190,12 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log filter that redacts them."""
-        values = [self.telegram_bot_token, self.telegram_webhook_secret, self.mion_api_key,
-                  self.miraclepay_api_key]
+        values = [
+            self.telegram_bot_token,
+            self.telegram_webhook_secret,
+            self.mion_api_key,
+            self.miraclepay_api_key,
+        ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 

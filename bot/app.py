@@ -1,0 +1,335 @@
+"""The one place that wires settings, storage, gateways, the payment service, handlers, jobs.
+
+`build_application(settings)` returns a python-telegram-bot Application whose services are
+opened in post_init and closed in post_shutdown; `Runner` starts it in long-polling or
+webhook mode and stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import httpx
+from telegram import Update
+from telegram.error import BadRequest
+from telegram.ext import (
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ChosenInlineResultHandler,
+    CommandHandler,
+    ContextTypes,
+    InlineQueryHandler,
+    MessageHandler,
+    filters,
+)
+from telegram.request import HTTPXRequest
+
+from bot.config import Settings
+from bot.context import Services, TillbotApp, TillbotContext
+from bot.gateways.registry import build_gateways
+from bot.handlers import admin, customer, inline, lists, merchant
+from bot.handlers.common import reply
+from bot.handlers.menu import register_commands
+from bot.notifier import Notifier
+from bot.payments import PaymentPolicy, PaymentsService
+from bot.views import (
+    CALLBACK_CANCEL,
+    CALLBACK_MERCHANT,
+    CALLBACK_NOOP,
+    CALLBACK_PAGE,
+    CALLBACK_REFRESH,
+    CALLBACK_SETTINGS,
+    CALLBACK_SHOW,
+    CALLBACK_SIMULATE,
+    ViewContext,
+)
+from bot.watcher import Watcher
+from storage import StorageError, open_repository
+from storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+WATCHER_TICK_SECONDS = 0.25
+
+
+def policy_from(settings: Settings) -> PaymentPolicy:
+    seconds = timedelta(seconds=1)
+    return PaymentPolicy(
+        default_gateway=settings.default_gateway,
+        default_currency=settings.default_currency,
+        max_amount=settings.max_amount,
+        max_description_length=settings.max_description_length,
+        invoice_expiry=settings.invoice_expiry,
+        pos_expiry=settings.mion_pos_expiry_seconds * seconds,
+        poll_interval=settings.poll_interval_seconds * seconds,
+        poll_max_interval=settings.poll_max_interval_seconds * seconds,
+        pos_poll_interval=settings.pos_poll_interval_seconds * seconds,
+        callback_poll_interval=settings.callback_poll_interval_seconds * seconds,
+        late_payment_watch=settings.late_payment_watch_seconds * seconds,
+        renew_before=settings.mion_attempt_renew_before_seconds * seconds,
+        admin_ids=frozenset(settings.admin_ids),
+        merchant_ids=frozenset(settings.merchant_ids),
+        gateway_expiry={
+            "mion": settings.mion_online_expiry_seconds * seconds,
+            "mixpay": settings.mixpay_expiry_seconds * seconds,
+        },
+    )
+
+
+def instance_owner(settings: Settings) -> str:
+    """A name for this process's leases, unique across instances and restarts."""
+    base = settings.instance_id or socket.gethostname()
+    return f"{base}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def build_application(
+    settings: Settings, *, clock: Callable[[], datetime] = utcnow, owner: str | None = None
+) -> TillbotApp:
+    """The Application with every handler registered; services open in post_init."""
+    api = settings.telegram_api_url.rstrip("/")
+    timeouts: dict[str, Any] = {
+        "connect_timeout": 10.0,
+        "read_timeout": 15.0,
+        "write_timeout": 15.0,
+        "pool_timeout": 10.0,
+    }
+    app: TillbotApp = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(f"{api}/bot")
+        .base_file_url(f"{api}/file/bot")
+        .context_types(ContextTypes(context=TillbotContext, bot_data=Services))
+        .request(HTTPXRequest(connection_pool_size=128, **timeouts))
+        .get_updates_request(HTTPXRequest(connection_pool_size=2, **timeouts))
+        .concurrent_updates(64)
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+        .build()
+    )
+    services = app.bot_data
+    services.settings = settings
+    services.clock = clock
+    services.owner = owner or instance_owner(settings)
+    register_handlers(app)
+    return app
+
+
+def register_handlers(app: TillbotApp) -> None:
+    commands: list[tuple[str, Callable[..., Any]]] = [
+        ("start", merchant.start),
+        ("help", merchant.help_command),
+        ("invoice", merchant.invoice),
+        ("pos", merchant.pos),
+        ("settings", merchant.settings_command),
+        ("invoices", lists.invoices_command),
+        ("report", lists.report_command),
+        ("merchants", admin.merchants_command),
+    ]
+    for name, callback in commands:
+        app.add_handler(CommandHandler(name, callback))
+    buttons: list[tuple[str, Callable[..., Any]]] = [
+        (CALLBACK_SIMULATE, customer.simulate_button),
+        (CALLBACK_REFRESH, customer.refresh_button),
+        (CALLBACK_CANCEL, merchant.cancel_button),
+        (CALLBACK_SETTINGS, merchant.settings_button),
+        (CALLBACK_PAGE, lists.page_button),
+        (CALLBACK_SHOW, lists.show_button),
+        (CALLBACK_MERCHANT, admin.merchant_button),
+        (CALLBACK_NOOP, noop_button),
+    ]
+    for prefix, callback in buttons:
+        app.add_handler(CallbackQueryHandler(callback, pattern=f"^{prefix}:"))
+    app.add_handler(CallbackQueryHandler(noop_button))
+    app.add_handler(InlineQueryHandler(inline.inline_query))
+    app.add_handler(ChosenInlineResultHandler(inline.chosen_result))
+    app.add_handler(MessageHandler(filters.FORWARDED & filters.ChatType.PRIVATE, admin.forwarded))
+    app.add_handler(
+        MessageHandler(filters.COMMAND | (filters.TEXT & filters.ChatType.PRIVATE), unknown_input)
+    )
+    app.add_error_handler(on_error)
+
+
+async def noop_button(update: Update, context: TillbotContext) -> None:
+    """A button that needs no action (or stale data): just stop the spinner."""
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+
+
+async def unknown_input(update: Update, context: TillbotContext) -> None:
+    """Anything else in a private chat: point to /help."""
+    await merchant.help_command(update, context)
+
+
+async def on_error(update: object, context: TillbotContext) -> None:
+    """Log the error (redacted by the log filter) and tell the user, never crash."""
+    error = context.error
+    if isinstance(error, BadRequest) and "message is not modified" in error.message.lower():
+        return
+    log.error("handling an update failed: %s", type(error).__name__, exc_info=error)
+    if (
+        isinstance(update, Update)
+        and update.effective_chat is not None
+        and (update.effective_message is not None and update.callback_query is None)
+    ):
+        key = "storage_busy" if isinstance(error, StorageError) else "something_wrong"
+        try:
+            await reply(update, context, key)
+        except Exception:  # Telegram itself failing: logged above, nothing more to do
+            log.warning("could not tell the user about the error")
+    elif isinstance(update, Update) and update.callback_query is not None:
+        try:
+            await update.callback_query.answer()
+        except Exception:
+            log.debug("could not answer the callback after an error")
+
+
+async def post_init(app: TillbotApp) -> None:
+    """Open storage, HTTP, gateways, the service, notifier, watcher and web server."""
+    services = app.bot_data
+    settings = services.settings
+    services.repo = await open_repository(settings.database_url)
+    services.http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.gateway_timeout_seconds),
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        follow_redirects=False,
+    )
+    sandbox = None
+    if settings.sandbox_enabled:
+        from bot.gateways.sandbox import SANDBOX_API_KEY, start_sandbox
+        from bot.simulators.mion import MionSimulator
+
+        username = app.bot.username
+        services.sandbox = await start_sandbox(
+            services.http,
+            port=settings.sandbox_port,
+            checkout_url_for=lambda session_id: (
+                f"https://t.me/{username}?start={customer.SANDBOX_CHECKOUT_PREFIX}{session_id}"
+            ),
+            simulator=MionSimulator(
+                api_key=SANDBOX_API_KEY, currencies=None, checkout_base=None, clock=services.clock
+            ),
+        )
+        sandbox = services.sandbox.gateway
+    services.gateways = build_gateways(settings, services.http, sandbox=sandbox)
+    services.view = ViewContext(
+        bot_username=app.bot.username,
+        gateway_titles={name: gw.title for name, gw in services.gateways.items()},
+        simulatable=frozenset(name for name, gw in services.gateways.items() if gw.can_simulate),
+    )
+    webhooks = bool(settings.public_url and settings.http_listen_port is not None)
+    services.payments = PaymentsService(
+        services.repo,
+        services.gateways,
+        policy_from(settings),
+        clock=services.clock,
+        callback_url=(lambda gw: f"{settings.public_url}/webhooks/{gw}") if webhooks else None,
+        on_outbox=lambda: services.notifier.kick() if services.notifier else None,
+        metrics=services.metrics,
+    )
+    services.notifier = Notifier(
+        app.bot,
+        services.repo,
+        lambda: services.view,
+        language_of=services.language_of_chat,
+        clock=services.clock,
+        owner=services.owner,
+        metrics=services.metrics,
+    )
+    services.watcher = Watcher(
+        services.payments, services.repo, clock=services.clock, owner=services.owner
+    )
+    await services.watcher.resume()
+    services.notifier.start()
+    job_queue = app.job_queue
+    assert job_queue is not None, "python-telegram-bot[job-queue] is a dependency"
+    job_queue.run_repeating(
+        services.watcher.tick,
+        interval=WATCHER_TICK_SECONDS,
+        first=0.0,
+        name="watcher",
+        job_kwargs={"max_instances": 2, "coalesce": True},
+    )
+    job_queue.run_daily(admin.daily_summary, time=time(0, 5, tzinfo=UTC), name="daily-summary")
+    await register_commands(app)
+    if settings.http_listen_port is not None:
+        from bot.web import WebServer
+
+        services.web = WebServer(app, host="0.0.0.0", port=settings.http_listen_port)
+        await services.web.start()
+
+
+async def post_shutdown(app: TillbotApp) -> None:
+    """Close what post_init opened, in reverse order."""
+    services = app.bot_data
+    if services.web is not None:
+        await services.web.stop()
+    if services.notifier is not None:
+        await services.notifier.stop()
+    if services.sandbox is not None:
+        await services.sandbox.stop()
+    if services.http is not None:
+        await services.http.aclose()
+    if services._repo is not None:
+        await services.repo.close()
+
+
+class Runner:
+    """Starts the Application (post_init included) in polling or webhook mode; stops it."""
+
+    def __init__(self, app: TillbotApp) -> None:
+        self.app = app
+        self.settings = app.bot_data.settings
+
+    @property
+    def webhook_mode(self) -> bool:
+        return bool(self.settings.public_url and self.settings.http_listen_port is not None)
+
+    async def start(self) -> None:
+        app = self.app
+        await app.initialize()
+        try:
+            if app.post_init is not None:
+                await app.post_init(app)
+            if self.webhook_mode:
+                await app.bot.set_webhook(
+                    url=f"{self.settings.public_url}/telegram",
+                    secret_token=self.settings.webhook_secret,
+                    allowed_updates=Update.ALL_TYPES,
+                )
+            else:
+                assert app.updater is not None
+                await app.updater.start_polling(
+                    allowed_updates=Update.ALL_TYPES, timeout=10, poll_interval=0.0
+                )
+            await app.start()
+        except BaseException:
+            await self._close()
+            raise
+
+    async def stop(self) -> None:
+        app = self.app
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        await self._close()
+
+    async def _close(self) -> None:
+        app = self.app
+        if app.post_shutdown is not None:
+            await app.post_shutdown(app)
+        await app.shutdown()
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()

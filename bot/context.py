@@ -1,0 +1,115 @@
+"""The services handlers reach through a typed context (no raw bot_data dictionaries)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from telegram import User
+from telegram.ext import Application, CallbackContext, ExtBot
+
+from bot.i18n import resolve_language
+from bot.metrics import Metrics
+from bot.views import ViewContext
+from storage.models import UserPrefs, utcnow
+
+if TYPE_CHECKING:
+    import httpx
+
+    from bot.config import Settings
+    from bot.gateways.base import Gateway
+    from bot.notifier import Notifier
+    from bot.payments import PaymentsService
+    from bot.gateways.sandbox import SandboxRuntime
+    from bot.watcher import Watcher
+    from bot.web import WebServer
+    from storage.base import Repository
+
+
+class Services:
+    """Opened in post_init, closed in post_shutdown; one per Application."""
+
+    def __init__(self) -> None:
+        self.metrics = Metrics()
+        self.clock: Callable[[], datetime] = utcnow
+        self.owner = "tillbot"
+        self._settings: Settings | None = None
+        self._repo: Repository | None = None
+        self._payments: PaymentsService | None = None
+        self.http: httpx.AsyncClient | None = None
+        self.gateways: dict[str, Gateway] = {}
+        self.sandbox: SandboxRuntime | None = None
+        self.notifier: Notifier | None = None
+        self.watcher: Watcher | None = None
+        self.web: WebServer | None = None
+        self.view = ViewContext(bot_username="")
+        self._prefs: dict[int, UserPrefs] = {}
+        self.seen_language: dict[int, str] = {}
+        self.extra: dict[str, Any] = {}
+
+    @property
+    def settings(self) -> Settings:
+        assert self._settings is not None, "settings are set when the application is built"
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        self._settings = value
+
+    @property
+    def repo(self) -> Repository:
+        assert self._repo is not None, "storage is opened in post_init"
+        return self._repo
+
+    @repo.setter
+    def repo(self, value: Repository) -> None:
+        self._repo = value
+
+    @property
+    def payments(self) -> PaymentsService:
+        assert self._payments is not None, "the payment service is built in post_init"
+        return self._payments
+
+    @payments.setter
+    def payments(self, value: PaymentsService) -> None:
+        self._payments = value
+
+    async def prefs(self, user_id: int) -> UserPrefs:
+        cached = self._prefs.get(user_id)
+        if cached is None:
+            cached = await self.repo.get_prefs(user_id)
+            if len(self._prefs) > 10_000:
+                self._prefs.clear()
+            self._prefs[user_id] = cached
+        return cached
+
+    def forget_prefs(self, user_id: int) -> None:
+        self._prefs.pop(user_id, None)
+
+    async def language_for(self, user: User | None) -> str:
+        """The language a user reads: their /settings choice, else Telegram's language."""
+        if user is None:
+            return "en"
+        prefs = await self.prefs(user.id)
+        language = resolve_language(prefs.language, user.language_code)
+        self.seen_language[user.id] = language
+        return language
+
+    async def language_of_chat(self, chat_id: int) -> str:
+        """For notifications to a private chat (its id is the user's id)."""
+        prefs = await self.prefs(chat_id)
+        return resolve_language(prefs.language, self.seen_language.get(chat_id))
+
+
+class TillbotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], Services]):
+    """CallbackContext whose bot_data is the Services object."""
+
+    @property
+    def services(self) -> Services:
+        return self.bot_data
+
+
+TillbotApp = Application[
+    ExtBot[None], TillbotContext, dict[Any, Any], dict[Any, Any], Services, Any
+]

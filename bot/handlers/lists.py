@@ -1,0 +1,197 @@
+"""Merchant views over many invoices: /invoices (paged), tapping one, /report (CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
+from telegram.constants import ParseMode
+
+from bot.context import TillbotContext
+from bot.handlers.common import answer, callback_parts, is_merchant, language, reply, show_invoice
+from bot.i18n import t
+from bot.money import format_amount, to_decimal
+from bot.payments import NotAllowed
+from bot.views import CALLBACK_PAGE, CALLBACK_SHOW, status_label
+from storage.models import Invoice, MessageRole
+
+PAGE_SIZE = 8
+PERIODS = {"today": None, "week": timedelta(days=7), "month": timedelta(days=30), "all": None}
+
+
+async def invoices_command(update: Update, context: TillbotContext) -> None:
+    """/invoices: the merchant's recent invoices, newest first, with paging buttons."""
+    if not await is_merchant(update, context):
+        await reply(update, context, "not_merchant")
+        return
+    await _show_page(update, context, 0, edit=False)
+
+
+async def page_button(update: Update, context: TillbotContext) -> None:
+    """`page:<n>`: another page of /invoices, edited in place."""
+    parts = callback_parts(update, CALLBACK_PAGE, 1)
+    if parts is None or not parts[0].isdigit() or not await is_merchant(update, context):
+        await answer(update)
+        return
+    await answer(update)
+    await _show_page(update, context, int(parts[0]), edit=True)
+
+
+async def show_button(update: Update, context: TillbotContext) -> None:
+    """`show:<id>`: the invoice as a message of its own (only for its merchant)."""
+    parts = callback_parts(update, CALLBACK_SHOW, 1)
+    user, chat = update.effective_user, update.effective_chat
+    if parts is None or user is None or chat is None or not parts[0].isdigit():
+        await answer(update)
+        return
+    lang = await language(update, context)
+    try:
+        invoice = await context.services.payments.invoice_of(user.id, int(parts[0]))
+    except NotAllowed:
+        await answer(update, t(lang, "not_yours"), alert=True)
+        return
+    await answer(update)
+    await show_invoice(context, chat.id, invoice, MessageRole.MERCHANT, lang, user.id)
+
+
+async def _show_page(update: Update, context: TillbotContext, page: int, *, edit: bool) -> None:
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return
+    repo = context.services.repo
+    lang = await language(update, context)
+    total = await repo.count_invoices(user.id)
+    if total == 0:
+        await reply(update, context, "invoices_empty")
+        return
+    page = min(page, (total - 1) // PAGE_SIZE)
+    invoices = await repo.list_invoices(user.id, limit=PAGE_SIZE, offset=page * PAGE_SIZE)
+    rows = [
+        [InlineKeyboardButton(_row_label(inv, lang), callback_data=f"{CALLBACK_SHOW}:{inv.id}")]
+        for inv in invoices
+    ]
+    nav = []
+    if page > 0:
+        nav.append(
+            InlineKeyboardButton(
+                t(lang, "button_prev"), callback_data=f"{CALLBACK_PAGE}:{page - 1}"
+            )
+        )
+    if (page + 1) * PAGE_SIZE < total:
+        nav.append(
+            InlineKeyboardButton(
+                t(lang, "button_next"), callback_data=f"{CALLBACK_PAGE}:{page + 1}"
+            )
+        )
+    if nav:
+        rows.append(nav)
+    text = t(
+        lang,
+        "invoices_title",
+        first=page * PAGE_SIZE + 1,
+        last=page * PAGE_SIZE + len(invoices),
+        total=total,
+    )
+    markup = InlineKeyboardMarkup(rows)
+    query = update.callback_query
+    if edit and query is not None and query.message is not None:
+        await context.bot.edit_message_text(
+            text,
+            chat_id=query.message.chat.id,
+            message_id=query.message.message_id,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup,
+        )
+    else:
+        await context.bot.send_message(
+            chat.id, text, parse_mode=ParseMode.HTML, reply_markup=markup
+        )
+
+
+def _row_label(invoice: Invoice, lang: str) -> str:
+    amount = format_amount(invoice.amount_minor, invoice.currency, lang)
+    description = f" · {invoice.description[:24]}" if invoice.description else ""
+    return f"#{invoice.id} · {amount} · {status_label(invoice, lang)}{description}"[:64]
+
+
+async def report_command(update: Update, context: TillbotContext) -> None:
+    """/report [today|week|month|all]: a CSV of the period and a one-line summary."""
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return
+    if not await is_merchant(update, context):
+        await reply(update, context, "not_merchant")
+        return
+    period = context.args[0].lower() if context.args else "month"
+    if period not in PERIODS:
+        await reply(update, context, "report_usage")
+        return
+    lang = await language(update, context)
+    now = context.services.clock()
+    start = _period_start(period, now)
+    invoices = await context.services.repo.invoices_created_between(
+        user.id, start, now + timedelta(seconds=1)
+    )
+    period_name = t(lang, f"period_{period}")
+    if not invoices:
+        await reply(update, context, "report_empty", period=period_name)
+        return
+    document = InputFile(
+        report_csv(invoices).encode("utf-8"), filename=f"tillbot-{period}-{now:%Y%m%d}.csv"
+    )
+    await context.bot.send_document(
+        chat.id,
+        document,
+        caption=t(lang, "report_caption", count=len(invoices), period=period_name),
+    )
+    await context.bot.send_message(chat.id, report_summary(invoices, lang))
+
+
+def _period_start(period: str, now: datetime) -> datetime:
+    if period == "today":
+        return now.replace(hour=0, minute=0, second=0, microsecond=0)
+    span = PERIODS[period]
+    return now - span if span else datetime(2000, 1, 1, tzinfo=now.tzinfo)
+
+
+def report_csv(invoices: list[Invoice]) -> str:
+    """id, created, amount, currency, gateway, status, paid at, description."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(
+        ["id", "created", "amount", "currency", "gateway", "status", "paid_at", "description"]
+    )
+    for inv in invoices:
+        writer.writerow(
+            [
+                inv.id,
+                inv.created_at.isoformat(),
+                str(to_decimal(inv.amount_minor, inv.currency)),
+                inv.currency,
+                inv.gateway,
+                inv.status.value,
+                inv.paid_at.isoformat() if inv.paid_at else "",
+                _csv_safe(inv.description),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def report_summary(invoices: list[Invoice], lang: str) -> str:
+    """One line: count and total per currency and status."""
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for inv in invoices:
+        groups[(inv.currency, inv.status.value)].append(inv.amount_minor)
+    parts = [
+        f"{currency} {status}: {len(amounts)} · {format_amount(sum(amounts), currency, lang)}"
+        for (currency, status), amounts in sorted(groups.items())
+    ]
+    return " | ".join(parts)
+
+
+def _csv_safe(text: str) -> str:
+    """Spreadsheets run cells starting with = + - @ as formulas: make them plain text."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -1,0 +1,222 @@
+"""Merchant commands: /start, /help, /invoice, /pos, the Cancel button, /settings."""
+
+from __future__ import annotations
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ParseMode
+
+from bot.context import TillbotContext
+from bot.gateways.base import GatewayError
+from bot.handlers.common import (
+    answer,
+    callback_parts,
+    is_admin,
+    is_merchant,
+    language,
+    reply,
+    reply_gateway_error,
+    reply_input_error,
+    show_invoice,
+)
+from bot.handlers.customer import open_invoice
+from bot.i18n import LANGUAGE_NAMES, LANGUAGES, t
+from bot.money import format_decimal
+from bot.payments import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
+from bot.views import CALLBACK_CANCEL, CALLBACK_SETTINGS
+from storage.models import InvoiceKind, MessageRole
+
+
+async def start(update: Update, context: TillbotContext) -> None:
+    """Welcome; with a deep-link payload, show that invoice to the customer."""
+    if context.args:
+        await open_invoice(update, context, context.args[0])
+        return
+    user = update.effective_user
+    name = user.first_name if user else ""
+    key = "start_merchant" if await is_merchant(update, context) else "start_customer"
+    await reply(update, context, key, name=_h(name))
+
+
+async def help_command(update: Update, context: TillbotContext) -> None:
+    """The commands this user can use."""
+    lang = await language(update, context)
+    if not await is_merchant(update, context):
+        await reply(update, context, "help_customer")
+        return
+    services = context.services
+    text = t(
+        lang,
+        "help_merchant",
+        gateways=", ".join(services.view.title(g) for g in services.gateways),
+        maximum=format_decimal(services.settings.max_amount, lang, places=0),
+        bot=services.view.bot_username,
+    )
+    if is_admin(update, context):
+        text += t(lang, "help_admin")
+    await context.bot.send_message(
+        update.effective_chat.id,
+        text,  # type: ignore[union-attr]
+        parse_mode=ParseMode.HTML,
+    )
+
+
+async def invoice(update: Update, context: TillbotContext) -> None:
+    """/invoice <amount> [currency] [description]: an invoice with a checkout link."""
+    await _create(update, context, InvoiceKind.CHECKOUT, "invoice")
+
+
+async def pos(update: Update, context: TillbotContext) -> None:
+    """/pos <amount> [description]: a Lightning QR for the counter."""
+    await _create(update, context, InvoiceKind.LIGHTNING, "pos")
+
+
+async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, command: str) -> None:
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return
+    if not await is_merchant(update, context):
+        await reply(update, context, "not_merchant")
+        return
+    payments = context.services.payments
+    args = list(context.args or [])
+    gateway = None
+    if kind is InvoiceKind.LIGHTNING:
+        gateway = payments.pos_gateway()
+        if gateway is None:
+            await reply(update, context, "err_no_pos_gateway")
+            return
+    elif args and args[0].lower() in payments.gateways:
+        gateway = args.pop(0).lower()
+    try:
+        draft = parse_invoice_args(args, kind)
+        draft = InvoiceDraft(draft.amount_text, draft.description, draft.currency, gateway, kind)
+        created = await payments.create_invoice(user.id, draft)
+    except InputError as exc:
+        await reply_input_error(update, context, exc)
+        if exc.code.startswith("amount_"):
+            await reply(update, context, "invoice_usage", command=command)
+        return
+    except NotAllowed:
+        await reply(update, context, "not_merchant")
+        return
+    except GatewayError as exc:
+        await reply_gateway_error(
+            update, context, gateway or await payments.merchant_gateway(user.id), exc
+        )
+        return
+    await show_invoice(
+        context, chat.id, created, MessageRole.MERCHANT, await language(update, context), user.id
+    )
+
+
+async def cancel_button(update: Update, context: TillbotContext) -> None:
+    """The Cancel button of a merchant's invoice: only that merchant (or an admin) may."""
+    parts = callback_parts(update, CALLBACK_CANCEL, 1)
+    user = update.effective_user
+    if parts is None or user is None or not parts[0].isdigit():
+        await answer(update)
+        return
+    lang = await language(update, context)
+    payments = context.services.payments
+    try:
+        cancelled, at_gateway = await payments.cancel(user.id, int(parts[0]))
+    except NotAllowed:
+        await answer(update, t(lang, "not_yours"), alert=True)
+        return
+    except InputError as exc:
+        await answer(update, t(lang, f"err_{exc.code}", **exc.params), alert=True)
+        return
+    title = context.services.view.title(cancelled.gateway)
+    key = "cancelled_at_gateway" if at_gateway else "cancelled_locally"
+    await answer(update, t(lang, key, gateway=title), alert=not at_gateway)
+
+
+async def settings_command(update: Update, context: TillbotContext) -> None:
+    """/settings: default gateway and language, as buttons."""
+    if update.effective_user is None:
+        return
+    await _show_settings(update, context, edit=False)
+
+
+async def settings_button(update: Update, context: TillbotContext) -> None:
+    """A /settings button: `set:gw:<name>` or `set:lang:<code|auto>`."""
+    parts = callback_parts(update, CALLBACK_SETTINGS, 2)
+    user = update.effective_user
+    if parts is None or user is None:
+        await answer(update)
+        return
+    services = context.services
+    field, value = parts
+    if field == "gw" and value in services.gateways and await is_merchant(update, context):
+        await services.repo.set_prefs(user.id, gateway=value)
+    elif field == "lang" and (value in LANGUAGES or value == "auto"):
+        await services.repo.set_prefs(user.id, language=None if value == "auto" else value)
+    else:
+        await answer(update)
+        return
+    services.forget_prefs(user.id)
+    await answer(update, t(await language(update, context), "settings_saved"))
+    await _show_settings(update, context, edit=True)
+
+
+async def _show_settings(update: Update, context: TillbotContext, *, edit: bool) -> None:
+    services = context.services
+    user = update.effective_user
+    assert user is not None
+    lang = await language(update, context)
+    prefs = await services.prefs(user.id)
+    merchant = await is_merchant(update, context)
+    gateway = await services.payments.merchant_gateway(user.id)
+    language_name = LANGUAGE_NAMES[prefs.language] if prefs.language else t(lang, "settings_auto")
+    text = t(
+        lang,
+        "settings_title",
+        gateway=services.view.title(gateway) if merchant else "—",
+        language=language_name,
+    )
+    rows: list[list[InlineKeyboardButton]] = []
+    if merchant:
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    ("• " if name == gateway else "") + services.view.title(name),
+                    callback_data=f"{CALLBACK_SETTINGS}:gw:{name}",
+                )
+                for name in services.gateways
+            ]
+        )
+    rows.append(
+        [
+            InlineKeyboardButton(
+                ("• " if prefs.language == code else "") + LANGUAGE_NAMES[code],
+                callback_data=f"{CALLBACK_SETTINGS}:lang:{code}",
+            )
+            for code in LANGUAGES
+        ]
+        + [
+            InlineKeyboardButton(
+                ("• " if prefs.language is None else "") + t(lang, "settings_auto"),
+                callback_data=f"{CALLBACK_SETTINGS}:lang:auto",
+            )
+        ]
+    )
+    markup = InlineKeyboardMarkup(rows)
+    query = update.callback_query
+    if edit and query is not None and query.message is not None:
+        await context.bot.edit_message_text(
+            text,
+            chat_id=query.message.chat.id,
+            message_id=query.message.message_id,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup,
+        )
+    elif update.effective_chat is not None:
+        await context.bot.send_message(
+            update.effective_chat.id, text, parse_mode=ParseMode.HTML, reply_markup=markup
+        )
+
+
+def _h(text: str) -> str:
+    from html import escape
+
+    return escape(text)

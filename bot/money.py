@@ -1,0 +1,152 @@
+"""Amounts: text in, `Decimal` parsing, integer minor units out; and formatting for people.
+
+Never a float: `parse_amount("12,50", "EUR")` is 1250 cents, `format_amount(1250, "EUR", "de")`
+is "12,50 €".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+# ISO 4217 minor-unit exponents of the currencies Tillbot shows; anything else has 2.
+_EXPONENTS: dict[str, int] = {
+    "JPY": 0,
+    "KRW": 0,
+    "ISK": 0,
+    "CLP": 0,
+    "VND": 0,
+    "BHD": 3,
+    "KWD": 3,
+    "OMR": 3,
+    "JOD": 3,
+    "TND": 3,
+}
+_SYMBOLS: dict[str, str] = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": "CHF"}
+_CURRENCY_RE = re.compile(r"^[A-Za-z]{3,5}$")
+# Digits with at most one decimal separator; no sign, exponent, spaces or thousands groups.
+_AMOUNT_RE = re.compile(r"^(?P<int>[0-9]+)(?:[.,](?P<frac>[0-9]*))?$")
+
+KNOWN_CURRENCIES = frozenset(
+    {
+        "EUR",
+        "USD",
+        "GBP",
+        "CHF",
+        "JPY",
+        "SEK",
+        "NOK",
+        "DKK",
+        "PLN",
+        "CZK",
+        "HUF",
+        "CAD",
+        "AUD",
+        "NZD",
+        "BRL",
+        "INR",
+        "TRY",
+        "ZAR",
+        "SGD",
+        "HKD",
+        "MXN",
+        "USDT",
+        "USDC",
+    }
+)
+
+
+class AmountError(ValueError):
+    """Why an amount was refused: `code` names the reason, `params` fill the reply text."""
+
+    def __init__(self, code: str, **params: object) -> None:
+        super().__init__(code)
+        self.code = code
+        self.params = params
+
+
+def exponent(currency: str) -> int:
+    """How many decimals the currency's minor unit has (EUR 2, JPY 0)."""
+    return _EXPONENTS.get(currency.upper(), 2)
+
+
+def is_currency_code(text: str) -> bool:
+    return bool(_CURRENCY_RE.match(text)) and text.upper() in KNOWN_CURRENCIES
+
+
+def parse_amount(text: str, currency: str, maximum: Decimal) -> int:
+    """Parse what a merchant typed into minor units of `currency`; raise AmountError.
+
+    Accepts `12.50`, `12,50` and `12`; refuses exponents, signs, NaN, infinity, more
+    decimals than the currency has, zero, and anything above `maximum`.
+    """
+    cleaned = text.strip()
+    places = exponent(currency)
+    match = _AMOUNT_RE.match(cleaned)
+    if not match or len(cleaned) > 32:
+        if cleaned.startswith("-"):
+            raise AmountError("not_positive")
+        raise AmountError("not_a_number", text=cleaned[:20])
+    frac = match.group("frac") or ""
+    if len(frac) > places:
+        raise AmountError("too_many_decimals", places=places)
+    try:
+        value = Decimal(f"{match.group('int')}.{frac or '0'}")
+    except InvalidOperation:  # pragma: no cover - the regex admits only digits
+        raise AmountError("not_a_number", text=cleaned[:20]) from None
+    if value <= 0:
+        raise AmountError("not_positive")
+    if value > maximum:
+        raise AmountError("too_large", maximum=format_decimal(maximum, "en", places=0))
+    return int(value.scaleb(places))
+
+
+def to_decimal(minor: int, currency: str) -> Decimal:
+    """Minor units back to an exact Decimal (1250 EUR cents -> Decimal('12.50'))."""
+    return Decimal(minor).scaleb(-exponent(currency))
+
+
+def plain_decimal(minor: int, currency: str) -> str:
+    """The shortest exact decimal string for APIs: 1000 -> '10', 1250 -> '12.5'."""
+    return format(to_decimal(minor, currency).normalize(), "f")
+
+
+def format_decimal(value: Decimal, language: str, places: int = 2) -> str:
+    """Group thousands and choose the separators of the language ('1,234.50' / '1.234,50')."""
+    quantized = value.quantize(Decimal(1).scaleb(-places)) if places else value.quantize(1)
+    sign = "-" if quantized < 0 else ""
+    text = format(abs(quantized), "f")
+    whole, _, frac = text.partition(".")
+    groups = []
+    while len(whole) > 3:
+        groups.insert(0, whole[-3:])
+        whole = whole[:-3]
+    groups.insert(0, whole)
+    if language == "en":
+        thousands, decimal_mark = ",", "."
+    else:  # de, fi and most of Europe
+        thousands, decimal_mark = (" " if language == "fi" else "."), ","
+    out = thousands.join(groups)
+    return sign + (f"{out}{decimal_mark}{frac}" if frac else out)
+
+
+def format_amount(minor: int, currency: str, language: str = "en") -> str:
+    """An amount as people of the language write it: '€12.50' (en), '12,50 €' (de)."""
+    code = currency.upper()
+    number = format_decimal(to_decimal(minor, code), language, exponent(code))
+    symbol = _SYMBOLS.get(code)
+    if language == "en":
+        if symbol and symbol != code:
+            return f"{symbol}{number}"
+        return f"{number} {code}"
+    return f"{number} {symbol or code}"
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    minor: int
+    currency: str
+
+    def format(self, language: str = "en") -> str:
+        return format_amount(self.minor, self.currency, language)

@@ -1,0 +1,412 @@
+"""The outbox sender: turns outbox rows into Telegram edits and messages, within limits.
+
+Delivery is at least once with one narrow exception, by design:
+- Edits are idempotent: the message is re-rendered from the stored invoice, and Telegram's
+  "message is not modified" counts as done. An edit can repeat harmlessly.
+- New messages (receipts, admin and merchant notices) are marked sent right after Telegram
+  accepts them. The one crash window: the process dies after Telegram accepted the message
+  and before the row is marked sent (one local database write, well under a millisecond on
+  SQLite). Then the message is sent again after restart. Nothing else sends twice.
+
+Telegram's limits are kept here for everything the outbox sends: at most `global_rate`
+messages a second overall, one a second per private chat, 20 a minute per group, and after
+a 429 nothing is sent to Telegram before its `retry_after` has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from telegram import Bot, InputMediaPhoto, Message
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+
+from bot.i18n import t
+from bot.metrics import Metrics
+from bot.money import format_amount
+from bot.views import (
+    ViewContext,
+    format_time,
+    has_qr,
+    invoice_keyboard,
+    invoice_text,
+    qr_for,
+)
+from storage.base import Repository
+from storage.models import (
+    Invoice,
+    InvoiceMessage,
+    InvoiceStatus,
+    OutboxEvent,
+    OutboxItem,
+    OutboxKind,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+LanguageOf = Callable[[int], Awaitable[str]]
+
+_NOT_MODIFIED = "message is not modified"
+_GONE = (
+    "message to edit not found",
+    "message can't be edited",
+    "message_id_invalid",
+    "message not found",
+    "there is no text in the message to edit",
+    "there is no caption in the message to edit",
+)
+
+
+class TelegramLimiter:
+    """Paces sends: a global rate, per-chat spacing, and a global pause after a 429."""
+
+    def __init__(
+        self,
+        *,
+        global_rate: float = 25.0,
+        private_interval: float = 1.0,
+        group_interval: float = 3.1,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.global_interval = 1.0 / global_rate
+        self.private_interval = private_interval
+        self.group_interval = group_interval
+        self.monotonic = monotonic
+        self._next_global = 0.0
+        self._next_chat: dict[int, float] = {}
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    def pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, self.monotonic() + seconds)
+
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self.monotonic())
+
+    async def acquire(self, chat_id: int | None) -> None:
+        """Wait until a message to `chat_id` may go, and book its slot."""
+        async with self._lock:
+            now = self.monotonic()
+            at = max(now, self._next_global, self._paused_until)
+            if chat_id is not None:
+                at = max(at, self._next_chat.get(chat_id, 0.0))
+            self._next_global = at + self.global_interval
+            if chat_id is not None:
+                self._next_chat[chat_id] = at + (
+                    self.group_interval if chat_id < 0 else self.private_interval
+                )
+                if len(self._next_chat) > 50_000:
+                    self._next_chat = {c: v for c, v in self._next_chat.items() if v > now}
+        delay = at - self.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pause = self.paused_for  # a 429 may have arrived while we waited
+        if pause > 0:
+            await asyncio.sleep(pause)
+
+
+@dataclass(slots=True)
+class SendResult:
+    done: bool
+    retry_in: float = 0.0
+    error: str = ""
+
+
+class Notifier:
+    """Delivers the outbox; `kick()` wakes it at once, otherwise it looks every second."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        repo: Repository,
+        view: Callable[[], ViewContext],
+        *,
+        language_of: LanguageOf,
+        clock: Clock,
+        owner: str,
+        metrics: Metrics,
+        limiter: TelegramLimiter | None = None,
+        batch: int = 200,
+        idle_wait: float = 1.0,
+    ) -> None:
+        self.bot = bot
+        self.repo = repo
+        self.view = view
+        self.language_of = language_of
+        self.clock = clock
+        self.owner = owner
+        self.metrics = metrics
+        self.limiter = limiter or TelegramLimiter()
+        self.batch = batch
+        self.idle_wait = idle_wait
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.last_run: datetime | None = None
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="tillbot-notifier")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # storage hiccup: keep the loop alive, try again shortly
+                log.exception("outbox delivery failed; retrying")
+            self.last_run = self.clock()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.idle_wait)
+            self._wake.clear()
+
+    async def drain(self) -> int:
+        """Send everything that is due now; return how many rows were delivered."""
+        delivered = 0
+        while True:
+            items = await self.repo.claim_outbox(
+                now=self.clock(), owner=self.owner, lease=timedelta(minutes=2), limit=self.batch
+            )
+            if not items:
+                return delivered
+            by_chat: dict[int | None, list[OutboxItem]] = defaultdict(list)
+            for item in items:
+                by_chat[item.chat_id].append(item)
+            results = await asyncio.gather(*(self._deliver_chat(rows) for rows in by_chat.values()))
+            delivered += sum(results)
+
+    async def _deliver_chat(self, rows: list[OutboxItem]) -> int:
+        delivered = 0
+        for item in rows:
+            result = await self._deliver(item)
+            now = self.clock()
+            if result.done:
+                await self.repo.complete_outbox(item.id, now=now)
+                self.metrics.notifications_sent[item.kind.value] += 1
+                delivered += 1
+            else:
+                retry = max(result.retry_in, _backoff(item.attempts))
+                await self.repo.retry_outbox(
+                    item.id,
+                    next_attempt_at=now + timedelta(seconds=retry),
+                    error=result.error[:300],
+                    now=now,
+                )
+        return delivered
+
+    async def _deliver(self, item: OutboxItem) -> SendResult:
+        try:
+            if item.kind is OutboxKind.EDIT:
+                return await self._edit(item)
+            return await self._send_notice(item)
+        except RetryAfter as exc:
+            seconds = _seconds(exc.retry_after)
+            self.metrics.telegram_429 += 1
+            self.limiter.pause(seconds)
+            return SendResult(done=False, retry_in=seconds, error="429")
+        except Forbidden as exc:  # blocked by the user or kicked: nothing more can be done
+            log.info("outbox %s: chat unreachable: %s", item.id, exc.message)
+            return SendResult(done=True)
+        except BadRequest as exc:
+            if item.attempts >= 5:
+                log.warning(
+                    "outbox %s: giving up after %s tries: %s", item.id, item.attempts, exc.message
+                )
+                return SendResult(done=True)
+            return SendResult(done=False, error=exc.message)
+        except (NetworkError, TelegramError) as exc:
+            self.metrics.telegram_errors[type(exc).__name__] += 1
+            return SendResult(done=False, error=type(exc).__name__)
+
+    # -- edits -----------------------------------------------------------------------------
+    async def _edit(self, item: OutboxItem) -> SendResult:
+        if item.message_row_id is None or item.invoice_id is None:
+            return SendResult(done=True)
+        message = await self.repo.get_message(item.message_row_id)
+        invoice = await self.repo.get_invoice(item.invoice_id)
+        if message is None or invoice is None:
+            return SendResult(done=True)
+        language = message.language or "en"
+        view = self.view()
+        text = invoice_text(invoice, language, message.role, view)
+        keyboard = invoice_keyboard(invoice, language, message.role, view)
+        await self.limiter.acquire(message.chat_id)
+        try:
+            if message.inline_message_id is not None:
+                await self.bot.edit_message_text(
+                    inline_message_id=message.inline_message_id,
+                    text=text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard,
+                    link_preview_options=None,
+                )
+            elif message.is_photo and item.event is OutboxEvent.RENEWED and has_qr(invoice):
+                await self.bot.edit_message_media(
+                    chat_id=message.chat_id,
+                    message_id=message.message_id,
+                    media=InputMediaPhoto(qr_for(invoice), caption=text, parse_mode=ParseMode.HTML),
+                    reply_markup=keyboard,
+                )
+            elif message.is_photo:
+                await self.bot.edit_message_caption(
+                    chat_id=message.chat_id,
+                    message_id=message.message_id,
+                    caption=text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard,
+                )
+            else:
+                await self.bot.edit_message_text(
+                    chat_id=message.chat_id,
+                    message_id=message.message_id,
+                    text=text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard,
+                )
+        except BadRequest as exc:
+            lowered = exc.message.lower()
+            if _NOT_MODIFIED in lowered:
+                return SendResult(done=True)
+            if any(g in lowered for g in _GONE) and message.inline_message_id is None:
+                await self._resend(message, invoice, text, keyboard)
+                self._observe_delay(invoice, item)
+                return SendResult(done=True)
+            raise
+        self._observe_delay(invoice, item)
+        return SendResult(done=True)
+
+    async def _resend(
+        self, message: InvoiceMessage, invoice: Invoice, text: str, keyboard: object
+    ) -> None:
+        """The old message is gone or frozen: show the invoice in a new message instead."""
+        assert message.chat_id is not None and message.id is not None
+        await self.limiter.acquire(message.chat_id)
+        sent: Message
+        if invoice.status is InvoiceStatus.PENDING and message.is_photo and has_qr(invoice):
+            sent = await self.bot.send_photo(
+                message.chat_id,
+                qr_for(invoice),
+                caption=text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard,
+            )  # type: ignore[arg-type]
+        else:
+            sent = await self.bot.send_message(
+                message.chat_id, text, parse_mode=ParseMode.HTML, reply_markup=keyboard
+            )  # type: ignore[arg-type]
+        await self.repo.replace_message(
+            message.id, chat_id=sent.chat_id, message_id=sent.message_id
+        )
+
+    def _observe_delay(self, invoice: Invoice, item: OutboxItem) -> None:
+        if item.event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID) and invoice.paid_at:
+            delay = (self.clock() - invoice.paid_at).total_seconds()
+            if 0 <= delay < 86_400:
+                self.metrics.notification_delay.observe(delay)
+
+    # -- new messages ----------------------------------------------------------------------
+    async def _send_notice(self, item: OutboxItem) -> SendResult:
+        if item.chat_id is None:
+            return SendResult(done=True)
+        language = await self.language_of(item.chat_id)
+        invoice = await self.repo.get_invoice(item.invoice_id) if item.invoice_id else None
+        text = self._notice_text(item, invoice, language)
+        if text is None:
+            return SendResult(done=True)
+        await self.limiter.acquire(item.chat_id)
+        await self.bot.send_message(item.chat_id, text, parse_mode=ParseMode.HTML)
+        return SendResult(done=True)
+
+    def _notice_text(self, item: OutboxItem, invoice: Invoice | None, language: str) -> str | None:
+        view = self.view()
+        payload = item.payload
+        if item.event is OutboxEvent.GATEWAY_AUTH:
+            return t(
+                language,
+                "admin_gateway_auth",
+                gateway=_h(view.title(str(payload.get("gateway")))),
+                message=_h(str(payload.get("message", ""))),
+            )
+        if item.event is OutboxEvent.DAILY_SUMMARY:
+            return t(
+                language,
+                "admin_daily_summary",
+                date=_h(str(payload.get("date", ""))),
+                lines=_h(str(payload.get("lines", ""))),
+            )
+        if invoice is None:
+            return None
+        amount = format_amount(invoice.amount_minor, invoice.currency, language)
+        common = {
+            "id": invoice.id,
+            "amount": amount,
+            "gateway": _h(view.title(invoice.gateway)),
+            "merchant": invoice.merchant_id,
+            "description": _h(invoice.description or "—"),
+            "reason": _h(str(payload.get("reason") or invoice.failure_reason or "—")),
+            "detail": _h(_underpaid_detail(invoice, payload, language)),
+            "previous": t(language, f"status_{payload.get('previous', 'expired')}").lstrip(
+                "⌛🚫❌ "
+            ),
+        }
+        if item.kind is OutboxKind.RECEIPT:
+            return t(
+                language,
+                "receipt",
+                time=format_time(invoice.paid_at),
+                reference=_h(invoice.gateway_session_id or "—"),
+                **common,
+            )
+        prefix = "admin" if item.kind is OutboxKind.ADMIN else "merchant"
+        return t(language, f"{prefix}_{item.event.value}", **common)
+
+
+def _underpaid_detail(invoice: Invoice, payload: dict[str, object], language: str) -> str:
+    paid = payload.get("paid_amount_minor")
+    if isinstance(paid, int):
+        return t(
+            language,
+            "status_underpaid",
+            paid=format_amount(paid, invoice.currency, language),
+            amount=format_amount(invoice.amount_minor, invoice.currency, language),
+        ).removeprefix("⚠️ ")
+    detail = payload.get("detail")
+    return str(detail) if detail else t(language, "unknown_detail")
+
+
+def _h(text: str) -> str:
+    from html import escape
+
+    return escape(text)
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)  # type: ignore[arg-type]
+
+
+def _backoff(attempts: int) -> float:
+    return float(min(2 ** min(attempts, 8), 300))

@@ -1,0 +1,769 @@
+"""The payment service: create invoices, apply gateway statuses, decide what to notify.
+
+Imports no Telegram and no HTTP: it speaks to storage (the repository) and to gateways only
+through their adapter interface, and describes notifications as outbox rows that the
+notifier turns into Telegram messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from bot.gateways.base import (
+    Gateway,
+    GatewayAuthError,
+    GatewayError,
+    PaymentState,
+    SessionRequest,
+    SessionStatus,
+)
+from bot.metrics import Metrics
+from bot.money import AmountError, is_currency_code, parse_amount
+from storage.base import Repository
+from storage.models import (
+    Invoice,
+    InvoiceKind,
+    InvoiceMessage,
+    InvoiceStatus,
+    MessageRole,
+    NewInvoice,
+    NewOutbox,
+    OutboxEvent,
+    OutboxKind,
+    Transition,
+    allowed_sources,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class InputError(ValueError):
+    """A merchant's request cannot be done as written; `code` and `params` make the reply."""
+
+    def __init__(self, code: str, **params: object) -> None:
+        super().__init__(code)
+        self.code = code
+        self.params = params
+
+
+class NotAllowed(PermissionError):
+    """The user may not do this (not a merchant, not their invoice)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentPolicy:
+    """The settings the service works by (built from Settings by the wiring)."""
+
+    default_gateway: str
+    default_currency: str = "EUR"
+    max_amount: Decimal = Decimal("1000000")
+    max_description_length: int = 200
+    invoice_expiry: timedelta = timedelta(hours=1)
+    pos_expiry: timedelta = timedelta(minutes=15)
+    poll_interval: timedelta = timedelta(seconds=5)
+    poll_max_interval: timedelta = timedelta(seconds=60)
+    pos_poll_interval: timedelta = timedelta(seconds=1)
+    callback_poll_interval: timedelta = timedelta(seconds=120)
+    late_payment_watch: timedelta = timedelta(days=1)
+    renew_before: timedelta = timedelta(seconds=15)
+    expiry_grace: timedelta = timedelta(seconds=30)
+    admin_ids: frozenset[int] = frozenset()
+    merchant_ids: frozenset[int] = frozenset()
+    gateway_expiry: Mapping[str, timedelta] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceDraft:
+    """What a merchant asked for, before validation."""
+
+    amount_text: str
+    description: str = ""
+    currency: str | None = None
+    gateway: str | None = None
+    kind: InvoiceKind = InvoiceKind.CHECKOUT
+
+
+def parse_invoice_args(
+    args: Sequence[str], kind: InvoiceKind = InvoiceKind.CHECKOUT
+) -> InvoiceDraft:
+    """`12.50 Coffee`, `12 USD Lamp`, `EUR 12`: amount, optional currency, description."""
+    words = [w for w in args if w]
+    if not words:
+        raise InputError("amount_missing")
+    currency: str | None = None
+    if len(words) > 1 and is_currency_code(words[0]) and not is_currency_code(words[1]):
+        currency, words = words[0].upper(), [words[1], *words[2:]]
+    amount, rest = words[0], words[1:]
+    if rest and is_currency_code(rest[0]):
+        currency, rest = rest[0].upper(), rest[1:]
+    return InvoiceDraft(
+        amount_text=amount, description=" ".join(rest), currency=currency, kind=kind
+    )
+
+
+def new_public_token() -> str:
+    """An unguessable token for customer links (128 bits; letters, digits, - and _)."""
+    return secrets.token_urlsafe(16)
+
+
+def reference_for(invoice: Invoice) -> str:
+    """Our invoice id as gateways see it: `tb-<id>-<8 hex>`; the suffix keeps references
+    unique when a database is reset, without revealing the public token."""
+    suffix = hashlib.sha256(invoice.public_token.encode()).hexdigest()[:8]
+    return f"tb-{invoice.id}-{suffix}"
+
+
+class PaymentsService:
+    """Everything that happens to an invoice, whichever path (command, poll, callback) asks."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        gateways: Mapping[str, Gateway],
+        policy: PaymentPolicy,
+        *,
+        clock: Clock,
+        callback_url: Callable[[str], str | None] | None = None,
+        on_outbox: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.repo = repo
+        self.gateways = dict(gateways)
+        self.policy = policy
+        self.clock = clock
+        self._callback_url = callback_url or (lambda _gateway: None)
+        self._on_outbox = on_outbox or (lambda: None)
+        self.metrics = metrics or Metrics()
+        self._auth_alerted: set[str] = set()
+
+    # -- roles ----------------------------------------------------------------------------
+    def is_admin(self, user_id: int) -> bool:
+        return user_id in self.policy.admin_ids
+
+    async def is_merchant(self, user_id: int) -> bool:
+        return (
+            user_id in self.policy.admin_ids
+            or user_id in self.policy.merchant_ids
+            or await self.repo.is_merchant(user_id)
+        )
+
+    async def require_merchant(self, user_id: int) -> None:
+        if not await self.is_merchant(user_id):
+            raise NotAllowed("not a merchant")
+
+    # -- gateways -------------------------------------------------------------------------
+    def gateway(self, name: str) -> Gateway:
+        return self.gateways[name]
+
+    async def merchant_gateway(self, user_id: int) -> str:
+        prefs = await self.repo.get_prefs(user_id)
+        if prefs.gateway and prefs.gateway in self.gateways:
+            return prefs.gateway
+        return self.policy.default_gateway
+
+    def pos_gateway(self) -> str | None:
+        """The gateway for /pos: Mion when configured, else the sandbox's Lightning."""
+        for name in ("mion", "sandbox"):
+            gw = self.gateways.get(name)
+            if gw is not None and InvoiceKind.LIGHTNING in gw.kinds:
+                return name
+        return None
+
+    # -- creating -------------------------------------------------------------------------
+    def validate(self, draft: InvoiceDraft, gateway_name: str) -> tuple[int, str, str, Gateway]:
+        """Check a draft without side effects: (amount_minor, currency, description, gateway)."""
+        gateway = self.gateways.get(gateway_name)
+        if gateway is None:
+            raise InputError(
+                "gateway_unavailable", gateway=gateway_name, available=", ".join(self.gateways)
+            )
+        if draft.kind not in gateway.kinds:
+            raise InputError("kind_unsupported", gateway=gateway.title)
+        currency = (draft.currency or self._default_currency_for(gateway)).upper()
+        if not gateway.accepts_currency(currency):
+            raise InputError(
+                "currency_unsupported",
+                gateway=gateway.title,
+                currency=currency,
+                accepted=", ".join(gateway.currencies),
+            )
+        try:
+            amount = parse_amount(draft.amount_text, currency, self.policy.max_amount)
+        except AmountError as exc:
+            raise InputError(f"amount_{exc.code}", **exc.params) from None
+        description = " ".join(draft.description.split())
+        if len(description) > self.policy.max_description_length:
+            raise InputError("description_too_long", maximum=self.policy.max_description_length)
+        return amount, currency, description, gateway
+
+    def _default_currency_for(self, gateway: Gateway) -> str:
+        if gateway.accepts_currency(self.policy.default_currency):
+            return self.policy.default_currency
+        return gateway.currencies[0] if gateway.currencies else self.policy.default_currency
+
+    async def create_invoice(self, user_id: int, draft: InvoiceDraft) -> Invoice:
+        """Validate, store a pending invoice, create its gateway session, and return it.
+
+        Raises NotAllowed, InputError (nothing stored, nothing sent to a gateway), or
+        GatewayError (the invoice is stored as failed with the reason).
+        """
+        await self.require_merchant(user_id)
+        gateway_name = draft.gateway or await self.merchant_gateway(user_id)
+        amount, currency, description, gateway = self.validate(draft, gateway_name)
+        now = self.clock()
+        expiry = self._expiry_for(gateway_name, draft.kind)
+        invoice = await self.repo.create_invoice(
+            NewInvoice(
+                public_token=new_public_token(),
+                merchant_id=user_id,
+                amount_minor=amount,
+                currency=currency,
+                description=description,
+                gateway=gateway_name,
+                kind=draft.kind,
+                created_at=now,
+                expires_at=now + expiry,
+            )
+        )
+        request = SessionRequest(
+            reference=reference_for(invoice),
+            amount_minor=amount,
+            currency=currency,
+            description=description,
+            kind=draft.kind,
+            expires_in=expiry,
+            callback_url=self._callback_url(gateway_name),
+        )
+        try:
+            session = await gateway.create_session(request)
+        except GatewayError as exc:
+            self.metrics.gateway_request(gateway_name, "create", _outcome(exc))
+            await self._fail_creation(invoice, exc)
+            raise
+        self.metrics.gateway_request(gateway_name, "create", "ok")
+        invoice = await self.repo.attach_session(
+            invoice.id,
+            gateway_session_id=session.session_id,
+            checkout_url=session.checkout_url,
+            payment=dict(session.payment),
+            expires_at=session.expires_at or invoice.expires_at,
+            next_poll_at=now + self._first_delay(draft.kind, gateway),
+            now=self.clock(),
+        )
+        await self._register_callback(gateway, invoice)
+        return invoice
+
+    def _expiry_for(self, gateway_name: str, kind: InvoiceKind) -> timedelta:
+        if kind is InvoiceKind.LIGHTNING:
+            return self.policy.pos_expiry
+        return self.policy.gateway_expiry.get(gateway_name, self.policy.invoice_expiry)
+
+    async def _fail_creation(self, invoice: Invoice, exc: GatewayError) -> None:
+        if isinstance(exc, GatewayAuthError):
+            await self._alert_auth(invoice.gateway, exc)
+        await self.repo.transition(
+            Transition(
+                invoice_id=invoice.id,
+                expected=frozenset({InvoiceStatus.PENDING}),
+                new_status=InvoiceStatus.FAILED,
+                at=self.clock(),
+                raw_status="create_failed",
+                failure_reason=exc.user_message[:500],
+            )
+        )
+
+    async def _register_callback(self, gateway: Gateway, invoice: Invoice) -> None:
+        url = self._callback_url(invoice.gateway)
+        if not (url and gateway.supports_callbacks and invoice.gateway_session_id):
+            return
+        try:
+            await gateway.register_callback(invoice.gateway_session_id, url)
+        except GatewayError as exc:
+            # Polling still watches the invoice; a lost webhook only costs latency.
+            log.warning("webhook registration failed for invoice %s: %s", invoice.id, exc)
+
+    def callbacks_on(self, invoice: Invoice) -> bool:
+        gateway = self.gateways.get(invoice.gateway)
+        return bool(gateway and gateway.supports_callbacks and self._callback_url(invoice.gateway))
+
+    # -- messages -------------------------------------------------------------------------
+    async def remember_message(
+        self, message: InvoiceMessage, shown: InvoiceStatus
+    ) -> InvoiceMessage:
+        """Store a message that shows an invoice; if the invoice moved on while the message
+        was being sent, queue an edit so it does not stay stale."""
+        stored = await self.repo.add_message(message)
+        current = await self.repo.get_invoice(message.invoice_id)
+        if current is not None and current.status != shown and stored.id is not None:
+            await self._enqueue(
+                [
+                    NewOutbox(
+                        kind=OutboxKind.EDIT,
+                        event=_event_for(current),
+                        invoice_id=current.id,
+                        chat_id=stored.chat_id,
+                        message_row_id=stored.id,
+                        dedupe_key=f"i{current.id}:catchup:{current.status}:m{stored.id}",
+                    )
+                ]
+            )
+        return stored
+
+    async def invoice_for_customer(self, public_token: str) -> Invoice | None:
+        if not public_token or len(public_token) > 64:
+            return None
+        return await self.repo.get_invoice_by_token(public_token)
+
+    async def invoice_of(self, user_id: int, invoice_id: int) -> Invoice:
+        """A merchant's own invoice (admins may see any); NotAllowed otherwise."""
+        invoice = await self.repo.get_invoice(invoice_id)
+        if invoice is None or (invoice.merchant_id != user_id and not self.is_admin(user_id)):
+            raise NotAllowed("not your invoice")
+        return invoice
+
+    # -- watching -------------------------------------------------------------------------
+    async def check(self, invoice: Invoice, owner: str = "") -> Invoice:
+        """Poll one claimed invoice: renew its attempt if due, read and apply its status, and
+        schedule its next poll. GatewayErrors are handled here (backoff, auth alert)."""
+        gateway = self.gateways.get(invoice.gateway)
+        if gateway is None or invoice.gateway_session_id is None:
+            await self.repo.reschedule(invoice.id, next_poll_at=None, owner=owner, now=self.clock())
+            return invoice
+        try:
+            status = await gateway.get_status(invoice.gateway_session_id, reference_for(invoice))
+        except GatewayError as exc:
+            self.metrics.gateway_request(invoice.gateway, "status", _outcome(exc))
+            await self._poll_failed(invoice, exc, owner)
+            return invoice
+        self.metrics.gateway_request(invoice.gateway, "status", "ok")
+        self._auth_alerted.discard(invoice.gateway)
+        updated = await self.apply_status(invoice, status)
+        if updated.status is InvoiceStatus.PENDING and updated.kind is not InvoiceKind.CHECKOUT:
+            updated = await self.renew_if_due(updated)
+        if updated.status is invoice.status or updated.status is InvoiceStatus.PENDING:
+            await self.repo.reschedule(
+                updated.id, next_poll_at=self.next_poll_at(updated), owner=owner, now=self.clock()
+            )
+        return updated
+
+    async def _poll_failed(self, invoice: Invoice, exc: GatewayError, owner: str) -> None:
+        log.warning("status of invoice %s at %s failed: %s", invoice.id, invoice.gateway, exc)
+        if isinstance(exc, GatewayAuthError):
+            await self._alert_auth(invoice.gateway, exc)
+        delay = self._delay(invoice) * 2
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            delay = max(delay, timedelta(seconds=float(retry_after)))
+        now = self.clock()
+        await self.repo.reschedule(invoice.id, next_poll_at=now + delay, owner=owner, now=now)
+
+    async def _alert_auth(self, gateway_name: str, exc: GatewayError) -> None:
+        """Tell each admin once (per gateway and day) that a gateway rejects our credentials."""
+        if gateway_name in self._auth_alerted:
+            return
+        self._auth_alerted.add(gateway_name)
+        day = self.clock().date().isoformat()
+        await self._enqueue(
+            [
+                NewOutbox(
+                    kind=OutboxKind.ADMIN,
+                    event=OutboxEvent.GATEWAY_AUTH,
+                    chat_id=admin,
+                    payload={"gateway": gateway_name, "message": exc.user_message[:300]},
+                    dedupe_key=f"gwauth:{gateway_name}:{day}:{admin}",
+                )
+                for admin in sorted(self.policy.admin_ids)
+            ]
+        )
+
+    async def renew_if_due(self, invoice: Invoice) -> Invoice:
+        """Request a new payment attempt shortly before the current one expires."""
+        gateway = self.gateways.get(invoice.gateway)
+        expires = _parse_time(invoice.payment.get("attempt_expires_at"))
+        if gateway is None or not gateway.supports_renewal or invoice.gateway_session_id is None:
+            return invoice
+        now = self.clock()
+        if expires is None or expires - now > self.policy.renew_before:
+            return invoice
+        if invoice.expires_at is not None and now >= invoice.expires_at:
+            return invoice
+        try:
+            session = await gateway.renew_attempt(invoice.gateway_session_id)
+        except GatewayError as exc:
+            self.metrics.gateway_request(invoice.gateway, "renew", _outcome(exc))
+            log.warning("renewing the attempt of invoice %s failed: %s", invoice.id, exc)
+            return invoice
+        self.metrics.gateway_request(invoice.gateway, "renew", "ok")
+        updated = await self.repo.update_payment(invoice.id, dict(session.payment), self.clock())
+        token = hashlib.sha256(
+            str(session.payment.get("ln_invoice") or session.payment.get("address") or now).encode()
+        ).hexdigest()[:12]
+        await self._enqueue(
+            self._edits(
+                updated,
+                OutboxEvent.RENEWED,
+                suffix=token,
+                messages=await self.repo.messages_for(invoice.id),
+            )
+        )
+        return updated
+
+    def _first_delay(self, kind: InvoiceKind, gateway: Gateway) -> timedelta:
+        if kind is InvoiceKind.LIGHTNING:
+            return self.policy.pos_poll_interval
+        return self.policy.poll_interval
+
+    def _delay(self, invoice: Invoice) -> timedelta:
+        """How long until the next poll of a pending invoice: ~1 s at a counter; online fast
+        then backing off; slow but never stopped when a callback is registered."""
+        if invoice.kind is InvoiceKind.LIGHTNING:
+            return self.policy.pos_poll_interval
+        step = min(invoice.poll_count // 5, 6)
+        delay = min(self.policy.poll_interval * (2**step), self.policy.poll_max_interval)
+        if self.callbacks_on(invoice):
+            delay = max(delay, self.policy.callback_poll_interval)
+        return delay
+
+    def next_poll_at(self, invoice: Invoice) -> datetime | None:
+        now = self.clock()
+        if invoice.status is InvoiceStatus.PENDING:
+            at = now + self._delay(invoice)
+            attempt_end = _parse_time(invoice.payment.get("attempt_expires_at"))
+            if attempt_end is not None:
+                at = min(at, max(attempt_end - self.policy.renew_before, now))
+            if (
+                invoice.expires_at is not None
+                and at > invoice.expires_at + self.policy.expiry_grace
+            ):
+                at = max(invoice.expires_at + self.policy.expiry_grace, now)
+            return at
+        if invoice.status in (InvoiceStatus.EXPIRED, InvoiceStatus.CANCELLED):
+            # Late payments: keep looking, slowly, for a while after we gave up.
+            start = invoice.expires_at or invoice.updated_at
+            if now < start + self.policy.late_payment_watch:
+                return now + max(
+                    self.policy.poll_max_interval * 5, self.policy.callback_poll_interval
+                )
+        return None
+
+    # -- applying a status ----------------------------------------------------------------
+    async def apply_status(self, invoice: Invoice, status: SessionStatus) -> Invoice:
+        """Move the invoice as the gateway's status says; notify through the outbox."""
+        now = self.clock()
+        state = status.state
+        if state is PaymentState.PAID and not self._matches(invoice, status):
+            return invoice
+        if state is PaymentState.PAID and _is_short(invoice, status):
+            state = PaymentState.UNDERPAID
+        if state is PaymentState.PAID:
+            late = invoice.status is not InvoiceStatus.PENDING
+            return await self._move(
+                invoice, InvoiceStatus.PAID, status, late=late, paid_at=status.paid_at or now
+            )
+        if state is PaymentState.UNDERPAID:
+            return await self._underpaid(invoice, status)
+        if invoice.status is not InvoiceStatus.PENDING:
+            return invoice
+        if state is PaymentState.EXPIRED:
+            return await self._move(invoice, InvoiceStatus.EXPIRED, status)
+        if state is PaymentState.FAILED:
+            return await self._move(invoice, InvoiceStatus.FAILED, status)
+        if state is PaymentState.CANCELLED:
+            return await self._move(invoice, InvoiceStatus.CANCELLED, status)
+        if invoice.expires_at is not None and now > invoice.expires_at + self.policy.expiry_grace:
+            # The gateway still says pending long after our expiry: stop asking the customer
+            # (a payment that still lands later is reported as late).
+            return await self._move(invoice, InvoiceStatus.EXPIRED, status)
+        if status.raw_status != invoice.raw_status:
+            await self.repo.record_observation(invoice.id, raw_status=status.raw_status, now=now)
+        return invoice
+
+    def _matches(self, invoice: Invoice, status: SessionStatus) -> bool:
+        """A status is about this invoice: payee and currency agree where the gateway says."""
+        gateway = self.gateways.get(invoice.gateway)
+        expected_payee = getattr(gateway, "payee_id", None)
+        if (
+            status.payee is not None
+            and expected_payee is not None
+            and status.payee != expected_payee
+        ):
+            log.warning("invoice %s: status names another payee; ignored", invoice.id)
+            return False
+        if status.currency is not None and status.currency.upper() != invoice.currency.upper():
+            log.warning("invoice %s: status in another currency; ignored", invoice.id)
+            return False
+        return True
+
+    async def _move(
+        self,
+        invoice: Invoice,
+        new_status: InvoiceStatus,
+        status: SessionStatus,
+        *,
+        late: bool = False,
+        paid_at: datetime | None = None,
+    ) -> Invoice:
+        event = _event(new_status, late)
+        messages = await self.repo.messages_for(invoice.id)
+        now = self.clock()
+        moved_preview = _replace_status(invoice, new_status)
+        outbox = [
+            *self._edits(moved_preview, event, messages=messages),
+            *self._notices(moved_preview, event, messages, status),
+        ]
+        updated = await self.repo.transition(
+            Transition(
+                invoice_id=invoice.id,
+                expected=allowed_sources(new_status),
+                new_status=new_status,
+                at=now,
+                raw_status=status.raw_status,
+                paid_at=paid_at,
+                failure_reason=status.failure_reason,
+                late=late,
+                outbox=tuple(outbox),
+            )
+        )
+        if updated is None:  # someone else moved it first: they notified
+            return await self.repo.get_invoice(invoice.id) or invoice
+        if new_status is InvoiceStatus.PAID:
+            self.metrics.paid(updated)
+        self._on_outbox()
+        next_at = self.next_poll_at(updated)
+        if next_at is not None:
+            await self.repo.reschedule(updated.id, next_poll_at=next_at, owner="", now=now)
+        return updated
+
+    async def _underpaid(self, invoice: Invoice, status: SessionStatus) -> Invoice:
+        if invoice.underpaid or invoice.status is InvoiceStatus.PAID:
+            return invoice
+        await self.repo.record_observation(
+            invoice.id, raw_status=status.raw_status, now=self.clock(), underpaid=True
+        )
+        updated = await self.repo.get_invoice(invoice.id) or invoice
+        messages = await self.repo.messages_for(invoice.id)
+        await self._enqueue(
+            [
+                *self._edits(updated, OutboxEvent.UNDERPAID, messages=messages),
+                *self._notices(updated, OutboxEvent.UNDERPAID, messages, status),
+            ]
+        )
+        return updated
+
+    def _edits(
+        self,
+        invoice: Invoice,
+        event: OutboxEvent,
+        *,
+        messages: Iterable[InvoiceMessage],
+        suffix: str = "",
+    ) -> list[NewOutbox]:
+        return [
+            NewOutbox(
+                kind=OutboxKind.EDIT,
+                event=event,
+                invoice_id=invoice.id,
+                chat_id=m.chat_id,
+                message_row_id=m.id,
+                dedupe_key=f"i{invoice.id}:{event}{suffix}:edit:m{m.id}",
+            )
+            for m in messages
+            if m.id is not None
+        ]
+
+    def _notices(
+        self,
+        invoice: Invoice,
+        event: OutboxEvent,
+        messages: Sequence[InvoiceMessage],
+        status: SessionStatus,
+    ) -> list[NewOutbox]:
+        detail = {
+            "raw_status": status.raw_status,
+            "reason": status.failure_reason,
+            "detail": status.detail,
+            "paid_amount_minor": status.paid_amount_minor,
+        }
+        payload = {k: v for k, v in detail.items() if v is not None}
+        rows: list[NewOutbox] = []
+        if event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID):
+            customers = sorted(
+                {
+                    m.chat_id
+                    for m in messages
+                    if m.role is MessageRole.CUSTOMER and m.chat_id is not None
+                }
+            )
+            rows += [
+                NewOutbox(
+                    kind=OutboxKind.RECEIPT,
+                    event=event,
+                    invoice_id=invoice.id,
+                    chat_id=chat,
+                    payload=payload,
+                    dedupe_key=f"i{invoice.id}:receipt:c{chat}",
+                )
+                for chat in customers
+            ]
+        if event in (
+            OutboxEvent.PAID,
+            OutboxEvent.LATE_PAID,
+            OutboxEvent.UNDERPAID,
+            OutboxEvent.FAILED,
+        ):
+            rows += [
+                NewOutbox(
+                    kind=OutboxKind.ADMIN,
+                    event=event,
+                    invoice_id=invoice.id,
+                    chat_id=admin,
+                    payload=payload,
+                    dedupe_key=f"i{invoice.id}:{event}:admin:{admin}",
+                )
+                for admin in sorted(self.policy.admin_ids)
+            ]
+        if event in (OutboxEvent.LATE_PAID, OutboxEvent.UNDERPAID, OutboxEvent.FAILED) and (
+            invoice.merchant_id not in self.policy.admin_ids
+        ):
+            rows.append(
+                NewOutbox(
+                    kind=OutboxKind.MERCHANT,
+                    event=event,
+                    invoice_id=invoice.id,
+                    chat_id=invoice.merchant_id,
+                    payload=payload,
+                    dedupe_key=f"i{invoice.id}:{event}:merchant",
+                )
+            )
+        return rows
+
+    async def _enqueue(self, rows: Sequence[NewOutbox]) -> None:
+        if rows and await self.repo.enqueue(rows, self.clock()):
+            self._on_outbox()
+
+    # -- callbacks ------------------------------------------------------------------------
+    async def handle_callback(self, gateway_name: str, body: bytes, content_type: str) -> Invoice:
+        """A gateway's callback is a hint: find the invoice, re-read the status from the
+        gateway API, and apply it. Raises ValueError (malformed), LookupError (unknown)."""
+        gateway = self.gateways.get(gateway_name)
+        if gateway is None:
+            raise LookupError(gateway_name)
+        hint = gateway.parse_callback(body, content_type)
+        invoice: Invoice | None = None
+        if hint.session_id:
+            invoice = await self.repo.get_invoice_by_session(gateway_name, hint.session_id)
+        if invoice is None and hint.reference:
+            invoice = await self._invoice_by_reference(hint.reference)
+        if invoice is None or invoice.gateway != gateway_name:
+            raise LookupError("unknown session")
+        expected_payee = getattr(gateway, "payee_id", None)
+        if hint.payee is not None and expected_payee is not None and hint.payee != expected_payee:
+            raise LookupError("unknown payee")
+        self.metrics.callback(gateway_name)
+        return await self.refresh(invoice)
+
+    async def _invoice_by_reference(self, reference: str) -> Invoice | None:
+        parts = reference.split("-")
+        if len(parts) != 3 or parts[0] != "tb" or not parts[1].isdigit():
+            return None
+        invoice = await self.repo.get_invoice(int(parts[1]))
+        if invoice is None or reference_for(invoice) != reference:
+            return None
+        return invoice
+
+    async def refresh(self, invoice: Invoice) -> Invoice:
+        """Re-read one invoice's status now (a callback, a button press); no rescheduling
+        unless it moved."""
+        gateway = self.gateways.get(invoice.gateway)
+        if gateway is None or invoice.gateway_session_id is None:
+            return invoice
+        try:
+            status = await gateway.get_status(invoice.gateway_session_id, reference_for(invoice))
+        except GatewayError as exc:
+            self.metrics.gateway_request(invoice.gateway, "status", _outcome(exc))
+            raise
+        self.metrics.gateway_request(invoice.gateway, "status", "ok")
+        return await self.apply_status(invoice, status)
+
+    # -- merchant actions -----------------------------------------------------------------
+    async def cancel(self, user_id: int, invoice_id: int) -> tuple[Invoice, bool]:
+        """Cancel a pending invoice: at the gateway when it can, locally otherwise.
+        Returns (invoice, cancelled_at_gateway)."""
+        invoice = await self.invoice_of(user_id, invoice_id)
+        if invoice.status is not InvoiceStatus.PENDING:
+            raise InputError("not_pending", status=invoice.status.value)
+        gateway = self.gateways.get(invoice.gateway)
+        at_gateway = False
+        if gateway is not None and gateway.supports_cancel and invoice.gateway_session_id:
+            try:
+                at_gateway = await gateway.cancel(invoice.gateway_session_id)
+            except GatewayError as exc:
+                log.warning(
+                    "cancel at %s failed for invoice %s: %s", invoice.gateway, invoice.id, exc
+                )
+        status = SessionStatus(
+            state=PaymentState.CANCELLED,
+            raw_status="cancelled" if at_gateway else "cancelled_locally",
+        )
+        updated = await self._move(invoice, InvoiceStatus.CANCELLED, status)
+        if updated.status is not InvoiceStatus.CANCELLED:
+            raise InputError("not_pending", status=updated.status.value)
+        return updated, at_gateway
+
+    async def simulate_payment(self, invoice: Invoice) -> Invoice:
+        """Sandbox: pay the session at the simulator, then learn of it like any payment."""
+        gateway = self.gateways.get(invoice.gateway)
+        if gateway is None or not gateway.can_simulate or invoice.gateway_session_id is None:
+            raise InputError("cannot_simulate")
+        if invoice.status is not InvoiceStatus.PENDING:
+            return invoice
+        await gateway.simulate_payment(invoice.gateway_session_id)
+        return await self.refresh(invoice)
+
+
+def _outcome(exc: GatewayError) -> str:
+    return type(exc).__name__.removeprefix("Gateway").lower() or "error"
+
+
+def _event(status: InvoiceStatus, late: bool) -> OutboxEvent:
+    if status is InvoiceStatus.PAID:
+        return OutboxEvent.LATE_PAID if late else OutboxEvent.PAID
+    return OutboxEvent(status.value)
+
+
+def _event_for(invoice: Invoice) -> OutboxEvent:
+    if invoice.status is InvoiceStatus.PENDING:
+        return OutboxEvent.UNDERPAID if invoice.underpaid else OutboxEvent.RENEWED
+    return _event(invoice.status, invoice.late)
+
+
+def _replace_status(invoice: Invoice, status: InvoiceStatus) -> Invoice:
+    from dataclasses import replace
+
+    return replace(invoice, status=status)
+
+
+def _is_short(invoice: Invoice, status: SessionStatus) -> bool:
+    return (
+        status.amount_minor is not None
+        and status.currency is not None
+        and status.amount_minor < invoice.amount_minor
+    )
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None

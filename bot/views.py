@@ -1,0 +1,194 @@
+"""What an invoice looks like in Telegram: texts, captions and keyboards, from the stored
+invoice alone, so every message of an invoice can be re-rendered at any time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from html import escape
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.i18n import t
+from bot.money import format_amount, format_decimal
+from bot.qr import lightning_uri, onchain_uri, qr_png
+from storage.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
+
+CALLBACK_SIMULATE = "sim"
+CALLBACK_CANCEL = "cancel"
+CALLBACK_REFRESH = "chk"
+CALLBACK_SHOW = "show"
+CALLBACK_PAGE = "page"
+CALLBACK_SETTINGS = "set"
+CALLBACK_MERCHANT = "merch"
+CALLBACK_NOOP = "noop"
+
+
+@dataclass(frozen=True, slots=True)
+class ViewContext:
+    """What views need beyond the invoice: the bot's username and the gateways' titles."""
+
+    bot_username: str
+    gateway_titles: Mapping[str, str] = field(default_factory=dict)
+    simulatable: frozenset[str] = frozenset()
+
+    def title(self, gateway: str) -> str:
+        return self.gateway_titles.get(gateway, gateway)
+
+
+def share_link(invoice: Invoice, bot_username: str) -> str:
+    return f"https://t.me/{bot_username}?start={invoice.public_token}"
+
+
+def format_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def status_label(invoice: Invoice, language: str) -> str:
+    amount = format_amount(invoice.amount_minor, invoice.currency, language)
+    if invoice.status is InvoiceStatus.PENDING and invoice.underpaid:
+        return t(language, "status_underpaid_unknown", amount=amount)
+    if invoice.status is InvoiceStatus.PAID and invoice.late:
+        return t(language, "status_paid_late")
+    return t(language, f"status_{invoice.status.value}")
+
+
+def sats_text(amount_msat: int, language: str) -> str:
+    sats = Decimal(amount_msat) / 1000
+    places = 0 if amount_msat % 1000 == 0 else 3
+    return format_decimal(sats, language, places=places)
+
+
+def payment_lines(invoice: Invoice, language: str) -> list[str]:
+    """The Lightning or on-chain part of a pending invoice (what the QR encodes)."""
+    payment = invoice.payment
+    if invoice.kind is InvoiceKind.LIGHTNING and payment.get("amount_msat") is not None:
+        expires = _parse_iso(payment.get("attempt_expires_at"))
+        return [
+            t(
+                language,
+                "pos_caption_lines",
+                sats=sats_text(int(payment["amount_msat"]), language),
+                time=expires.strftime("%H:%M:%S UTC") if expires else "—",
+            )
+        ]
+    if invoice.kind is InvoiceKind.ONCHAIN and payment.get("address"):
+        return [
+            t(
+                language,
+                "onchain_lines",
+                amount=escape(str(payment.get("crypto_amount", ""))),
+                symbol=escape(str(payment.get("crypto_symbol", ""))),
+                address=escape(str(payment["address"])),
+            )
+        ]
+    return []
+
+
+def invoice_text(invoice: Invoice, language: str, role: MessageRole, ctx: ViewContext) -> str:
+    """The invoice message (or photo caption), for the merchant or a customer."""
+    amount = format_amount(invoice.amount_minor, invoice.currency, language)
+    lines = [
+        t(language, "invoice_title", id=invoice.id),
+        t(language, "invoice_amount", amount=amount),
+    ]
+    if invoice.description:
+        lines.append(t(language, "invoice_description", description=escape(invoice.description)))
+    lines.append(t(language, "invoice_status", status=status_label(invoice, language)))
+    if invoice.status is InvoiceStatus.PAID:
+        lines.append(t(language, "invoice_paid_at", time=format_time(invoice.paid_at)))
+    elif invoice.status is InvoiceStatus.PENDING:
+        lines += payment_lines(invoice, language)
+        if invoice.kind is not InvoiceKind.LIGHTNING:
+            lines.append(t(language, "invoice_expires", time=format_time(invoice.expires_at)))
+    elif invoice.status is InvoiceStatus.FAILED and invoice.failure_reason:
+        lines.append(t(language, "failure_reason", reason=escape(invoice.failure_reason)))
+    lines.append(t(language, "invoice_gateway", gateway=escape(ctx.title(invoice.gateway))))
+    if invoice.status is InvoiceStatus.PENDING and invoice.gateway in ctx.simulatable:
+        lines.append(t(language, "sandbox_note"))
+    if role is MessageRole.MERCHANT and invoice.status is InvoiceStatus.PENDING:
+        lines.append(t(language, "invoice_share", link=share_link(invoice, ctx.bot_username)))
+    text = "\n".join(lines)
+    return text[:1024] if invoice.kind is not InvoiceKind.CHECKOUT else text
+
+
+def invoice_keyboard(
+    invoice: Invoice, language: str, role: MessageRole, ctx: ViewContext
+) -> InlineKeyboardMarkup | None:
+    """Pay (URL), Simulate payment (sandbox), Cancel (merchant) while pending; none after."""
+    if invoice.status is not InvoiceStatus.PENDING:
+        return None
+    rows: list[list[InlineKeyboardButton]] = []
+    amount = format_amount(invoice.amount_minor, invoice.currency, language)
+    if invoice.checkout_url:
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    t(language, "button_pay", amount=amount), url=invoice.checkout_url
+                )
+            ]
+        )
+    if invoice.gateway in ctx.simulatable:
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    t(language, "button_simulate"),
+                    callback_data=f"{CALLBACK_SIMULATE}:{invoice.public_token}",
+                )
+            ]
+        )
+    if role is MessageRole.MERCHANT:
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    t(language, "button_cancel"), callback_data=f"{CALLBACK_CANCEL}:{invoice.id}"
+                )
+            ]
+        )
+    elif not invoice.checkout_url and invoice.gateway not in ctx.simulatable:
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    t(language, "button_refresh"),
+                    callback_data=f"{CALLBACK_REFRESH}:{invoice.public_token}",
+                )
+            ]
+        )
+    return InlineKeyboardMarkup(rows) if rows else None
+
+
+def has_qr(invoice: Invoice) -> bool:
+    payment = invoice.payment
+    return (invoice.kind is InvoiceKind.LIGHTNING and bool(payment.get("ln_invoice"))) or (
+        invoice.kind is InvoiceKind.ONCHAIN and bool(payment.get("address"))
+    )
+
+
+def qr_for(invoice: Invoice) -> bytes:
+    """The PNG the customer scans: the Lightning invoice or the on-chain payment."""
+    payment: Mapping[str, Any] = invoice.payment
+    if invoice.kind is InvoiceKind.LIGHTNING:
+        return qr_png(lightning_uri(str(payment["ln_invoice"])))
+    return qr_png(
+        onchain_uri(
+            str(payment["address"]),
+            _opt(payment.get("crypto_amount")),
+            _opt(payment.get("crypto_symbol")),
+        )
+    )
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _parse_iso(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
