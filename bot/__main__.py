@@ -9,7 +9,7 @@ import sys
 from telegram.error import InvalidToken, TelegramError
 
 from bot.config import SettingsError, load_settings
-from bot.logsafe import RedactingFilter, configure_logging
+from bot.logsafe import configure_logging, redact
 from storage import StorageError
 
 
@@ -27,23 +27,19 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"tillbot: {exc}", file=sys.stderr)
         return 2
-    redactor = configure_logging(settings.log_level, settings.secrets())
+    configure_logging(settings.log_level, settings.secrets())
     try:
         asyncio.run(_serve(settings))
     except InvalidToken:
         print("tillbot: TELEGRAM_BOT_TOKEN was rejected by Telegram", file=sys.stderr)
         return 2
     except StorageError as exc:
-        print(f"tillbot: DATABASE_URL: {redactor.redact(str(exc))}", file=sys.stderr)
+        print(f"tillbot: DATABASE_URL: {redact(str(exc))}", file=sys.stderr)
         return 1
     except TelegramError as exc:
-        print(f"tillbot: Telegram: {_safe(redactor, exc)}", file=sys.stderr)
+        print(f"tillbot: Telegram: {redact(str(exc))}", file=sys.stderr)
         return 1
     return 0
-
-
-def _safe(redactor: RedactingFilter, exc: BaseException) -> str:
-    return redactor.redact(str(exc))
 
 
 async def _serve(settings: object) -> None:

@@ -37,6 +37,7 @@ from bot.gateways.registry import build_gateways
 from bot.handlers import admin, customer, inline, lists, merchant
 from bot.handlers.common import reply
 from bot.handlers.menu import register_commands
+from bot.logsafe import install_redaction
 from bot.notifier import Notifier
 from bot.payments import PaymentPolicy, PaymentsService
 from bot.views import (
@@ -113,6 +114,7 @@ def build_application(
         .post_shutdown(post_shutdown)
         .build()
     )
+    install_redaction(settings.secrets())
     services = app.bot_data
     services.settings = settings
     services.clock = clock

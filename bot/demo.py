@@ -50,7 +50,7 @@ class Transcript:
         return "\n".join(lines)
 
 
-async def run_demo(out: Callable[[str], None] = print, timeout: float = 25.0) -> int:
+async def run_demo(out: Callable[[str], None] = print, limit: float = 25.0) -> int:
     from bot.app import Runner, build_application
     from bot.config import Settings
 
@@ -77,7 +77,7 @@ async def run_demo(out: Callable[[str], None] = print, timeout: float = 25.0) ->
         out("Tillbot demo: a merchant invoices, a customer pays (sandbox gateway, local fakes).")
         await runner.start()
         try:
-            await asyncio.wait_for(_play(emu, transcript, merchant, customer, admin), timeout)
+            await asyncio.wait_for(_play(emu, transcript, merchant, customer, admin), limit)
         finally:
             await runner.stop()
             await emu.stop()

@@ -394,7 +394,7 @@ def resolve_language(preferred: str | None, telegram_code: str | None) -> str:
     return DEFAULT_LANGUAGE
 
 
-def t(language: str, key: str, **params: object) -> str:
+def t(language: str, key: str, /, **params: object) -> str:
     catalogue = CATALOGUES.get(language, EN)
     template = catalogue.get(key) or EN[key]
     return template.format(**params) if params else template

@@ -1,58 +1,70 @@
-"""Logging that never shows a secret: redacts configured secret values and bot tokens
-(python-telegram-bot's httpx logs request URLs, which contain the token)."""
+"""Logging that never shows a secret.
+
+`install_redaction(secrets)` wraps the log-record factory, so every record of every logger
+(python-telegram-bot's httpx logs request URLs, which contain the bot token) is redacted
+when it is created, before any handler (files, stderr, pytest's capture) sees it.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import traceback
 from collections.abc import Iterable
+from typing import Any
 
-_TOKEN_RE = re.compile(r"\d{3,}:[A-Za-z0-9_-]{20,}")
+# A bot token anywhere in a text: digits, a colon, and a 30+ character secret.
+_TOKEN_RE = re.compile(r"\d{3,}:[A-Za-z0-9_-]{30,}")
 REDACTED = "[REDACTED]"
 
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_installed = False
 
-class RedactingFilter(logging.Filter):
-    """Rewrites each record's message with every secret replaced; attach to handlers."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
-        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
+def redact(text: str) -> str:
+    """`text` with every registered secret and anything shaped like a bot token removed."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
             text = text.replace(secret, REDACTED)
-        return _TOKEN_RE.sub(REDACTED, text)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
-        record.msg, record.args = self.redact(message), None
-        record.exc_info = None if record.exc_text else record.exc_info
-        return True
+    return _TOKEN_RE.sub(REDACTED, text)
 
 
-def configure_logging(level: str, secrets: Iterable[str]) -> RedactingFilter:
-    """Root logging to stderr through the redacting filter; quiet the chatty HTTP loggers."""
-    redactor = RedactingFilter(secrets)
+def install_redaction(secrets: Iterable[str]) -> None:
+    """Register secrets (at least 4 characters) and install the redacting record factory."""
+    global _installed
+    with _lock:
+        _secrets.update(s for s in secrets if len(s) >= 4)
+        if _installed:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            try:
+                message = record.getMessage()
+            except Exception:  # a broken format string: keep the template only
+                message = str(record.msg)
+            record.msg, record.args = redact(message), None
+            if record.exc_info and record.exc_info[1] is not None:
+                record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)))
+                record.exc_info = None
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _installed = True
+
+
+def configure_logging(level: str, secrets: Iterable[str]) -> None:
+    """Root logging to stderr, redacted; the chatty HTTP loggers only from WARNING."""
+    install_redaction(secrets)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(redactor)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper() if isinstance(level, str) else level)
+    root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "apscheduler", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return redactor
-
-
-def install_redactor(secrets: Iterable[str]) -> RedactingFilter:
-    """Add the filter to every handler the root logger has (tests' capture handlers too)."""
-    redactor = RedactingFilter(secrets)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(redactor)
-    return redactor

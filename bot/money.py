@@ -118,7 +118,7 @@ def format_decimal(value: Decimal, language: str, places: int = 2) -> str:
     sign = "-" if quantized < 0 else ""
     text = format(abs(quantized), "f")
     whole, _, frac = text.partition(".")
-    groups = []
+    groups: list[str] = []
     while len(whole) > 3:
         groups.insert(0, whole[-3:])
         whole = whole[:-3]

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from telegram import Bot, InputMediaPhoto, Message
+from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
@@ -298,7 +298,11 @@ class Notifier:
         return SendResult(done=True)
 
     async def _resend(
-        self, message: InvoiceMessage, invoice: Invoice, text: str, keyboard: object
+        self,
+        message: InvoiceMessage,
+        invoice: Invoice,
+        text: str,
+        keyboard: InlineKeyboardMarkup | None,
     ) -> None:
         """The old message is gone or frozen: show the invoice in a new message instead."""
         assert message.chat_id is not None and message.id is not None
@@ -311,11 +315,11 @@ class Notifier:
                 caption=text,
                 parse_mode=ParseMode.HTML,
                 reply_markup=keyboard,
-            )  # type: ignore[arg-type]
+            )
         else:
             sent = await self.bot.send_message(
                 message.chat_id, text, parse_mode=ParseMode.HTML, reply_markup=keyboard
-            )  # type: ignore[arg-type]
+            )
         await self.repo.replace_message(
             message.id, chat_id=sent.chat_id, message_id=sent.message_id
         )
@@ -402,10 +406,11 @@ def _h(text: str) -> str:
     return escape(text)
 
 
-def _seconds(value: object) -> float:
+def _seconds(value: float | timedelta) -> float:
+    """RetryAfter.retry_after is seconds or a timedelta, by PTB version and settings."""
     if isinstance(value, timedelta):
         return value.total_seconds()
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 def _backoff(attempts: int) -> float:

@@ -427,7 +427,7 @@ class PaymentsService:
         if invoice.kind is InvoiceKind.LIGHTNING:
             return self.policy.pos_poll_interval
         step = min(invoice.poll_count // 5, 6)
-        delay = min(self.policy.poll_interval * (2**step), self.policy.poll_max_interval)
+        delay: timedelta = min(self.policy.poll_interval * (2**step), self.policy.poll_max_interval)
         if self.callbacks_on(invoice):
             delay = max(delay, self.policy.callback_poll_interval)
         return delay

@@ -53,11 +53,8 @@ async def help_command(update: Update, context: TillbotContext) -> None:
     )
     if is_admin(update, context):
         text += t(lang, "help_admin")
-    await context.bot.send_message(
-        update.effective_chat.id,
-        text,  # type: ignore[union-attr]
-        parse_mode=ParseMode.HTML,
-    )
+    if update.effective_chat is not None:
+        await context.bot.send_message(update.effective_chat.id, text, parse_mode=ParseMode.HTML)
 
 
 async def invoice(update: Update, context: TillbotContext) -> None:

@@ -1,0 +1,147 @@
+"""Shared fixtures: the Bot API emulator and the real bot running against it over HTTP.
+
+`tillbot` is a Harness: the emulator, users in each role, and the python-telegram-bot
+Application built by `bot.app.build_application` on a real SQLite file, which can be
+stopped, restarted (same database) and reconfigured. At teardown the emulator must have
+seen no request that breaks the Bot API description.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import Runner, build_application
+from bot.config import Settings
+from bot.context import Services
+from bot.simulators.telegram import BotApiEmulator
+from bot.simulators.telegram_models import EmuUser, MessageRecord
+from storage.models import Invoice
+
+# A marker token: any test output or log line containing it fails the secrets checks.
+TOKEN = "987654:MARKERtokenSECRETvalue0123456789abcdef"
+MERCHANT_ID, CUSTOMER_ID, ADMIN_ID, STRANGER_ID, MERCHANT2_ID = 1001, 2002, 9009, 3003, 1002
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", help="run the long soak tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="long soak: run with --soak")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclass
+class Harness:
+    emu: BotApiEmulator
+    tmp_path: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+    runner: Runner | None = None
+    clock: Callable[[], Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.merchant = self.emu.add_user(MERCHANT_ID, "Maria", username="maria", language_code="en")
+        self.merchant2 = self.emu.add_user(MERCHANT2_ID, "Max", username="max", language_code="de")
+        self.customer = self.emu.add_user(CUSTOMER_ID, "Chris", language_code="en")
+        self.admin = self.emu.add_user(ADMIN_ID, "Ada", language_code="en")
+        self.stranger = self.emu.add_user(STRANGER_ID, "Sam", language_code="en")
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "telegram_bot_token": TOKEN,
+            "telegram_api_url": self.emu.url,
+            "database_url": f"sqlite:///{self.tmp_path / 'tillbot.db'}",
+            "admin_ids": [ADMIN_ID],
+            "merchant_ids": [MERCHANT_ID, MERCHANT2_ID],
+            "poll_interval_seconds": 0.5,
+            "pos_poll_interval_seconds": 0.5,
+            "_env_file": None,
+        }
+        values.update(self.overrides)
+        values.update(overrides)
+        return Settings(**values)
+
+    async def start(self, **overrides: Any) -> Services:
+        if overrides:
+            self.overrides.update(overrides)
+        kwargs: dict[str, Any] = {"clock": self.clock} if self.clock else {}
+        self.runner = Runner(build_application(self.settings(), **kwargs))
+        await self.runner.start()
+        return self.services
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.stop()
+            self.runner = None
+
+    async def restart(self, **overrides: Any) -> Services:
+        await self.stop()
+        return await self.start(**overrides)
+
+    @property
+    def services(self) -> Services:
+        assert self.runner is not None, "the bot is not running"
+        return self.runner.app.bot_data
+
+    async def command(self, user: EmuUser, text: str, *, timeout: float = 5.0) -> MessageRecord:
+        """Send `text` and wait for the bot's next new message in that chat."""
+        before = len(self.emu.bot_messages(user))
+        await self.emu.send_message(user, text)
+        return await self.emu.wait_for(
+            lambda: (msgs := self.emu.bot_messages(user)) and len(msgs) > before and msgs[before],
+            timeout=timeout,
+        )
+
+    async def invoice(self, user: EmuUser, text: str) -> tuple[MessageRecord, Invoice]:
+        """Create an invoice by command; return the reply and the stored invoice."""
+        reply = await self.command(user, text)
+        invoices = await self.services.repo.list_invoices(user.id, limit=1)
+        assert invoices, f"no invoice stored; the bot said: {reply.content}"
+        return reply, invoices[0]
+
+    def sandbox(self) -> Any:
+        runtime = self.services.sandbox
+        assert runtime is not None
+        return runtime.simulator
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[BotApiEmulator]:
+    emu = BotApiEmulator(token=TOKEN, bot_username="tillbot_test_bot")
+    await emu.start()
+    try:
+        yield emu
+    finally:
+        await emu.stop()
+    emu.assert_no_violations()
+
+
+@pytest.fixture
+async def harness(emulator: BotApiEmulator, tmp_path: Path) -> AsyncIterator[Harness]:
+    """The emulator and users; the bot is not started yet (call `await harness.start()`)."""
+    h = Harness(emulator, tmp_path)
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
+@pytest.fixture
+async def tillbot(harness: Harness) -> Harness:
+    """The bot running on the sandbox gateway."""
+    await harness.start()
+    return harness
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

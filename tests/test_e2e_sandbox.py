@@ -1,0 +1,157 @@
+"""End to end over HTTP on the sandbox gateway: invoice, pay, edit, notify (issue 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bot.simulators.telegram_models import MessageRecord
+from storage.models import InvoiceStatus
+from tests.conftest import Harness
+
+
+def pay_button(message: MessageRecord) -> dict[str, str]:
+    buttons = [b for b in message.buttons if "url" in b]
+    assert buttons, f"no Pay button on {message.content!r}"
+    return buttons[0]
+
+
+def share_token(message: MessageRecord) -> str:
+    link = next(w for w in message.content.split() if "?start=" in w)
+    assert link.startswith("https://t.me/tillbot_test_bot?start=")
+    return link.split("?start=", 1)[1]
+
+
+async def test_invoice_reply_has_pay_button_and_share_link(tillbot: Harness) -> None:
+    reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 12.50 Coffee")
+    assert "€12.50" in reply.content and "Coffee" in reply.content
+    assert "waiting for payment" in reply.content
+    assert pay_button(reply)["url"].startswith("https://")
+    assert share_token(reply) == invoice.public_token
+    assert invoice.amount_minor == 1250 and invoice.currency == "EUR"
+    assert invoice.status is InvoiceStatus.PENDING
+    assert tillbot.sandbox().create_count == 1
+    assert any(b.get("callback_data", "").startswith("sim:") for b in reply.buttons)
+
+
+@pytest.mark.parametrize("text", ["/invoice 12,50 Tea", "/invoice 12 Tea", "/invoice 12.5 Tea"])
+async def test_accepted_amount_forms(tillbot: Harness, text: str) -> None:
+    _, invoice = await tillbot.invoice(tillbot.merchant, text)
+    assert invoice.amount_minor in (1250, 1200)
+    assert invoice.description == "Tea"
+
+
+BAD_AMOUNTS = [
+    ("/invoice", "amount"),
+    ("/invoice abc", "not an amount"),
+    ("/invoice 12.505", "at most 2 decimals"),
+    ("/invoice 0", "greater than zero"),
+    ("/invoice -5", "greater than zero"),
+    ("/invoice 1e3", "not an amount"),
+    ("/invoice NaN", "not an amount"),
+    ("/invoice inf", "not an amount"),
+    ("/invoice Infinity", "not an amount"),
+    ("/invoice 1000000.01", "at most 1,000,000"),
+    ("/invoice 12.50.1", "not an amount"),
+    ("/invoice 0x10", "not an amount"),
+    ("/invoice ١٢", "not an amount"),
+    ("/invoice 12 " + "x" * 300, "at most 200 characters"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD_AMOUNTS)
+async def test_bad_input_gets_a_reply_and_creates_nothing(
+    tillbot: Harness, text: str, expected: str
+) -> None:
+    reply = await tillbot.command(tillbot.merchant, text)
+    assert expected in reply.content
+    await asyncio.sleep(0.1)
+    assert tillbot.sandbox().create_count == 0
+    assert await tillbot.services.repo.count_invoices(tillbot.merchant.id) == 0
+
+
+async def test_non_merchant_is_refused_and_nothing_reaches_a_gateway(tillbot: Harness) -> None:
+    reply = await tillbot.command(tillbot.stranger, "/invoice 12.50 Coffee")
+    assert "only merchants" in reply.content
+    assert tillbot.sandbox().create_count == 0
+    assert await tillbot.services.repo.count_invoices(tillbot.stranger.id) == 0
+    reply = await tillbot.command(tillbot.stranger, "/pos 5")
+    assert "only merchants" in reply.content
+    assert tillbot.sandbox().create_count == 0
+
+
+async def test_customer_link_payment_edits_both_and_notifies_once(tillbot: Harness) -> None:
+    emu = tillbot.emu
+    reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 12.50 Coffee")
+    shown = await tillbot.command(tillbot.customer, f"/start {share_token(reply)}")
+    assert "€12.50" in shown.content and pay_button(shown)
+    for _ in range(50):  # the row is stored right after Telegram accepts the message
+        messages = await tillbot.services.repo.messages_for(invoice.id)
+        if len(messages) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert {m.role.value for m in messages} == {"merchant", "customer"}
+
+    await emu.press_button(tillbot.customer, shown, "🧪 Simulate payment")
+    await emu.wait_for(lambda: "PAID" in reply.content and "PAID" in shown.content, timeout=5)
+    assert not reply.buttons and not shown.buttons
+    receipt = await emu.wait_for_message(tillbot.customer, lambda m: "Receipt" in m.content)
+    assert "€12.50" in receipt.content and "Coffee" in receipt.content
+    await emu.wait_for_message(tillbot.admin, lambda m: "paid" in m.content)
+    await asyncio.sleep(1.5)  # several more watcher ticks: nothing may repeat
+    assert len([m for m in emu.bot_messages(tillbot.admin) if "paid" in m.content]) == 1
+    assert len([m for m in emu.bot_messages(tillbot.customer) if "Receipt" in m.content]) == 1
+    stored = await tillbot.services.repo.get_invoice(invoice.id)
+    assert stored is not None and stored.status is InvoiceStatus.PAID and stored.paid_at
+
+
+async def test_paid_at_the_gateway_is_seen_by_polling_within_two_intervals(
+    tillbot: Harness,
+) -> None:
+    reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 7 Cake")
+    interval = tillbot.settings().poll_interval_seconds
+    started = time.monotonic()
+    assert invoice.gateway_session_id is not None
+    tillbot.sandbox().pay(invoice.gateway_session_id)  # at the gateway: no hint to the bot
+    await tillbot.emu.wait_for(lambda: "PAID" in reply.content, timeout=5)
+    assert time.monotonic() - started <= 2 * interval + 0.3
+    await tillbot.emu.wait_for_message(tillbot.admin, lambda m: "Invoice #" in m.content)
+
+
+async def test_expired_session_is_edited_to_expired(tillbot: Harness) -> None:
+    reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 3 Cookie")
+    assert invoice.gateway_session_id is not None
+    tillbot.sandbox().expire(invoice.gateway_session_id)
+    await tillbot.emu.wait_for(lambda: "expired" in reply.content, timeout=5)
+    assert not reply.buttons
+    await asyncio.sleep(0.6)
+    assert not [m for m in tillbot.emu.bot_messages(tillbot.admin)]
+
+
+async def test_unknown_link_is_answered_kindly(tillbot: Harness) -> None:
+    reply = await tillbot.command(tillbot.customer, "/start not-a-real-token")
+    assert "cannot find that invoice" in reply.content
+
+
+async def test_merchant_cancels_from_the_message(tillbot: Harness) -> None:
+    reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 4 Juice")
+    query = await tillbot.emu.press_button(tillbot.merchant, reply, "🚫 Cancel invoice")
+    await tillbot.emu.wait_for_callback_answer(query.id)
+    await tillbot.emu.wait_for(lambda: "cancelled" in reply.content, timeout=5)
+    stored = await tillbot.services.repo.get_invoice(invoice.id)
+    assert stored is not None and stored.status is InvoiceStatus.CANCELLED
+
+
+async def test_someone_else_cannot_cancel(tillbot: Harness) -> None:
+    reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 4 Juice")
+    shown = await tillbot.command(tillbot.customer, f"/start {share_token(reply)}")
+    # The customer's copy has no Cancel button; a forged press on the merchant's message too:
+    assert not any("cancel" in b.get("callback_data", "") for b in shown.buttons)
+    query = await tillbot.emu.press_button(tillbot.stranger, reply, f"cancel:{invoice.id}",
+                                           chat=tillbot.merchant.id)
+    answer = await tillbot.emu.wait_for_callback_answer(query.id)
+    assert "not your invoice" in str(answer)
+    stored = await tillbot.services.repo.get_invoice(invoice.id)
+    assert stored is not None and stored.status is InvoiceStatus.PENDING
