@@ -28,6 +28,7 @@ from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
+from bot.failpoints import crash_point
 from bot.i18n import t
 from bot.metrics import Metrics
 from bot.money import format_amount
@@ -201,6 +202,8 @@ class Notifier:
         delivered = 0
         for item in rows:
             result = await self._deliver(item)
+            if result.done and item.kind is not OutboxKind.EDIT:
+                crash_point("after_send")
             now = self.clock()
             if result.done:
                 await self.repo.complete_outbox(item.id, now=now)

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from bot.failpoints import crash_point
 from bot.gateways.base import (
     Gateway,
     GatewayAuthError,
     GatewayError,
+    GatewayNotFound,
     PaymentState,
     SessionRequest,
     SessionStatus,
@@ -43,6 +45,7 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+NOT_FOUND_POLLS = 3  # consecutive "no such session" answers before we give a session up
 
 
 class InputError(ValueError):
@@ -358,6 +361,17 @@ class PaymentsService:
         log.warning("status of invoice %s at %s failed: %s", invoice.id, invoice.gateway, exc)
         if isinstance(exc, GatewayAuthError):
             await self._alert_auth(invoice.gateway, exc)
+        if isinstance(exc, GatewayNotFound) and invoice.poll_count >= NOT_FOUND_POLLS:
+            # The gateway has forgotten the session (e.g. the sandbox restarted): stop
+            # asking the customer to pay it; a payment found later is still reported late.
+            gone = SessionStatus(
+                state=PaymentState.FAILED,
+                raw_status="not_found",
+                failure_reason=exc.user_message[:300],
+            )
+            if invoice.status is InvoiceStatus.PENDING:
+                await self._move(invoice, InvoiceStatus.FAILED, gone)
+                return
         delay = self._delay(invoice) * 2
         retry_after = getattr(exc, "retry_after", None)
         if retry_after:
@@ -517,8 +531,9 @@ class PaymentsService:
         moved_preview = _replace_status(invoice, new_status)
         outbox = [
             *self._edits(moved_preview, event, messages=messages),
-            *self._notices(moved_preview, event, messages, status),
+            *self._notices(moved_preview, event, messages, status, previous=invoice.status),
         ]
+        crash_point("before_transition")
         updated = await self.repo.transition(
             Transition(
                 invoice_id=invoice.id,
@@ -532,6 +547,7 @@ class PaymentsService:
                 outbox=tuple(outbox),
             )
         )
+        crash_point("after_transition")
         if updated is None:  # someone else moved it first: they notified
             return await self.repo.get_invoice(invoice.id) or invoice
         if new_status is InvoiceStatus.PAID:
@@ -585,6 +601,7 @@ class PaymentsService:
         event: OutboxEvent,
         messages: Sequence[InvoiceMessage],
         status: SessionStatus,
+        previous: InvoiceStatus | None = None,
     ) -> list[NewOutbox]:
         detail = {
             "raw_status": status.raw_status,
@@ -592,7 +609,9 @@ class PaymentsService:
             "detail": status.detail,
             "paid_amount_minor": status.paid_amount_minor,
         }
-        payload = {k: v for k, v in detail.items() if v is not None}
+        payload: dict[str, object] = {k: v for k, v in detail.items() if v is not None}
+        if previous is not None:
+            payload["previous"] = previous.value
         rows: list[NewOutbox] = []
         if event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID):
             customers = sorted(
