@@ -70,7 +70,8 @@ class Repository(ABC):
         next_poll_at: datetime,
         now: datetime,
     ) -> Invoice:
-        """Record the gateway session created for a pending invoice."""
+        """Record the gateway session created for a pending invoice (expires_at None keeps
+        the invoice's own expiry). Raises LookupError for an unknown invoice."""
 
     @abstractmethod
     async def update_payment(
@@ -87,7 +88,8 @@ class Repository(ABC):
         now: datetime,
         underpaid: bool | None = None,
     ) -> None:
-        """Keep the gateway's latest raw status (and underpaid flag) without a transition."""
+        """Keep the gateway's latest raw status (and underpaid flag) without a transition;
+        None leaves the stored value as it is."""
 
     @abstractmethod
     async def get_invoice(self, invoice_id: int) -> Invoice | None: ...
@@ -125,18 +127,33 @@ class Repository(ABC):
     async def claim_due_invoices(
         self, *, now: datetime, owner: str, lease: timedelta, limit: int
     ) -> list[Invoice]:
-        """Claim pending invoices whose next poll is due (next_poll_at <= now) and whose lease
-        is free or lapsed, soonest due first; set lease_owner=owner, lease_until=now+lease."""
+        """Claim invoices whose next poll is due (next_poll_at <= now) and whose lease is free
+        or lapsed, soonest due first; set lease_owner=owner, lease_until=now+lease.
+
+        Claimed are pending invoices and also expired or cancelled ones that still have a
+        next_poll_at: `transition` clears next_poll_at for every final status, and the
+        payment service may `reschedule` such an invoice to keep watching it for a late
+        payment for a while (it stops by rescheduling with next_poll_at=None).
+
+        A row with an unexpired lease is skipped, whoever holds it (`owner` included): it
+        is in flight. Claiming also moves next_poll_at to the end of the lease, so a claimed
+        invoice is due again exactly when its lease lapses (a crashed owner's work is then
+        taken over), and `next_due_at` never reports leased work as due now. The owner
+        ends the lease with `reschedule` or `transition`."""
 
     @abstractmethod
     async def reschedule(
         self, invoice_id: int, *, next_poll_at: datetime | None, owner: str, now: datetime
     ) -> None:
-        """Set the next poll time, count the poll, and release `owner`'s lease."""
+        """Set the next poll time, count the poll, and release `owner`'s lease.
+
+        Works on any status (None stops polling). A lease held by another owner (after
+        `owner`'s lapsed and was taken over) is left to that owner."""
 
     @abstractmethod
     async def next_due_at(self) -> datetime | None:
-        """The earliest next_poll_at among pending invoices (None when nothing is pending)."""
+        """The earliest next_poll_at among the invoices `claim_due_invoices` would claim
+        (None when there are none); for a leased invoice that is its lease's end."""
 
     # -- status ---------------------------------------------------------------------------
     @abstractmethod
@@ -145,7 +162,13 @@ class Repository(ABC):
 
         Returns the updated invoice, or None when the invoice's status was not in
         `change.expected` (someone else moved it first): then nothing is written.
+        Statuses in `change.expected` from which ALLOWED_TRANSITIONS forbids the move are
+        ignored (nothing ever leaves paid).
         Clears the invoice's lease and, for a final status, its next poll time.
+        raw_status, paid_at and failure_reason keep their stored value when the change
+        gives None; paid_at defaults to `change.at` for a move to paid; late is set from
+        the change. Outbox rows whose dedupe_key exists are skipped; an outbox row without
+        an invoice_id gets the changed invoice's id.
         """
 
     # -- messages -------------------------------------------------------------------------
@@ -161,9 +184,7 @@ class Repository(ABC):
     async def get_message(self, message_row_id: int) -> InvoiceMessage | None: ...
 
     @abstractmethod
-    async def replace_message(
-        self, message_row_id: int, *, chat_id: int, message_id: int
-    ) -> None:
+    async def replace_message(self, message_row_id: int, *, chat_id: int, message_id: int) -> None:
         """Point a message row at a new Telegram message (the old one could not be edited)."""
 
     # -- outbox ---------------------------------------------------------------------------
@@ -176,7 +197,10 @@ class Repository(ABC):
     async def claim_outbox(
         self, *, now: datetime, owner: str, lease: timedelta, limit: int
     ) -> list[OutboxItem]:
-        """Claim unsent rows that are due (next_attempt_at <= now), oldest first."""
+        """Claim unsent rows that are due (next_attempt_at <= now) and whose lease is free or
+        lapsed, longest waiting first (next_attempt_at, then id). Like `claim_due_invoices`,
+        claiming moves next_attempt_at to the lease's end; `complete_outbox` or
+        `retry_outbox` end the lease."""
 
     @abstractmethod
     async def complete_outbox(self, item_id: int, *, now: datetime) -> None: ...
