@@ -1,0 +1,187 @@
+"""End to end over the Bot API emulator with every real gateway's simulator (issue 3):
+/invoice for each gateway and /pos for Mion, from the reply to the paid edit; the Lightning
+photo renewed before its attempt expires; the QR decodes to the attempt's invoice."""
+
+from __future__ import annotations
+
+import io
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import zxingcpp
+from PIL import Image
+
+from bot.payments import reference_for
+from bot.views import sats_text
+from bot.simulators.gateway_base import GatewaySimulator
+from bot.simulators.mion import MionSimulator
+from bot.simulators.miraclepay import MiraclePaySimulator
+from bot.simulators.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from storage.models import Invoice, InvoiceStatus
+from tests.conftest import Harness
+
+MION_KEY = "mion-e2e-MARKER-key-4b1c"
+MIRACLE_ID, MIRACLE_KEY = "mp-e2e-client", "mp-e2e-MARKER-key-77aa"
+
+
+class Gateways:
+    def __init__(self) -> None:
+        self.mion = MionSimulator(api_key=MION_KEY, attempt_ttl=timedelta(seconds=4))
+        self.mixpay = MixPaySimulator(payee_id=DEFAULT_PAYEE_ID)
+        self.miraclepay = MiraclePaySimulator(client_id=MIRACLE_ID, api_key=MIRACLE_KEY)
+
+    @property
+    def all(self) -> dict[str, GatewaySimulator[Any]]:
+        return {"mion": self.mion, "mixpay": self.mixpay, "miraclepay": self.miraclepay}
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "mion_api_url": self.mion.url,
+            "mion_api_key": MION_KEY,
+            "mixpay_api_url": self.mixpay.url,
+            "mixpay_payee_id": DEFAULT_PAYEE_ID,
+            "mixpay_settlement_asset_id": USDT_ERC20,
+            "mixpay_payment_asset_id": BTC,
+            "mixpay_quote_asset_id": "usd",
+            "miraclepay_api_url": self.miraclepay.url,
+            "miraclepay_client_id": MIRACLE_ID,
+            "miraclepay_api_key": MIRACLE_KEY,
+            "default_gateway": "mion",
+            "mion_attempt_renew_before_seconds": 2,
+        }
+
+
+@pytest.fixture
+async def sims() -> AsyncIterator[Gateways]:
+    gateways = Gateways()
+    for sim in gateways.all.values():
+        await sim.start()
+    try:
+        yield gateways
+    finally:
+        for sim in gateways.all.values():
+            await sim.stop()
+
+
+@pytest.fixture
+async def bot(harness: Harness, sims: Gateways) -> Harness:
+    await harness.start(**sims.settings())
+    return harness
+
+
+def sim_key(sim: GatewaySimulator[Any], invoice: Invoice) -> str:
+    """The simulator's id of the invoice's session (found by our reference if need be)."""
+    if invoice.gateway_session_id in sim.sessions:
+        return invoice.gateway_session_id
+    reference = reference_for(invoice)
+    for key, session in sim.sessions.items():
+        fields = (getattr(session, n, None) for n in ("reference", "order_id", "note"))
+        if reference in fields:
+            return key
+    raise LookupError(f"no simulator session for {reference}")
+
+
+def decode_qr(png: bytes) -> str:
+    results = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    assert results, "the photo holds no readable QR code"
+    return results[0].text
+
+
+@pytest.mark.parametrize(
+    ("gateway", "command", "amount_minor", "currency", "url_prefix"),
+    [
+        ("mion", "/invoice 12.50 Coffee", 1250, "EUR", "https://app.mion.group/checkout/"),
+        ("mixpay", "/invoice mixpay 10 Lamp", 1000, "USD", "https://mixpay.me/code/"),
+        ("miraclepay", "/invoice miraclepay 20.50 USD Chair", 2050, "USD", "https://"),
+    ],
+)
+async def test_invoice_for_each_gateway_from_reply_to_paid_edit(
+    bot: Harness,
+    sims: Gateways,
+    gateway: str,
+    command: str,
+    amount_minor: int,
+    currency: str,
+    url_prefix: str,
+) -> None:
+    reply, invoice = await bot.invoice(bot.merchant, command)
+    assert invoice.gateway == gateway and invoice.amount_minor == amount_minor
+    assert invoice.currency == currency
+    pay = [b for b in reply.buttons if "url" in b]
+    assert pay and pay[0]["url"].startswith(url_prefix), reply.buttons
+    sim = sims.all[gateway]
+    assert sim.create_count == 1
+    sim.pay(sim_key(sim, invoice))
+    await bot.emu.wait_for(lambda: "PAID" in reply.content, timeout=8)
+    await bot.emu.wait_for_message(bot.admin, lambda m: f"#{invoice.id}" in m.content, timeout=5)
+    stored = await bot.services.repo.get_invoice(invoice.id)
+    assert stored is not None and stored.status is InvoiceStatus.PAID
+
+
+async def test_currency_the_gateway_cannot_take_gets_a_clear_reply(
+    bot: Harness, sims: Gateways
+) -> None:
+    reply = await bot.command(bot.merchant, "/invoice 12 USD Lamp")
+    assert "Mion cannot take USD" in reply.content and "EUR" in reply.content
+    assert sims.mion.create_count == 0
+    assert await bot.services.repo.count_invoices(bot.merchant.id) == 0
+
+
+async def test_merchant_picks_the_gateway_in_settings(bot: Harness, sims: Gateways) -> None:
+    menu = await bot.command(bot.merchant, "/settings")
+    query = await bot.emu.press_button(bot.merchant, menu, "set:gw:miraclepay")
+    await bot.emu.wait_for_callback_answer(query.id)
+    _, invoice = await bot.invoice(bot.merchant, "/invoice 5 Tea")
+    assert invoice.gateway == "miraclepay" and invoice.currency == "USD"
+    assert sims.miraclepay.create_count == 1
+
+
+async def test_pos_photo_qr_renewal_and_paid(bot: Harness, sims: Gateways) -> None:
+    emu = bot.emu
+    photo = await bot.command(bot.merchant, "/pos 5 Espresso")
+    assert photo.photo is not None, photo.content
+    invoice = (await bot.services.repo.list_invoices(bot.merchant.id, limit=1))[0]
+    session = sims.mion.sessions[invoice.gateway_session_id or ""]
+    first = session.attempts[-1]
+    assert decode_qr(photo.photo) == f"LIGHTNING:{first.ln_invoice.upper()}"
+    caption = photo.content
+    assert "€5.00" in caption and f"{sats_text(first.amount_msat, 'en')} sats" in caption
+    assert sats_text(8_333_334, "en") == "8,333.334" and sats_text(25_000_000, "en") == "25,000"
+    assert "valid until" in caption
+
+    # The attempt lives 4 s; a new one is requested 2 s before it ends, and the photo is
+    # replaced in place (editMessageMedia) with the new invoice's QR.
+    await emu.wait_for(lambda: len(session.attempts) >= 2 and photo.edits >= 1, timeout=6)
+    await emu.wait_for(lambda: decode_qr(photo.photo or b"") != decode_qr_safe(first), timeout=3)
+    latest = session.attempts[-1]
+    assert decode_qr(photo.photo or b"") == f"LIGHTNING:{latest.ln_invoice.upper()}"
+    assert emu.calls("editMessageMedia"), "the QR must be replaced in place"
+
+    sims.mion.pay(session.id)
+    await emu.wait_for(lambda: "PAID" in photo.content, timeout=4)
+    assert not photo.buttons
+
+
+def decode_qr_safe(attempt: Any) -> str:
+    return f"LIGHTNING:{attempt.ln_invoice.upper()}"
+
+
+async def test_pos_polls_about_once_a_second(bot: Harness, sims: Gateways) -> None:
+    await bot.command(bot.merchant, "/pos 3")
+    invoice = (await bot.services.repo.list_invoices(bot.merchant.id, limit=1))[0]
+    sims.mion.clear_requests()
+    await asyncio.sleep(2.2)
+    polls = [r for r in sims.mion.requests if r.method == "GET" and r.path.endswith("/status")]
+    assert 3 <= len(polls) <= 7, len(polls)  # POS_POLL_INTERVAL_SECONDS=0.5 in the harness
+    assert invoice.kind.value == "lightning"
+
+
+async def test_message_shows_underpaid_and_merchant_is_told(bot: Harness, sims: Gateways) -> None:
+    reply, invoice = await bot.invoice(bot.merchant, "/invoice mixpay 10 Lamp")
+    sims.mixpay.underpay(sim_key(sims.mixpay, invoice))
+    await bot.emu.wait_for(lambda: "underpaid" in reply.content, timeout=8)
+    await bot.emu.wait_for_message(bot.admin, lambda m: "underpaid" in m.content, timeout=5)
+
