@@ -154,6 +154,16 @@ def _canon(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+def _same_markup(new: dict[str, Any] | None, old: dict[str, Any] | None) -> bool:
+    """Equal as message reply markup: only a non-empty inline keyboard counts."""
+
+    def norm(markup: dict[str, Any] | None) -> str:
+        rows = (markup or {}).get("inline_keyboard")
+        return _canon(rows) if rows and any(rows) else "null"
+
+    return norm(new) == norm(old)
+
+
 def _image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) of PNG/GIF/JPEG/WebP/BMP data, None when it is not an image."""
     if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24:
@@ -228,6 +238,7 @@ class BotApiEmulator:
         self.users: dict[int, EmuUser] = {}
         self.chats: dict[int, EmuChat] = {}
         self.files: dict[str, StoredFile] = {}
+        self._files_by_path: dict[str, StoredFile] = {}
         self.inline_messages: dict[str, MessageRecord] = {}
         self.callback_queries: dict[str, CallbackQueryRecord] = {}
         self.inline_queries: dict[str, InlineQueryRecord] = {}
@@ -904,6 +915,7 @@ class BotApiEmulator:
             url=url,
         )
         self.files[stored.file_id] = stored
+        self._files_by_path[stored.file_path] = stored
         return stored
 
     def _chat_member_update(self, user: EmuUser, old: str, new: str) -> None:
@@ -1157,7 +1169,18 @@ class BotApiEmulator:
                         parameters={"retry_after": retry},
                     )
             handler = self._handlers.get(method, self._true)
-            result = await handler(params, attachments)
+            try:
+                result = await handler(params, attachments)
+            except ApiError:
+                raise
+            except Exception as exc:
+                # an emulator bug: fail loudly (as a violation) rather than silently
+                logger.exception("emulator error in %s", method)
+                raise ApiError(
+                    500,
+                    "Internal Server Error",
+                    violation=f"emulator internal error: {type(exc).__name__}: {exc}",
+                ) from None
             if fault is not None:
                 raise self._fault_error(fault)
             body = {"ok": True, "result": result}
@@ -1244,6 +1267,8 @@ class BotApiEmulator:
 
     def _resolve_chat(self, chat_id: Any) -> EmuChat:
         chat: EmuChat | None = None
+        if isinstance(chat_id, str) and chat_id.lstrip("-").isdigit():
+            chat_id = int(chat_id)
         if isinstance(chat_id, int):
             chat = self.chats.get(chat_id)
         elif isinstance(chat_id, str) and chat_id.startswith("@"):
@@ -1634,11 +1659,7 @@ class BotApiEmulator:
         rec, inline = self._target(params)
         if rec.text is None:
             raise ApiError(400, "Bad Request: there is no text in the message to edit")
-        if (
-            text == rec.text
-            and entities == rec.entities
-            and _canon(markup) == _canon(rec.reply_markup)
-        ):
+        if text == rec.text and entities == rec.entities and _same_markup(markup, rec.reply_markup):
             raise ApiError(400, NOT_MODIFIED)
         rec.edit_history.append(rec.snapshot())
         rec.text, rec.entities = text, entities
@@ -1673,7 +1694,7 @@ class BotApiEmulator:
         if (
             new_caption == rec.caption
             and entities == rec.caption_entities
-            and _canon(markup) == _canon(rec.reply_markup)
+            and _same_markup(markup, rec.reply_markup)
         ):
             raise ApiError(400, NOT_MODIFIED)
         rec.edit_history.append(rec.snapshot())
@@ -1718,7 +1739,7 @@ class BotApiEmulator:
             and current is not None
             and media_ref == current.file_id
             and (caption or None) == rec.caption
-            and _canon(markup) == _canon(rec.reply_markup)
+            and _same_markup(markup, rec.reply_markup)
         ):
             raise ApiError(400, NOT_MODIFIED)
         stored = self._resolve_file(media_ref, files, str(mtype))
@@ -1737,13 +1758,7 @@ class BotApiEmulator:
     ) -> Any:
         markup = self._check_markup(params.get("reply_markup"))
         rec, inline = self._target(params)
-        norm_new = markup if markup and markup.get("inline_keyboard") else None
-        norm_old = (
-            rec.reply_markup
-            if rec.reply_markup and rec.reply_markup.get("inline_keyboard")
-            else None
-        )
-        if _canon(norm_new) == _canon(norm_old):
+        if _same_markup(markup, rec.reply_markup):
             raise ApiError(400, NOT_MODIFIED)
         rec.edit_history.append(rec.snapshot())
         rec.reply_markup = markup
@@ -1949,12 +1964,12 @@ class BotApiEmulator:
             return web.json_response(
                 {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
             )
-        path = request.match_info["path"]
-        for stored in self.files.values():
-            if stored.file_path == path:
-                return web.Response(
-                    body=stored.data, content_type=stored.mime_type or "application/octet-stream"
-                )
+        stored = self._files_by_path.get(request.match_info["path"])
+        if stored is not None and (stored.data or stored.url is None):
+            return web.Response(
+                body=stored.data,
+                headers={"Content-Type": stored.mime_type or "application/octet-stream"},
+            )
         return web.json_response(
             {"ok": False, "error_code": 404, "description": "Not Found"}, status=404
         )
@@ -2203,7 +2218,8 @@ class BotApiEmulator:
         if stored is None:
             raise web.HTTPNotFound()
         return web.Response(
-            body=stored.data, content_type=stored.mime_type or "application/octet-stream"
+            body=stored.data,
+            headers={"Content-Type": stored.mime_type or "application/octet-stream"},
         )
 
     async def _c_fail_next(self, request: web.Request) -> web.Response:
