@@ -57,6 +57,7 @@ class Watcher:
         self.pacer = Pacer()
         self._semaphore = asyncio.Semaphore(concurrency)
         self._running = False
+        self.started_at = clock()
         self.last_tick: datetime | None = None
         self.ticks = 0
 
@@ -75,6 +76,10 @@ class Watcher:
                     await self.repo.reschedule(invoice.id, next_poll_at=now, owner="", now=now)
                     resumed += 1
             after = page[-1].id
+
+    def alive(self, now: datetime, stale_after: timedelta = timedelta(seconds=30)) -> bool:
+        """Ticked recently (or started recently and not yet due its first tick)."""
+        return now - (self.last_tick or self.started_at) < stale_after
 
     async def tick(self, _context: object = None) -> int:
         """One pass: returns how many invoices were checked at their gateway."""

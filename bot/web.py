@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from datetime import timedelta
 
 from aiohttp import web
 from telegram import Update
@@ -99,8 +98,7 @@ class WebServer:
         except Exception:
             storage_ok = False
         watcher = services.watcher
-        last = watcher.last_tick if watcher else None
-        watcher_ok = last is not None and services.clock() - last < timedelta(seconds=30)
+        watcher_ok = watcher is not None and watcher.alive(services.clock())
         notifier_ok = services.notifier is not None and services.notifier.alive
         ok = storage_ok and watcher_ok and notifier_ok
         body = {"ok": ok, "storage": storage_ok, "watcher": watcher_ok, "notifier": notifier_ok}

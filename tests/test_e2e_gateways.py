@@ -4,8 +4,8 @@ photo renewed before its attempt expires; the QR decodes to the attempt's invoic
 
 from __future__ import annotations
 
-import io
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -15,11 +15,11 @@ import zxingcpp
 from PIL import Image
 
 from bot.payments import reference_for
-from bot.views import sats_text
 from bot.simulators.gateway_base import GatewaySimulator
 from bot.simulators.mion import MionSimulator
 from bot.simulators.miraclepay import MiraclePaySimulator
 from bot.simulators.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from bot.views import sats_text
 from storage.models import Invoice, InvoiceStatus
 from tests.conftest import Harness
 

@@ -1,0 +1,230 @@
+"""The watcher in production (issue 4) over real HTTP: webhook mode and its secret header,
+gateway callbacks (forged, duplicated, out of order), Telegram 429s, idempotent edits,
+health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from bot.payments import reference_for
+from bot.simulators.mion import MionSimulator
+from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from storage.models import InvoiceStatus, NewOutbox, OutboxEvent, OutboxKind
+from tests.conftest import Harness
+
+MION_KEY = "mion-web-MARKER-key-91ce"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def mion() -> AsyncIterator[MionSimulator]:
+    sim = MionSimulator(api_key=MION_KEY)
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+@pytest.fixture
+async def mixpay() -> AsyncIterator[MixPaySimulator]:
+    sim = MixPaySimulator(payee_id=DEFAULT_PAYEE_ID)
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+@pytest.fixture
+async def webbot(harness: Harness, mion: MionSimulator, mixpay: MixPaySimulator) -> Harness:
+    """The bot in webhook mode with Mion and MixPay, polling slowly so callbacks show."""
+    port = free_port()
+    await harness.start(
+        http_port=port,
+        public_url=f"http://127.0.0.1:{port}",
+        mion_api_url=mion.url,
+        mion_api_key=MION_KEY,
+        mixpay_api_url=mixpay.url,
+        mixpay_payee_id=DEFAULT_PAYEE_ID,
+        mixpay_settlement_asset_id=USDT_ERC20,
+        default_gateway="mion",
+        poll_interval_seconds=30,
+        callback_poll_interval_seconds=60,
+    )
+    return harness
+
+
+def base(h: Harness) -> str:
+    return str(h.settings().public_url)
+
+
+async def test_webhook_mode_serves_updates_with_the_secret(webbot: Harness) -> None:
+    emu = webbot.emu
+    assert emu.webhook_url == f"{base(webbot)}/telegram"
+    assert emu.webhook_secret == webbot.settings().webhook_secret
+    reply = await webbot.command(webbot.merchant, "/help")
+    assert "/invoice" in reply.content
+
+
+@pytest.mark.parametrize("header", [None, "wrong-secret"])
+async def test_telegram_webhook_without_the_secret_is_403(
+    webbot: Harness, header: str | None
+) -> None:
+    update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "text": "/invoice 5",
+                                          "chat": {"id": webbot.merchant.id, "type": "private"},
+                                          "from": {"id": webbot.merchant.id, "is_bot": False,
+                                                   "first_name": "M"},
+                                          "entities": [{"type": "bot_command", "offset": 0,
+                                                        "length": 8}]}}
+    headers = {"X-Telegram-Bot-Api-Secret-Token": header} if header else {}
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{base(webbot)}/telegram", json=update, headers=headers)
+    assert response.status_code == 403
+    await asyncio.sleep(0.3)
+    assert not webbot.emu.bot_messages(webbot.merchant)
+    assert await webbot.services.repo.count_invoices(webbot.merchant.id) == 0
+
+
+async def test_mion_webhook_registered_and_callback_edits_at_once(
+    webbot: Harness, mion: MionSimulator
+) -> None:
+    reply, invoice = await webbot.invoice(webbot.merchant, "/invoice 12.50 Coffee")
+    session = mion.sessions[invoice.gateway_session_id or ""]
+    registrations = [r for r in mion.requests if r.path.endswith("/webhooks")]
+    assert registrations and registrations[0].parsed == {"url": f"{base(webbot)}/webhooks/mion"}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    mion.pay(session.id)
+    await webbot.emu.wait_for(lambda: "PAID" in reply.content, timeout=3)
+    assert loop.time() - started < 2.0  # the next poll is 30 s away: this was the callback
+    assert mion.callbacks_sent
+
+
+async def test_forged_malformed_duplicate_and_out_of_order_callbacks(
+    webbot: Harness, mion: MionSimulator
+) -> None:
+    reply, invoice = await webbot.invoice(webbot.merchant, "/invoice 3 Tea")
+    url = f"{base(webbot)}/webhooks/mion"
+    status_object = mion.status_object(mion.sessions[invoice.gateway_session_id or ""])
+    async with httpx.AsyncClient() as client:
+        unknown = await client.post(url, json={**status_object, "paymentSessionId": "nope"})
+        assert unknown.status_code == 404
+        malformed = await client.post(url, content=b"{not json", headers={
+            "content-type": "application/json"})
+        assert malformed.status_code == 400
+        # A forged "paid" body for a real, unpaid session: re-read from the API, nothing moves.
+        forged = {**status_object, "status": "funded", "paidAt": "2026-01-01T00:00:00Z"}
+        assert (await client.post(url, json=forged)).status_code == 200
+        stored = await webbot.services.repo.get_invoice(invoice.id)
+        assert stored is not None and stored.status is InvoiceStatus.PENDING
+        mion.pay(invoice.gateway_session_id or "")
+        await webbot.emu.wait_for(lambda: "PAID" in reply.content, timeout=3)
+        # Repeats and a stale "created" delivered after the payment change nothing.
+        for body in (forged, status_object, forged):
+            assert (await client.post(url, json=body)).status_code == 200
+        unknown_gateway = await client.post(f"{base(webbot)}/webhooks/nowhere", json={})
+        assert unknown_gateway.status_code == 404
+    await asyncio.sleep(0.3)
+    admin_notices = [m for m in webbot.emu.bot_messages(webbot.admin) if "paid" in m.content]
+    assert len(admin_notices) == 1
+    assert len(await webbot.services.repo.messages_for(invoice.id)) == 1
+
+
+async def test_mixpay_callback_is_answered_success_and_rechecked(
+    webbot: Harness, mixpay: MixPaySimulator
+) -> None:
+    reply, invoice = await webbot.invoice(webbot.merchant, "/invoice mixpay 10 Lamp")
+    create = next(r for r in mixpay.requests if r.path.endswith("/one_time_payment"))
+    assert create.parsed["callbackUrl"] == f"{base(webbot)}/webhooks/mixpay"
+    url = f"{base(webbot)}/webhooks/mixpay"
+    session = mixpay.session(reference_for(invoice))
+    body = {"orderId": reference_for(invoice), "traceId": session.id, "payeeId": DEFAULT_PAYEE_ID}
+    async with httpx.AsyncClient() as client:
+        wrong_payee = await client.post(url, json={**body, "payeeId": "someone-else"})
+        assert wrong_payee.status_code == 404
+        mixpay.callbacks_enabled = False  # deliver by hand: exactly one, then a repeat
+        mixpay.pay(session.id)
+        first = await client.post(url, json=body)
+        assert first.status_code == 200 and first.json() == {"code": "SUCCESS"}
+        await webbot.emu.wait_for(lambda: "PAID" in reply.content, timeout=3)
+        again = await client.post(url, json=body)
+        assert again.json() == {"code": "SUCCESS"}
+
+
+async def test_healthz_and_metrics(webbot: Harness) -> None:
+    await webbot.invoice(webbot.merchant, "/invoice 5 Tea")
+    async with httpx.AsyncClient() as client:
+        health = await client.get(f"{base(webbot)}/healthz")
+        metrics = await client.get(f"{base(webbot)}/metrics")
+    assert health.status_code == 200 and health.json()["ok"] is True, health.json()
+    text = metrics.text
+    assert 'tillbot_invoices{status="pending"} 1' in text
+    assert 'tillbot_gateway_requests_total{gateway="mion",operation="create",outcome="ok"} 1' in text
+    assert "tillbot_notification_delay_seconds_bucket" in text
+    assert "tillbot_telegram_429_total" in text
+
+
+async def test_telegram_429_delays_the_next_request_by_retry_after(tillbot: Harness) -> None:
+    emu = tillbot.emu
+    reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 2 Water")
+    emu.fail_next(1, status=429, retry_after=2, method="editMessageText")
+    tillbot.sandbox().pay(invoice.gateway_session_id or "")
+    await emu.wait_for(lambda: "PAID" in reply.content, timeout=8)
+    sends = [r for r in emu.requests if r.method in ("editMessageText", "sendMessage")]
+    refused = next(i for i, r in enumerate(sends) if r.status == 429)
+    assert sends[refused + 1].ts - sends[refused].ts >= 2.0
+    assert tillbot.services.metrics.telegram_429 == 1
+
+
+async def test_message_is_not_modified_counts_as_done(tillbot: Harness) -> None:
+    _reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 2 Water")
+    repo = tillbot.services.repo
+    [message] = await repo.messages_for(invoice.id)
+    now = tillbot.services.clock()
+    await repo.enqueue([NewOutbox(kind=OutboxKind.EDIT, event=OutboxEvent.RENEWED,
+                                  invoice_id=invoice.id, chat_id=message.chat_id,
+                                  message_row_id=message.id, dedupe_key="same")], now)
+    assert tillbot.services.notifier is not None
+    tillbot.services.notifier.kick()
+
+    async def delivered() -> bool:
+        items = await repo.outbox_items(invoice.id)
+        return bool(items) and all(i.sent_at is not None for i in items)
+
+    for _ in range(100):
+        if await delivered():
+            break
+        await asyncio.sleep(0.05)
+    items = await repo.outbox_items(invoice.id)
+    assert items[0].sent_at is not None and items[0].attempts == 0
+    failed = [r for r in tillbot.emu.calls("editMessageText") if r.status == 400]
+    assert failed and "not modified" in (failed[0].description or "")
+
+
+async def test_message_that_cannot_be_edited_gets_a_new_message(tillbot: Harness) -> None:
+    emu = tillbot.emu
+    reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 2 Water")
+    runner = tillbot.runner
+    assert runner is not None
+    await runner.app.bot.delete_message(tillbot.merchant.id, reply.message_id)
+    tillbot.sandbox().pay(invoice.gateway_session_id or "")
+    fresh = await emu.wait_for_message(tillbot.merchant, lambda m: "PAID" in m.content
+                                       and m.message_id != reply.message_id, timeout=5)
+    for _ in range(50):  # the row is repointed right after the new message is accepted
+        [row] = await tillbot.services.repo.messages_for(invoice.id)
+        if row.message_id == fresh.message_id:
+            break
+        await asyncio.sleep(0.02)
+    assert row.message_id == fresh.message_id
+
