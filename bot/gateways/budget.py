@@ -76,12 +76,13 @@ class RequestBudget:
     async def acquire(self) -> None:
         """Wait until one more request fits the budget, then count it as sent."""
         async with self._lock:
-            while True:
-                now = self._clock()
-                wait = self._wait_for(now)
-                if wait <= 0:
-                    break
+            now = self._clock()
+            wait = self._wait_for(now)
+            if wait > 0:
                 await self._sleep(wait)
+                # One sleep is enough: never spin on a clock that did not move (a fake clock
+                # not tied to the sleep), and never count a sleep that woke early as late.
+                now = max(self._clock(), now + wait)
             self._last = now
             self._grants.append(now)
             self.granted += 1

@@ -33,7 +33,8 @@ import json
 import logging
 import random as _random
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -130,6 +131,7 @@ class MixPayGateway(Gateway):
         expiry: timedelta = timedelta(hours=1),
         checkout_url: str = DEFAULT_CHECKOUT_URL,
         budget: RequestBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
         max_retries: int = 3,
         timeout: float | None = None,
         backoff: Backoff | None = None,
@@ -143,7 +145,8 @@ class MixPayGateway(Gateway):
         self.payment_asset_id = payment_asset_id or None
         self.expiry = expiry
         self.checkout_base = checkout_url if checkout_url.endswith("/") else checkout_url + "/"
-        self.budget = budget or RequestBudget(requests_per_minute, sleep=sleep)
+        # The budget's clock and sleep: `clock` (monotonic seconds) and the adapter's `sleep`.
+        self.budget = budget or RequestBudget(requests_per_minute, clock=clock, sleep=sleep)
         kinds = {InvoiceKind.CHECKOUT}
         if self.payment_asset_id:
             kinds.add(InvoiceKind.ONCHAIN)
