@@ -27,6 +27,7 @@ from telegram.ext import (
     ContextTypes,
     InlineQueryHandler,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 from telegram.request import HTTPXRequest
@@ -34,7 +35,7 @@ from telegram.request import HTTPXRequest
 from bot.config import Settings
 from bot.context import Services, TillbotApp, TillbotContext
 from bot.gateways.registry import build_gateways
-from bot.handlers import admin, customer, inline, lists, merchant
+from bot.handlers import admin, customer, inline, lists, merchant, users
 from bot.handlers.common import reply
 from bot.handlers.menu import register_commands
 from bot.logsafe import install_redaction
@@ -124,6 +125,7 @@ def build_application(
 
 
 def register_handlers(app: TillbotApp) -> None:
+    app.add_handler(TypeHandler(Update, users.remember_user), group=-1)
     commands: list[tuple[str, Callable[..., Any]]] = [
         ("start", merchant.start),
         ("help", merchant.help_command),

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 
     from bot.config import Settings
     from bot.gateways.base import Gateway
+    from bot.gateways.sandbox import SandboxRuntime
     from bot.notifier import Notifier
     from bot.payments import PaymentsService
-    from bot.gateways.sandbox import SandboxRuntime
     from bot.watcher import Watcher
     from bot.web import WebServer
     from storage.base import Repository
@@ -97,9 +97,20 @@ class Services:
         return language
 
     async def language_of_chat(self, chat_id: int) -> str:
-        """For notifications to a private chat (its id is the user's id)."""
+        """For notifications to a private chat (its id is the user's id): their /settings
+        choice, else the Telegram language seen last (stored, so it survives restarts)."""
         prefs = await self.prefs(chat_id)
-        return resolve_language(prefs.language, self.seen_language.get(chat_id))
+        seen = self.seen_language.get(chat_id) or prefs.telegram_language
+        return resolve_language(prefs.language, seen)
+
+    async def note_user(self, user: User) -> None:
+        """Store what Telegram says about a user (language_code, name) when it changed."""
+        prefs = await self.prefs(user.id)
+        code = (user.language_code or "")[:16] or prefs.telegram_language
+        name = user.full_name[:128] or prefs.name
+        if (code, name) == (prefs.telegram_language, prefs.name):
+            return
+        self._prefs[user.id] = await self.repo.set_prefs(user.id, telegram_language=code, name=name)
 
 
 class TillbotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], Services]):

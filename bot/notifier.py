@@ -339,14 +339,21 @@ class Notifier:
             return SendResult(done=True)
         language = await self.language_of(item.chat_id)
         invoice = await self.repo.get_invoice(item.invoice_id) if item.invoice_id else None
-        text = self._notice_text(item, invoice, language)
+        merchant = await self._merchant_name(invoice.merchant_id) if invoice else None
+        text = self._notice_text(item, invoice, language, merchant)
         if text is None:
             return SendResult(done=True)
         await self.limiter.acquire(item.chat_id)
         await self.bot.send_message(item.chat_id, text, parse_mode=ParseMode.HTML)
         return SendResult(done=True)
 
-    def _notice_text(self, item: OutboxItem, invoice: Invoice | None, language: str) -> str | None:
+    async def _merchant_name(self, merchant_id: int) -> str | None:
+        """The merchant's name as Telegram last showed it to the bot (stored with their prefs)."""
+        return (await self.repo.get_prefs(merchant_id)).name
+
+    def _notice_text(
+        self, item: OutboxItem, invoice: Invoice | None, language: str, merchant: str | None = None
+    ) -> str | None:
         view = self.view()
         payload = item.payload
         if item.event is OutboxEvent.GATEWAY_AUTH:
@@ -370,7 +377,9 @@ class Notifier:
             "id": invoice.id,
             "amount": amount,
             "gateway": _h(view.title(invoice.gateway)),
-            "merchant": invoice.merchant_id,
+            "merchant": _h(
+                f"{merchant} ({invoice.merchant_id})" if merchant else str(invoice.merchant_id)
+            ),
             "description": _h(invoice.description or "—"),
             "reason": _h(str(payload.get("reason") or invoice.failure_reason or "—")),
             "detail": _h(_underpaid_detail(invoice, payload, language)),
@@ -379,6 +388,7 @@ class Notifier:
             ),
         }
         if item.kind is OutboxKind.RECEIPT:
+            common["merchant"] = _h(merchant or str(invoice.merchant_id))
             return t(
                 language,
                 "receipt",

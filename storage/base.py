@@ -241,5 +241,10 @@ class Repository(ABC):
         *,
         language: str | EllipsisType | None = ...,
         gateway: str | EllipsisType | None = ...,
+        telegram_language: str | EllipsisType | None = ...,
+        name: str | EllipsisType | None = ...,
     ) -> UserPrefs:
-        """Update the given fields (`...` leaves a field as it is; None resets it)."""
+        """Update the given fields (`...` leaves a field as it is; None resets it).
+
+        `language` and `gateway` are the user's own choices (/settings);
+        `telegram_language` and `name` are what Telegram last said about the user."""

@@ -210,6 +210,8 @@ class UserPrefs:
     user_id: int
     language: str | None = None  # None: follow Telegram's language_code
     gateway: str | None = None  # None: DEFAULT_GATEWAY
+    telegram_language: str | None = None  # the language_code Telegram last sent for the user
+    name: str | None = None  # the user's display name as Telegram last sent it
 
 
 @dataclass(frozen=True, slots=True)

@@ -703,12 +703,18 @@ class PostgresRepository(Repository):
         *,
         language: str | EllipsisType | None = ...,
         gateway: str | EllipsisType | None = ...,
+        telegram_language: str | EllipsisType | None = ...,
+        name: str | EllipsisType | None = ...,
     ) -> UserPrefs:
         fields: dict[str, str | None] = {}
         if not isinstance(language, EllipsisType):
             fields["language"] = language
         if not isinstance(gateway, EllipsisType):
             fields["gateway"] = gateway
+        if not isinstance(telegram_language, EllipsisType):
+            fields["telegram_language"] = telegram_language
+        if not isinstance(name, EllipsisType):
+            fields["name"] = name
         if not fields:
             return await self.get_prefs(user_id)
         names = ", ".join(fields)

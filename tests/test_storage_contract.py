@@ -662,6 +662,16 @@ async def test_prefs_set_and_reset(repo: Repository) -> None:
     assert await repo.set_prefs(8, gateway=None) == UserPrefs(8)
 
 
+async def test_prefs_remember_what_telegram_said_apart_from_choices(repo: Repository) -> None:
+    seen = await repo.set_prefs(7, telegram_language="de", name="Max Müller")
+    assert seen == UserPrefs(7, None, None, telegram_language="de", name="Max Müller")
+    assert await repo.set_prefs(7, language="en") == UserPrefs(7, "en", None, "de", "Max Müller")
+    assert await repo.set_prefs(7, telegram_language=None) == UserPrefs(
+        7, "en", None, None, "Max Müller"
+    )
+    assert await repo.get_prefs(7) == UserPrefs(7, "en", None, None, "Max Müller")
+
+
 # -- times ------------------------------------------------------------------------------------
 async def test_timestamps_round_trip_to_the_millisecond(repo: Repository) -> None:
     exact = datetime(2031, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)

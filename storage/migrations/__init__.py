@@ -166,6 +166,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX ix_outbox_invoice ON outbox (invoice_id, id)",
         ),
     ),
+    Migration(
+        2,
+        "what Telegram last told about a user: language_code and display name",
+        (
+            # Notices to a chat follow its user's Telegram language across restarts, and
+            # receipts name the merchant; both are written when they change.
+            "ALTER TABLE user_prefs ADD COLUMN telegram_language TEXT",
+            "ALTER TABLE user_prefs ADD COLUMN name TEXT",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -48,7 +48,7 @@ OUTBOX_INSERT_COLUMNS = (
     " dedupe_key"
 )
 MERCHANT_COLUMNS = "user_id, added_by, added_at, name"
-PREFS_COLUMNS = "user_id, language, gateway"
+PREFS_COLUMNS = "user_id, language, gateway, telegram_language, name"
 
 
 def dump_json(value: Mapping[str, Any]) -> str:
@@ -146,7 +146,13 @@ def merchant_from_row(row: Row) -> Merchant:
 
 
 def prefs_from_row(row: Row) -> UserPrefs:
-    return UserPrefs(user_id=int(row["user_id"]), language=row["language"], gateway=row["gateway"])
+    return UserPrefs(
+        user_id=int(row["user_id"]),
+        language=row["language"],
+        gateway=row["gateway"],
+        telegram_language=row["telegram_language"],
+        name=row["name"],
+    )
 
 
 MAX_ERROR_LENGTH = 2000
