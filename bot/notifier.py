@@ -76,7 +76,9 @@ class TelegramLimiter:
         private_interval: float = 1.0,
         group_interval: float = 3.1,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        self.sleep = sleep
         self.global_interval = 1.0 / global_rate
         self.private_interval = private_interval
         self.group_interval = group_interval
@@ -109,10 +111,10 @@ class TelegramLimiter:
                     self._next_chat = {c: v for c, v in self._next_chat.items() if v > now}
         delay = at - self.monotonic()
         if delay > 0:
-            await asyncio.sleep(delay)
+            await self.sleep(delay)
         pause = self.paused_for  # a 429 may have arrived while we waited
         if pause > 0:
-            await asyncio.sleep(pause)
+            await self.sleep(pause)
 
 
 @dataclass(slots=True)

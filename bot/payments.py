@@ -333,7 +333,9 @@ class PaymentsService:
         return invoice
 
     # -- watching -------------------------------------------------------------------------
-    async def check(self, invoice: Invoice, owner: str = "") -> Invoice:
+    async def check(
+        self, invoice: Invoice, owner: str = "", not_before: datetime | None = None
+    ) -> Invoice:
         """Poll one claimed invoice: renew its attempt if due, read and apply its status, and
         schedule its next poll. GatewayErrors are handled here (backoff, auth alert)."""
         gateway = self.gateways.get(invoice.gateway)
@@ -352,8 +354,11 @@ class PaymentsService:
         if updated.status is InvoiceStatus.PENDING and updated.kind is not InvoiceKind.CHECKOUT:
             updated = await self.renew_if_due(updated)
         if updated.status is invoice.status or updated.status is InvoiceStatus.PENDING:
+            next_at = self.next_poll_at(updated)
+            if next_at is not None and not_before is not None:
+                next_at = max(next_at, not_before)
             await self.repo.reschedule(
-                updated.id, next_poll_at=self.next_poll_at(updated), owner=owner, now=self.clock()
+                updated.id, next_poll_at=next_at, owner=owner, now=self.clock()
             )
         return updated
 
@@ -525,30 +530,41 @@ class PaymentsService:
         late: bool = False,
         paid_at: datetime | None = None,
     ) -> Invoice:
-        event = _event(new_status, late)
-        messages = await self.repo.messages_for(invoice.id)
-        now = self.clock()
-        moved_preview = _replace_status(invoice, new_status)
-        outbox = [
-            *self._edits(moved_preview, event, messages=messages),
-            *self._notices(moved_preview, event, messages, status, previous=invoice.status),
-        ]
-        crash_point("before_transition")
-        updated = await self.repo.transition(
-            Transition(
-                invoice_id=invoice.id,
-                expected=allowed_sources(new_status),
-                new_status=new_status,
-                at=now,
-                raw_status=status.raw_status,
-                paid_at=paid_at,
-                failure_reason=status.failure_reason,
-                late=late,
-                outbox=tuple(outbox),
+        # Compare-and-set on the exact status the notices are written for: a payment that
+        # races a cancel (or an expiry) must be told as late, naming what it was.
+        for _ in range(len(InvoiceStatus)):
+            event = _event(new_status, late)
+            messages = await self.repo.messages_for(invoice.id)
+            now = self.clock()
+            moved_preview = _replace_status(invoice, new_status)
+            outbox = [
+                *self._edits(moved_preview, event, messages=messages),
+                *self._notices(moved_preview, event, messages, status, previous=invoice.status),
+            ]
+            crash_point("before_transition")
+            updated = await self.repo.transition(
+                Transition(
+                    invoice_id=invoice.id,
+                    expected=frozenset({invoice.status}) & allowed_sources(new_status),
+                    new_status=new_status,
+                    at=now,
+                    raw_status=status.raw_status,
+                    paid_at=paid_at,
+                    failure_reason=status.failure_reason,
+                    late=late,
+                    outbox=tuple(outbox),
+                )
             )
-        )
-        crash_point("after_transition")
-        if updated is None:  # someone else moved it first: they notified
+            crash_point("after_transition")
+            if updated is not None:
+                break
+            current = await self.repo.get_invoice(invoice.id)
+            if current is None or current.status not in allowed_sources(new_status):
+                return current or invoice  # someone else moved it first: they notified
+            invoice = current  # it moved under us (e.g. cancelled): decide again from it
+            if new_status is InvoiceStatus.PAID:
+                late = current.status is not InvoiceStatus.PENDING
+        else:  # pragma: no cover - statuses only move forward, so this cannot loop on
             return await self.repo.get_invoice(invoice.id) or invoice
         if new_status is InvoiceStatus.PAID:
             self.metrics.paid(updated)

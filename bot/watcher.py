@@ -21,17 +21,35 @@ log = logging.getLogger(__name__)
 
 
 class Pacer:
-    """Books request slots per gateway at the gateway's minimum spacing."""
+    """Per gateway: a token bucket (one poll per `interval`, bursts of at most `burst`) and
+    a queue tail, so that when more invoices are due than the budget allows, every invoice
+    waits its turn in one FIFO round instead of the recently polled ones cutting in."""
 
-    def __init__(self) -> None:
-        self._next: dict[str, datetime] = {}
+    def __init__(self, burst: float = 2.0) -> None:
+        self.burst = burst
+        self._tokens: dict[str, float] = {}
+        self._at: dict[str, datetime] = {}
+        self._tail: dict[str, datetime] = {}
 
-    def slot(self, gateway: str, interval: timedelta | None, now: datetime) -> datetime:
+    def enqueue(self, gateway: str, interval: timedelta, now: datetime) -> datetime:
+        """The next free slot at the end of the gateway's queue (and book it)."""
+        slot = max(self._tail.get(gateway, now), now) + interval
+        self._tail[gateway] = slot
+        return slot
+
+    def take(self, gateway: str, interval: timedelta | None, now: datetime) -> bool:
+        """True when a poll of `gateway` may go now (and counts it)."""
         if not interval:
-            return now
-        at = max(now, self._next.get(gateway, now))
-        self._next[gateway] = at + interval
-        return at
+            return True
+        last = self._at.get(gateway, now)
+        refill = (now - last) / interval
+        tokens = min(self.burst, self._tokens.get(gateway, 1.0) + max(refill, 0.0))
+        self._at[gateway] = now
+        if tokens >= 1.0:
+            self._tokens[gateway] = tokens - 1.0
+            return True
+        self._tokens[gateway] = tokens
+        return False
 
 
 class Watcher:
@@ -103,16 +121,21 @@ class Watcher:
             )
             if not due:
                 return checked
-            to_check: list[Invoice] = []
+            to_check: list[tuple[Invoice, datetime | None]] = []
             for invoice in due:
-                slot = self.pacer.slot(invoice.gateway, self._interval(invoice.gateway), now)
-                if slot > now + timedelta(milliseconds=500):
+                interval = self._interval(invoice.gateway)
+                if interval is None:
+                    to_check.append((invoice, None))
+                elif self.pacer.take(invoice.gateway, interval, now):
+                    # Its next poll goes to the end of the queue: once per round each.
+                    to_check.append((invoice, self.pacer.enqueue(invoice.gateway, interval, now)))
+                else:
+                    # Over the gateway's budget: wait in the queue, without a request.
+                    slot = self.pacer.enqueue(invoice.gateway, interval, now)
                     await self.repo.reschedule(
                         invoice.id, next_poll_at=slot, owner=self.owner, now=now
                     )
-                else:
-                    to_check.append(invoice)
-            await asyncio.gather(*(self._check(invoice) for invoice in to_check))
+            await asyncio.gather(*(self._check(invoice, after) for invoice, after in to_check))
             checked += len(to_check)
             if len(due) < self.batch:
                 return checked
@@ -122,9 +145,9 @@ class Watcher:
         interval = gateway.request_interval if gateway is not None else None
         return interval / self.poll_share if interval else None
 
-    async def _check(self, invoice: Invoice) -> None:
+    async def _check(self, invoice: Invoice, not_before: datetime | None) -> None:
         async with self._semaphore:
             try:
-                await self.payments.check(invoice, owner=self.owner)
+                await self.payments.check(invoice, owner=self.owner, not_before=not_before)
             except Exception:  # one invoice must never stop the others; its lease lapses
                 log.exception("checking invoice %s failed", invoice.id)

@@ -611,7 +611,7 @@ class GatewaySimulator(ABC, Generic[S]):
                 return
         log.info("%s simulator gave up a callback to %s", self.name, url)
 
-    async def wait_callbacks(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def wait_callbacks(self, timeout: float = 5.0) -> None:
         """Wait until every callback delivery under way has finished (or `timeout`)."""
         deadline = time.monotonic() + timeout
         while self._callback_tasks:

@@ -609,7 +609,7 @@ class BotApiEmulator:
     async def wait_for_callback_answer(
         self,
         cq: CallbackQueryRecord | str,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> dict[str, Any]:
         """The answerCallbackQuery parameters the bot sent for this query."""
         rec = self.callback_queries[cq] if isinstance(cq, str) else cq
@@ -645,7 +645,7 @@ class BotApiEmulator:
         self._notify()
         return qid
 
-    async def wait_for_inline_answer(self, query_id: str, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
+    async def wait_for_inline_answer(self, query_id: str, timeout: float = 5.0) -> dict[str, Any]:
         """The answerInlineQuery parameters (``results`` decoded) for ``query_id``."""
         rec = self.inline_queries[query_id]
         return await self.wait_for(lambda: rec.answer, timeout)
@@ -740,7 +740,7 @@ class BotApiEmulator:
 
     # ------------------------------------------------------------------ waiting
 
-    async def wait_for(self, predicate: Callable[[], T | bool | None], timeout: float = 5.0) -> T:  # noqa: ASYNC109
+    async def wait_for(self, predicate: Callable[[], T | bool | None], timeout: float = 5.0) -> T:
         """Wait until ``predicate()`` returns something truthy and return it.
 
         Re-evaluated on every emulator state change (requests, updates) and at least
@@ -763,7 +763,7 @@ class BotApiEmulator:
         self,
         chat_id: int | EmuChat | EmuUser,
         predicate: Callable[[MessageRecord], bool] | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
         *,
         from_bot: bool | None = True,
     ) -> MessageRecord:

@@ -281,7 +281,7 @@ class CallbackQueryRecord:
     answer: dict[str, Any] | None = None
     answered: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
-    async def wait_answer(self, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
+    async def wait_answer(self, timeout: float = 5.0) -> dict[str, Any]:
         """The answerCallbackQuery parameters (text, show_alert, url, cache_time)."""
         await asyncio.wait_for(self.answered.wait(), timeout)
         assert self.answer is not None
@@ -297,7 +297,7 @@ class InlineQueryRecord:
     answer: dict[str, Any] | None = None
     answered: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
-    async def wait_answer(self, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
+    async def wait_answer(self, timeout: float = 5.0) -> dict[str, Any]:
         """The answerInlineQuery parameters (results, cache_time, ...)."""
         await asyncio.wait_for(self.answered.wait(), timeout)
         assert self.answer is not None
