@@ -87,8 +87,9 @@ def policy_from(settings: Settings) -> PaymentPolicy:
 
 def instance_owner(settings: Settings) -> str:
     """A name for this process's leases, unique across instances and restarts."""
-    base = settings.instance_id or socket.gethostname()
-    return f"{base}:{os.getpid()}:{secrets.token_hex(3)}"
+    if settings.instance_id:  # stable: a restarted instance frees its own old leases
+        return settings.instance_id
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def build_application(
@@ -249,6 +250,7 @@ async def post_init(app: TillbotApp) -> None:
     services.watcher = Watcher(
         services.payments, services.repo, clock=services.clock, owner=services.owner
     )
+    await release_stale_leases(services)
     await services.watcher.resume()
     services.notifier.start()
     job_queue = app.job_queue
@@ -267,6 +269,20 @@ async def post_init(app: TillbotApp) -> None:
 
         services.web = WebServer(app, host="0.0.0.0", port=settings.http_listen_port)
         await services.web.start()
+
+
+async def release_stale_leases(services: Services) -> None:
+    """Work a dead process had claimed is taken over at start, not when its lease lapses:
+    every lease on SQLite (one bot process per file), or this instance's own old ones."""
+    settings = services.settings
+    if settings.database_url.startswith("sqlite"):
+        released = await services.repo.release_leases(now=services.clock())
+    elif settings.instance_id:
+        released = await services.repo.release_leases(now=services.clock(), owner=services.owner)
+    else:
+        return
+    if released:
+        log.info("took over %s leases left by a previous run", released)
 
 
 async def post_shutdown(app: TillbotApp) -> None:

@@ -489,6 +489,22 @@ class PostgresRepository(Repository):
                 invoice_id,
             )
 
+    async def release_leases(self, *, now: datetime, owner: str | None = None) -> int:
+        mine = "" if owner is None else " AND lease_owner = $2"
+        args: tuple[object, ...] = (_ms(now),) if owner is None else (_ms(now), owner)
+        async with self._tx() as con:
+            invoices = await con.execute(
+                "UPDATE invoices SET lease_owner = NULL, lease_until = NULL, next_poll_at = $1"
+                f" WHERE lease_owner IS NOT NULL{mine}",
+                *args,
+            )
+            outbox = await con.execute(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, next_attempt_at = $1"
+                f" WHERE lease_owner IS NOT NULL AND sent_at IS NULL{mine}",
+                *args,
+            )
+        return int(invoices.split()[-1]) + int(outbox.split()[-1])
+
     async def next_due_at(self) -> datetime | None:
         async with self._conn() as con:
             due = await con.fetchval(NEXT_DUE_SQL)

@@ -464,6 +464,22 @@ class SqliteRepository(Repository):
                 (to_ms(next_poll_at), owner, owner, invoice_id),
             )
 
+    async def release_leases(self, *, now: datetime, owner: str | None = None) -> int:
+        mine = "" if owner is None else " AND lease_owner = ?"
+        extra: tuple[str, ...] = () if owner is None else (owner,)
+        async with self._write() as db:
+            invoices = await db.execute(
+                "UPDATE invoices SET lease_owner = NULL, lease_until = NULL, next_poll_at = ?"
+                f" WHERE lease_owner IS NOT NULL{mine}",
+                (_ms(now), *extra),
+            )
+            outbox = await db.execute(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, next_attempt_at = ?"
+                f" WHERE lease_owner IS NOT NULL AND sent_at IS NULL{mine}",
+                (_ms(now), *extra),
+            )
+            return int(invoices.rowcount) + int(outbox.rowcount)
+
     async def next_due_at(self) -> datetime | None:
         async with self._read() as db:
             row = await self._one(db, NEXT_DUE_SQL)
