@@ -39,7 +39,7 @@ from bot.handlers import admin, customer, inline, lists, merchant, users
 from bot.handlers.common import reply
 from bot.handlers.menu import register_commands
 from bot.logsafe import install_redaction
-from bot.notifier import Notifier
+from bot.notifier import Notifier, TelegramLimiter
 from bot.payments import PaymentPolicy, PaymentsService
 from bot.views import (
     CALLBACK_CANCEL,
@@ -238,6 +238,11 @@ async def post_init(app: TillbotApp) -> None:
         on_outbox=lambda: services.notifier.kick() if services.notifier else None,
         metrics=services.metrics,
     )
+    limiter = TelegramLimiter(
+        global_rate=settings.telegram_messages_per_second,
+        private_interval=settings.telegram_chat_interval_seconds,
+        group_interval=settings.telegram_group_interval_seconds,
+    )
     services.notifier = Notifier(
         app.bot,
         services.repo,
@@ -246,6 +251,7 @@ async def post_init(app: TillbotApp) -> None:
         clock=services.clock,
         owner=services.owner,
         metrics=services.metrics,
+        limiter=limiter,
     )
     services.watcher = Watcher(
         services.payments, services.repo, clock=services.clock, owner=services.owner
