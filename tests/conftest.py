@@ -97,10 +97,12 @@ class Harness:
         """Send `text` and wait for the bot's next new message in that chat."""
         before = len(self.emu.bot_messages(user))
         await self.emu.send_message(user, text)
-        return await self.emu.wait_for(
-            lambda: (msgs := self.emu.bot_messages(user)) and len(msgs) > before and msgs[before],
-            timeout=timeout,
-        )
+
+        def reply() -> MessageRecord | None:
+            messages = self.emu.bot_messages(user)
+            return messages[before] if len(messages) > before else None
+
+        return await self.emu.wait_for(reply, timeout=timeout)
 
     async def invoice(self, user: EmuUser, text: str) -> tuple[MessageRecord, Invoice]:
         """Create an invoice by command; return the reply and the stored invoice."""
