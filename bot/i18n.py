@@ -24,30 +24,27 @@ EN: dict[str, str] = {
         "👋 Hi {name}! I show invoices and tell you when they are paid.\n"
         "Open the invoice link a merchant gave you to pay it."
     ),
+    # /help: the intro for the user's role, then the commands of their menu, one a line
     "help_customer": (
         "<b>How to pay</b>\n"
         "Open the invoice link you got from the merchant, then tap <b>Pay</b> "
         "or scan the QR code. I edit the invoice as soon as the payment arrives and send "
-        "you a receipt.\n\n/start – welcome\n/help – this help"
+        "you a receipt."
     ),
+    "help_commands": "<b>Commands</b>",
+    "help_command_line": "/{command} – {description}",
     "help_merchant": (
-        "<b>Merchant commands</b>\n"
-        "/invoice <code>amount [currency] [description]</code> – an invoice with a checkout "
-        "link, e.g. <code>/invoice 12.50 Coffee</code> or <code>/invoice 12 USD Lamp</code>\n"
-        "/pos <code>amount [description]</code> – a Lightning QR for the counter\n"
-        "/invoices – your recent invoices\n"
-        "/report <code>[today|week|month|all]</code> – a CSV report\n"
-        "/settings – default gateway and language\n"
-        "/help – this help\n\n"
+        "<b>Invoices</b>\n"
+        "<code>/invoice 12.50 Coffee</code> or <code>/invoice 12 USD Lamp</code>: an invoice "
+        "with a checkout link; <code>/pos 5</code>: a Lightning QR at the counter.\n"
         "Gateways: {gateways}. Amounts: <code>12.50</code>, <code>12,50</code> or "
         "<code>12</code>, at most {maximum}.\n"
         "Inline: type <code>@{bot} 12.50 Coffee</code> in any chat to send an invoice there."
     ),
     "help_admin": (
-        "\n\n<b>Admin commands</b>\n"
-        "/merchants – list merchants\n"
-        "/merchants <code>add ID</code> · /merchants <code>remove ID</code> – or forward me a "
-        "message of the person to add"
+        "<b>Merchants</b>\n"
+        "<code>/merchants add ID</code> · <code>/merchants remove ID</code>, or forward me a "
+        "message of the person to add."
     ),
     "cmd_start": "Start",
     "cmd_help": "Help",
@@ -56,6 +53,7 @@ EN: dict[str, str] = {
     "cmd_invoices": "Your recent invoices",
     "cmd_report": "CSV report: today, week, month or all",
     "cmd_settings": "Default gateway and language",
+    "cmd_settings_customer": "Language",
     "cmd_merchants": "Add or remove merchants",
     # refusals and input errors
     "not_merchant": (
@@ -94,7 +92,6 @@ EN: dict[str, str] = {
     "invoice_expires": "Expires: {time}",
     "invoice_paid_at": "Paid: {time}",
     "invoice_share": "Share with the customer: {link}",
-    "invoice_merchant": "From: {merchant}",
     "status_pending": "⏳ waiting for payment",
     "status_paid": "✅ PAID",
     "status_paid_late": "✅ PAID (late, after it had expired)",
@@ -109,7 +106,6 @@ EN: dict[str, str] = {
     "button_pay": "💳 Pay {amount}",
     "button_simulate": "🧪 Simulate payment",
     "button_cancel": "🚫 Cancel invoice",
-    "button_share": "📤 Send to a chat",
     "button_refresh": "🔄 Check status",
     "sandbox_note": "🧪 Sandbox: no real money moves. Tap “Simulate payment” to pay.",
     "cancelled_at_gateway": "Cancelled at {gateway} too.",
@@ -149,6 +145,7 @@ EN: dict[str, str] = {
     "button_prev": "◀ Newer",
     "button_next": "Older ▶",
     "report_caption": "{count} invoices, {period}",
+    "report_summary": "📊 {period}: {lines}",
     "report_summary_line": "{currency} {status}: {count} · {total}",
     "report_empty": "No invoices in that period ({period}).",
     "report_usage": "Write <code>/report today</code>, <code>week</code>, <code>month</code> or <code>all</code>.",
@@ -159,14 +156,13 @@ EN: dict[str, str] = {
     "settings_title": (
         "⚙️ <b>Settings</b>\nDefault gateway: <b>{gateway}</b>\nLanguage: <b>{language}</b>"
     ),
-    "settings_gateway_button": "Gateway: {gateway}",
-    "settings_language_button": "Language: {language}",
+    "settings_title_customer": "⚙️ <b>Settings</b>\nLanguage: <b>{language}</b>",
     "settings_auto": "automatic",
     "settings_saved": "Saved.",
     # admin: merchants
     "merchants_title": "👥 <b>Merchants</b>\n{lines}",
     "merchants_empty": "No merchants in the database yet.",
-    "merchant_line": "• <code>{id}</code> {name} {source}",
+    "merchant_line": "• <code>{id}</code>{name}{source}",
     "merchant_from_settings": "(MERCHANT_IDS)",
     "merchant_added": "✅ {id} is now a merchant.",
     "merchant_exists": "{id} is already a merchant.",
@@ -179,6 +175,7 @@ EN: dict[str, str] = {
     ),
     "forward_add_prompt": "Add {name} (<code>{id}</code>) as a merchant?",
     "forward_hidden": "That person hides their account in forwards; ask them for their user id.",
+    "forward_bot": "That message is from a bot; bots cannot be merchants.",
     "button_add_merchant": "➕ Add as merchant",
     "button_remove_merchant": "🗑 Remove {id}",
     # inline mode
@@ -203,28 +200,23 @@ DE: dict[str, str] = {
         "<b>So bezahlst du</b>\n"
         "Öffne den Rechnungslink des Händlers und tippe auf <b>Bezahlen</b> oder scanne den "
         "QR-Code. Sobald die Zahlung ankommt, aktualisiere ich die Rechnung und schicke dir "
-        "eine Quittung.\n\n/start – Willkommen\n/help – diese Hilfe"
+        "eine Quittung."
     ),
+    "help_commands": "<b>Befehle</b>",
+    "help_command_line": "/{command} – {description}",
     "help_merchant": (
-        "<b>Befehle für Händler</b>\n"
-        "/invoice <code>Betrag [Währung] [Beschreibung]</code> – eine Rechnung mit "
-        "Bezahllink, z. B. <code>/invoice 12,50 Kaffee</code> oder "
-        "<code>/invoice 12 USD Lampe</code>\n"
-        "/pos <code>Betrag [Beschreibung]</code> – ein Lightning-QR-Code für die Kasse\n"
-        "/invoices – deine letzten Rechnungen\n"
-        "/report <code>[today|week|month|all]</code> – ein CSV-Bericht\n"
-        "/settings – Standard-Gateway und Sprache\n"
-        "/help – diese Hilfe\n\n"
+        "<b>Rechnungen</b>\n"
+        "<code>/invoice 12,50 Kaffee</code> oder <code>/invoice 12 USD Lampe</code>: eine "
+        "Rechnung mit Bezahllink; <code>/pos 5</code>: ein Lightning-QR-Code an der Kasse.\n"
         "Gateways: {gateways}. Beträge: <code>12.50</code>, <code>12,50</code> oder "
         "<code>12</code>, höchstens {maximum}.\n"
         "Inline: tippe <code>@{bot} 12,50 Kaffee</code> in einem beliebigen Chat, um dort eine "
         "Rechnung zu senden."
     ),
     "help_admin": (
-        "\n\n<b>Befehle für Admins</b>\n"
-        "/merchants – Händler auflisten\n"
-        "/merchants <code>add ID</code> · /merchants <code>remove ID</code> – oder leite mir "
-        "eine Nachricht der Person weiter"
+        "<b>Händler</b>\n"
+        "<code>/merchants add ID</code> · <code>/merchants remove ID</code>, oder leite mir "
+        "eine Nachricht der Person weiter, die du hinzufügen willst."
     ),
     "cmd_start": "Start",
     "cmd_help": "Hilfe",
@@ -233,6 +225,7 @@ DE: dict[str, str] = {
     "cmd_invoices": "Deine letzten Rechnungen",
     "cmd_report": "CSV-Bericht: today, week, month oder all",
     "cmd_settings": "Standard-Gateway und Sprache",
+    "cmd_settings_customer": "Sprache",
     "cmd_merchants": "Händler hinzufügen oder entfernen",
     "not_merchant": (
         "Entschuldigung, nur Händler können hier Rechnungen erstellen. "
@@ -276,7 +269,6 @@ DE: dict[str, str] = {
     "invoice_expires": "Läuft ab: {time}",
     "invoice_paid_at": "Bezahlt: {time}",
     "invoice_share": "Für den Kunden: {link}",
-    "invoice_merchant": "Von: {merchant}",
     "status_pending": "⏳ wartet auf Zahlung",
     "status_paid": "✅ BEZAHLT",
     "status_paid_late": "✅ BEZAHLT (verspätet, nach Ablauf)",
@@ -293,7 +285,6 @@ DE: dict[str, str] = {
     "button_pay": "💳 {amount} bezahlen",
     "button_simulate": "🧪 Zahlung simulieren",
     "button_cancel": "🚫 Rechnung stornieren",
-    "button_share": "📤 In einen Chat senden",
     "button_refresh": "🔄 Status prüfen",
     "sandbox_note": "🧪 Sandbox: Es fließt kein echtes Geld. Tippe auf „Zahlung simulieren“.",
     "cancelled_at_gateway": "Auch bei {gateway} storniert.",
@@ -339,6 +330,7 @@ DE: dict[str, str] = {
     "button_prev": "◀ Neuere",
     "button_next": "Ältere ▶",
     "report_caption": "{count} Rechnungen, {period}",
+    "report_summary": "📊 {period}: {lines}",
     "report_summary_line": "{currency} {status}: {count} · {total}",
     "report_empty": "Keine Rechnungen in diesem Zeitraum ({period}).",
     "report_usage": (
@@ -352,13 +344,12 @@ DE: dict[str, str] = {
     "settings_title": (
         "⚙️ <b>Einstellungen</b>\nStandard-Gateway: <b>{gateway}</b>\nSprache: <b>{language}</b>"
     ),
-    "settings_gateway_button": "Gateway: {gateway}",
-    "settings_language_button": "Sprache: {language}",
+    "settings_title_customer": "⚙️ <b>Einstellungen</b>\nSprache: <b>{language}</b>",
     "settings_auto": "automatisch",
     "settings_saved": "Gespeichert.",
     "merchants_title": "👥 <b>Händler</b>\n{lines}",
     "merchants_empty": "Noch keine Händler in der Datenbank.",
-    "merchant_line": "• <code>{id}</code> {name} {source}",
+    "merchant_line": "• <code>{id}</code>{name}{source}",
     "merchant_from_settings": "(MERCHANT_IDS)",
     "merchant_added": "✅ {id} ist jetzt Händler.",
     "merchant_exists": "{id} ist bereits Händler.",
@@ -373,6 +364,7 @@ DE: dict[str, str] = {
     "forward_hidden": (
         "Diese Person verbirgt ihr Konto in Weiterleitungen; frag sie nach ihrer Benutzer-ID."
     ),
+    "forward_bot": "Diese Nachricht stammt von einem Bot; Bots können keine Händler sein.",
     "button_add_merchant": "➕ Als Händler hinzufügen",
     "button_remove_merchant": "🗑 {id} entfernen",
     "inline_title": "Rechnung über {amount}",

@@ -26,6 +26,10 @@ CALLBACK_SETTINGS = "set"
 CALLBACK_MERCHANT = "merch"
 CALLBACK_NOOP = "noop"
 
+# How a merchant's cancel went (the raw status `PaymentsService.cancel` records): the
+# invoice message says whether the gateway cancelled the session too.
+CANCEL_NOTES = {"cancelled": "cancelled_at_gateway", "cancelled_locally": "cancelled_locally"}
+
 
 @dataclass(frozen=True, slots=True)
 class ViewContext:
@@ -54,6 +58,16 @@ def status_label(invoice: Invoice, language: str) -> str:
     if invoice.status is InvoiceStatus.PAID and invoice.late:
         return t(language, "status_paid_late")
     return t(language, f"status_{invoice.status.value}")
+
+
+def error_text(language: str, code: str, params: Mapping[str, object], *, html: bool = True) -> str:
+    """The text of an `InputError` (`err_<code>`), statuses named in the language; `html`
+    escapes the values (False for plain texts such as button answers)."""
+    values = {key: escape(str(value)) if html else str(value) for key, value in params.items()}
+    status = params.get("status")
+    if isinstance(status, str) and status in set(InvoiceStatus):
+        values["status"] = t(language, f"status_{status}")
+    return t(language, f"err_{code}", **values)
 
 
 def sats_text(amount_msat: int, language: str) -> str:
@@ -106,6 +120,9 @@ def invoice_text(invoice: Invoice, language: str, role: MessageRole, ctx: ViewCo
             lines.append(t(language, "invoice_expires", time=format_time(invoice.expires_at)))
     elif invoice.status is InvoiceStatus.FAILED and invoice.failure_reason:
         lines.append(t(language, "failure_reason", reason=escape(invoice.failure_reason)))
+    elif invoice.status is InvoiceStatus.CANCELLED and invoice.raw_status in CANCEL_NOTES:
+        note = CANCEL_NOTES[invoice.raw_status]
+        lines.append(t(language, note, gateway=escape(ctx.title(invoice.gateway))))
     lines.append(t(language, "invoice_gateway", gateway=escape(ctx.title(invoice.gateway))))
     if invoice.status is InvoiceStatus.PENDING and invoice.gateway in ctx.simulatable:
         lines.append(t(language, "sandbox_note"))

@@ -11,10 +11,15 @@ from telegram.constants import ParseMode
 
 from bot.context import TillbotContext
 from bot.handlers.common import answer, callback_parts, is_admin, language, reply
+from bot.handlers.menu import refresh_menu
+from bot.handlers.merchant import help_command
 from bot.i18n import t
 from bot.money import format_amount
 from bot.views import CALLBACK_MERCHANT
-from storage.models import NewOutbox, OutboxEvent, OutboxKind
+from storage.models import Invoice, NewOutbox, OutboxEvent, OutboxKind
+
+MAX_LISTED = 50  # merchants shown by /merchants (with a Remove button for the first 20)
+MAX_BUTTONS = 20
 
 
 async def merchants_command(update: Update, context: TillbotContext) -> None:
@@ -24,23 +29,53 @@ async def merchants_command(update: Update, context: TillbotContext) -> None:
         return
     args = [a.lower() for a in (context.args or [])]
     if not args:
-        await _list(update, context)
+        await _list(update, context, edit=False)
         return
-    if len(args) != 2 or args[0] not in ("add", "remove") or not args[1].lstrip("-").isdigit():
+    user_id = _user_id(args[1]) if len(args) == 2 else None
+    if args[0] not in ("add", "remove") or user_id is None:
         await reply(update, context, "merchants_usage")
         return
-    await _change(update, context, args[0], int(args[1]))
+    key = await _change(update, context, args[0], user_id)
+    await reply(update, context, key, id=user_id)
 
 
-async def _list(update: Update, context: TillbotContext) -> None:
+def _spaced(name: str | None) -> str:
+    return f" {escape(name)}" if name else ""
+
+
+def _user_id(text: str) -> int | None:
+    """A Telegram user id: a positive integer (group ids are negative)."""
+    if not text.isdigit() or len(text) > 19:
+        return None
+    value = int(text)
+    return value if 0 < value < 2**63 else None
+
+
+async def _list(update: Update, context: TillbotContext, *, edit: bool) -> None:
     services = context.services
+    chat = update.effective_chat
+    if chat is None:
+        return
     lang = await language(update, context)
-    stored = await services.repo.list_merchants()
+    stored = (await services.repo.list_merchants())[:MAX_LISTED]
     lines = [
-        t(lang, "merchant_line", id=m.user_id, name=escape(m.name or ""), source="") for m in stored
+        t(
+            lang,
+            "merchant_line",
+            id=m.user_id,
+            name=_spaced(m.name or (await services.prefs(m.user_id)).name),
+            source="",
+        )
+        for m in stored
     ]
     lines += [
-        t(lang, "merchant_line", id=uid, name="", source=t(lang, "merchant_from_settings"))
+        t(
+            lang,
+            "merchant_line",
+            id=uid,
+            name=_spaced((await services.prefs(uid)).name),
+            source=" " + t(lang, "merchant_from_settings"),
+        )
         for uid in services.settings.merchant_ids
     ]
     body = "\n".join(lines) if lines else t(lang, "merchants_empty")
@@ -51,49 +86,59 @@ async def _list(update: Update, context: TillbotContext) -> None:
                 callback_data=f"{CALLBACK_MERCHANT}:rm:{m.user_id}",
             )
         ]
-        for m in stored[:20]
+        for m in stored[:MAX_BUTTONS]
     ]
-    chat = update.effective_chat
-    assert chat is not None
-    await context.bot.send_message(
-        chat.id,
-        t(lang, "merchants_title", lines=body) + "\n\n" + t(lang, "merchants_usage"),
-        parse_mode=ParseMode.HTML,
-        reply_markup=InlineKeyboardMarkup(buttons) if buttons else None,
-    )
+    text = t(lang, "merchants_title", lines=body) + "\n\n" + t(lang, "merchants_usage")
+    markup = InlineKeyboardMarkup(buttons) if buttons else None
+    query = update.callback_query
+    if edit and query is not None and query.message is not None:
+        await context.bot.edit_message_text(
+            text,
+            chat_id=query.message.chat.id,
+            message_id=query.message.message_id,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup,
+        )
+    else:
+        await context.bot.send_message(
+            chat.id, text, parse_mode=ParseMode.HTML, reply_markup=markup
+        )
 
 
-async def _change(
-    update: Update, context: TillbotContext, action: str, user_id: int, name: str | None = None
-) -> str:
+async def _change(update: Update, context: TillbotContext, action: str, user_id: int) -> str:
+    """Add or remove a merchant in the database; returns the catalogue key of the outcome."""
     services = context.services
     user = update.effective_user
     assert user is not None
     if action == "add":
-        added = await services.repo.add_merchant(
-            user_id, added_by=user.id, now=services.clock(), name=name
-        )
+        added = await services.repo.add_merchant(user_id, added_by=user.id, now=services.clock())
         key = "merchant_added" if added else "merchant_exists"
     elif user_id in services.settings.merchant_ids:
         key = "merchant_in_settings"
     else:
         removed = await services.repo.remove_merchant(user_id)
         key = "merchant_removed" if removed else "merchant_not_found"
-    if update.callback_query is None:
-        await reply(update, context, key, id=user_id)
+    if key in ("merchant_added", "merchant_removed"):
+        await refresh_menu(context.bot, services, user_id)
     return key
 
 
 async def forwarded(update: Update, context: TillbotContext) -> None:
     """An admin forwards someone's message: offer to add that person as a merchant."""
     message = update.effective_message
-    if message is None or not is_admin(update, context):
+    if message is None:
+        return
+    if not is_admin(update, context):
+        await help_command(update, context)
         return
     origin = message.forward_origin
     if not isinstance(origin, MessageOriginUser):
         await reply(update, context, "forward_hidden")
         return
     person = origin.sender_user
+    if person.is_bot:
+        await reply(update, context, "forward_bot")
+        return
     lang = await language(update, context)
     keyboard = InlineKeyboardMarkup(
         [
@@ -116,15 +161,25 @@ async def forwarded(update: Update, context: TillbotContext) -> None:
 async def merchant_button(update: Update, context: TillbotContext) -> None:
     """`merch:add:<id>` / `merch:rm:<id>`: only admins; checked on every press."""
     parts = callback_parts(update, CALLBACK_MERCHANT, 2)
-    lang = await language(update, context)
-    if parts is None or parts[0] not in ("add", "rm") or not parts[1].lstrip("-").isdigit():
+    user_id = _user_id(parts[1]) if parts is not None else None
+    if parts is None or parts[0] not in ("add", "rm") or user_id is None:
         await answer(update)
         return
+    lang = await language(update, context)
     if not is_admin(update, context):
         await answer(update, t(lang, "not_admin"), alert=True)
         return
-    key = await _change(update, context, "add" if parts[0] == "add" else "remove", int(parts[1]))
-    await answer(update, t(lang, key, id=parts[1]))
+    key = await _change(update, context, "add" if parts[0] == "add" else "remove", user_id)
+    await answer(update, t(lang, key, id=user_id))
+    query = update.callback_query
+    if parts[0] == "rm":
+        await _list(update, context, edit=True)
+    elif query is not None and query.message is not None:
+        await context.bot.edit_message_text(
+            t(lang, key, id=user_id),
+            chat_id=query.message.chat.id,
+            message_id=query.message.message_id,
+        )
 
 
 async def daily_summary(context: TillbotContext) -> None:
@@ -134,34 +189,42 @@ async def daily_summary(context: TillbotContext) -> None:
     end = now.replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=1)
     invoices = await services.repo.invoices_created_between(None, start, end)
-    groups: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    date = start.date().isoformat()
+    rows = [
+        NewOutbox(
+            kind=OutboxKind.ADMIN,
+            event=OutboxEvent.DAILY_SUMMARY,
+            chat_id=admin,
+            payload={
+                "date": date,
+                "lines": summary_lines(invoices, await services.language_of_chat(admin)),
+            },
+            dedupe_key=f"daily:{date}:{admin}",
+        )
+        for admin in dict.fromkeys(services.settings.admin_ids)
+    ]
+    if await services.repo.enqueue(rows, now) and services.notifier is not None:
+        services.notifier.kick()
+
+
+def summary_lines(invoices: list[Invoice], lang: str) -> str:
+    """One line per status: how many, and the total per currency (plain text)."""
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     counts: dict[str, int] = defaultdict(int)
     for inv in invoices:
-        groups[inv.status.value][inv.currency] += inv.amount_minor
+        totals[inv.status.value][inv.currency] += inv.amount_minor
         counts[inv.status.value] += 1
-    lines = (
-        "\n".join(
-            f"{status}: {counts[status]} · "
-            + ", ".join(
-                format_amount(total, cur, "en") for cur, total in sorted(groups[status].items())
-            )
-            for status in sorted(groups)
+    lines = [
+        t(
+            lang,
+            "summary_line",
+            status=t(lang, f"status_{status}"),
+            count=counts[status],
+            totals=", ".join(
+                format_amount(total, currency, lang)
+                for currency, total in sorted(totals[status].items())
+            ),
         )
-        or "—"
-    )
-    date = start.date().isoformat()
-    await services.repo.enqueue(
-        [
-            NewOutbox(
-                kind=OutboxKind.ADMIN,
-                event=OutboxEvent.DAILY_SUMMARY,
-                chat_id=admin,
-                payload={"date": date, "lines": lines},
-                dedupe_key=f"daily:{date}:{admin}",
-            )
-            for admin in services.settings.admin_ids
-        ],
-        now,
-    )
-    if services.notifier is not None:
-        services.notifier.kick()
+        for status in sorted(totals)
+    ]
+    return "\n".join(lines) or t(lang, "summary_empty")

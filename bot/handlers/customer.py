@@ -11,7 +11,7 @@ from bot.gateways.base import GatewayError
 from bot.handlers.common import answer, callback_parts, language, reply, show_invoice
 from bot.i18n import t
 from bot.payments import InputError
-from bot.views import CALLBACK_REFRESH, CALLBACK_SIMULATE
+from bot.views import CALLBACK_REFRESH, CALLBACK_SIMULATE, error_text
 from storage.models import Invoice, InvoiceStatus, MessageRole
 
 log = logging.getLogger(__name__)
@@ -51,11 +51,12 @@ async def simulate_button(update: Update, context: TillbotContext) -> None:
     try:
         await context.services.payments.simulate_payment(invoice)
     except InputError as exc:
-        await answer(update, t(lang, f"err_{exc.code}"), alert=True)
+        await answer(update, error_text(lang, exc.code, exc.params, html=False), alert=True)
         return
     except GatewayError as exc:
         log.warning("sandbox payment of invoice %s failed: %s", invoice.id, exc)
-        await answer(update, t(lang, "gateway_busy", gateway="Sandbox"), alert=True)
+        title = context.services.view.title(invoice.gateway)
+        await answer(update, t(lang, "gateway_busy", gateway=title), alert=True)
         return
     await answer(update, t(lang, "simulating"))
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from html import escape
 
 from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InlineQueryResultArticle,
+    InlineQueryResultsButton,
     InputTextMessageContent,
     Update,
 )
@@ -16,10 +18,11 @@ from telegram.constants import ParseMode
 
 from bot.context import TillbotContext
 from bot.gateways.base import GatewayError
+from bot.handlers.merchant import HELP_PAYLOAD
 from bot.i18n import t
 from bot.money import format_amount
 from bot.payments import InputError, NotAllowed, parse_invoice_args
-from bot.views import CALLBACK_NOOP, invoice_keyboard, invoice_text
+from bot.views import CALLBACK_NOOP, error_text, invoice_keyboard, invoice_text
 from storage.models import InvoiceMessage, MessageRole
 
 log = logging.getLogger(__name__)
@@ -37,14 +40,17 @@ async def inline_query(update: Update, context: TillbotContext) -> None:
     lang = await services.language_for(query.from_user)
     text = query.query.strip()
     if not text:
-        await query.answer([], cache_time=0, is_personal=True)
+        help_button = InlineQueryResultsButton(
+            text=t(lang, "inline_help_title"), start_parameter=HELP_PAYLOAD
+        )
+        await query.answer([], cache_time=0, is_personal=True, button=help_button)
         return
     try:
         draft = parse_invoice_args(text.split())
         gateway = await services.payments.merchant_gateway(query.from_user.id)
         amount, currency, description, _ = services.payments.validate(draft, gateway)
     except InputError as exc:
-        message = t(lang, f"err_{exc.code}", **exc.params)
+        message = error_text(lang, exc.code, exc.params, html=False)
         await query.answer(
             [
                 InlineQueryResultArticle(
@@ -87,8 +93,11 @@ async def chosen_result(update: Update, context: TillbotContext) -> None:
         )
     except (InputError, NotAllowed, GatewayError) as exc:
         log.info("inline invoice not created: %s", type(exc).__name__)
-        message = exc.user_message if isinstance(exc, GatewayError) else t(lang, "something_wrong")
-        await context.bot.edit_message_text(message, inline_message_id=chosen.inline_message_id)
+        await context.bot.edit_message_text(
+            _failure_text(exc, lang, context),
+            inline_message_id=chosen.inline_message_id,
+            parse_mode=ParseMode.HTML,
+        )
         return
     await services.payments.remember_message(
         InvoiceMessage(
@@ -106,3 +115,15 @@ async def chosen_result(update: Update, context: TillbotContext) -> None:
         parse_mode=ParseMode.HTML,
         reply_markup=invoice_keyboard(invoice, lang, MessageRole.INLINE, services.view),
     )
+
+
+def _failure_text(exc: Exception, lang: str, context: TillbotContext) -> str:
+    """Why the card could not become an invoice, in the merchant's language."""
+    if isinstance(exc, InputError):
+        return error_text(lang, exc.code, exc.params)
+    if isinstance(exc, GatewayError):
+        gateway = context.services.view.title(exc.gateway or "")
+        if exc.retryable:
+            return t(lang, "gateway_busy", gateway=escape(gateway))
+        return t(lang, "gateway_failed", gateway=escape(gateway), message=escape(exc.user_message))
+    return t(lang, "not_merchant")

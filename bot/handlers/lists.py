@@ -48,6 +48,9 @@ async def show_button(update: Update, context: TillbotContext) -> None:
         await answer(update)
         return
     lang = await language(update, context)
+    if not await is_merchant(update, context):
+        await answer(update, t(lang, "not_yours"), alert=True)
+        return
     try:
         invoice = await context.services.payments.invoice_of(user.id, int(parts[0]))
     except NotAllowed:
@@ -147,7 +150,9 @@ async def report_command(update: Update, context: TillbotContext) -> None:
         document,
         caption=t(lang, "report_caption", count=len(invoices), period=period_name),
     )
-    await context.bot.send_message(chat.id, report_summary(invoices, lang))
+    await context.bot.send_message(
+        chat.id, t(lang, "report_summary", period=period_name, lines=report_summary(invoices, lang))
+    )
 
 
 def _period_start(period: str, now: datetime) -> datetime:
@@ -186,7 +191,14 @@ def report_summary(invoices: list[Invoice], lang: str) -> str:
     for inv in invoices:
         groups[(inv.currency, inv.status.value)].append(inv.amount_minor)
     parts = [
-        f"{currency} {status}: {len(amounts)} · {format_amount(sum(amounts), currency, lang)}"
+        t(
+            lang,
+            "report_summary_line",
+            currency=currency,
+            status=t(lang, f"status_{status}"),
+            count=len(amounts),
+            total=format_amount(sum(amounts), currency, lang),
+        )
         for (currency, status), amounts in sorted(groups.items())
     ]
     return " | ".join(parts)

@@ -1,57 +1,128 @@
-"""The commands menu: registered at start per scope and language, matching /help."""
+"""The commands menu: registered at start per scope and language, matching /help.
+
+Customers see the default scope (one menu per language, Telegram picks it by the user's
+language_code). Merchants and admins get a menu of their own chat (`BotCommandScopeChat`, set
+by a job right after the start, and again when their role or /settings language changes):
+English without a language code plus one per other language, or, when they chose a
+language in /settings, that language only. `/help` lists exactly the same commands.
+"""
 
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 
-from telegram import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+from telegram import Bot, BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from telegram.error import TelegramError
 
-from bot.context import TillbotApp
-from bot.i18n import LANGUAGES, t
+from bot.context import Services, TillbotApp, TillbotContext
+from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
+from storage.base import StorageError
 
 log = logging.getLogger(__name__)
 
-CUSTOMER_COMMANDS = ("start", "help")
+
+class Role(StrEnum):
+    CUSTOMER = "customer"
+    MERCHANT = "merchant"
+    ADMIN = "admin"
+
+
 MERCHANT_COMMANDS = ("invoice", "pos", "invoices", "report", "settings", "help", "start")
-ADMIN_COMMANDS = (*MERCHANT_COMMANDS, "merchants")
+COMMANDS: dict[Role, tuple[str, ...]] = {
+    Role.CUSTOMER: ("start", "help", "settings"),
+    Role.MERCHANT: MERCHANT_COMMANDS,
+    Role.ADMIN: (*MERCHANT_COMMANDS, "merchants"),
+}
+OTHER_LANGUAGES = tuple(code for code in LANGUAGES if code != DEFAULT_LANGUAGE)
 MAX_SCOPED_CHATS = 200  # per-chat menus beyond this cost too many calls at start
 
 
-def commands_for(names: tuple[str, ...], language: str) -> list[BotCommand]:
-    return [BotCommand(name, t(language, f"cmd_{name}")[:256]) for name in names]
+def description(role: Role, name: str, language: str) -> str:
+    """What the menu (and /help) says about a command, for that role."""
+    key = "cmd_settings_customer" if (role, name) == (Role.CUSTOMER, "settings") else f"cmd_{name}"
+    return t(language, key)[:256]
+
+
+def commands_for(role: Role, language: str) -> list[BotCommand]:
+    return [BotCommand(name, description(role, name, language)) for name in COMMANDS[role]]
+
+
+def help_lines(role: Role, language: str) -> str:
+    """The commands of the role's menu, one a line, for /help."""
+    return "\n".join(
+        t(
+            language,
+            "help_command_line",
+            command=name,
+            description=description(role, name, language),
+        )
+        for name in COMMANDS[role]
+    )
+
+
+async def role_of(services: Services, user_id: int) -> Role:
+    """Checked on the server, from the user id of the update."""
+    payments = services.payments
+    if payments.is_admin(user_id):
+        return Role.ADMIN
+    if await payments.is_merchant(user_id):
+        return Role.MERCHANT
+    return Role.CUSTOMER
 
 
 async def register_commands(app: TillbotApp) -> None:
-    """Customers see start/help; merchants and admins see theirs in their own chats."""
-    services = app.bot_data
-    settings = services.settings
+    """The default menu per language now; the menus of each admin's and merchant's chat in
+    a job once the bot runs (many chats, two calls each, must not hold up the start)."""
     bot = app.bot
     try:
         for language in LANGUAGES:
-            code = None if language == "en" else language
             await bot.set_my_commands(
-                commands_for(CUSTOMER_COMMANDS, language),
+                commands_for(Role.CUSTOMER, language),
                 scope=BotCommandScopeDefault(),
-                language_code=code,
-            )
-        admins = list(dict.fromkeys(settings.admin_ids))
-        merchants = [
-            uid
-            for uid in dict.fromkeys(
-                [*settings.merchant_ids, *(m.user_id for m in await services.repo.list_merchants())]
-            )
-            if uid not in admins
-        ]
-        for chat_id, names in [
-            *((a, ADMIN_COMMANDS) for a in admins),
-            *((m, MERCHANT_COMMANDS) for m in merchants),
-        ][:MAX_SCOPED_CHATS]:
-            if chat_id <= 0:
-                continue
-            language = services.seen_language.get(chat_id, "en")
-            await bot.set_my_commands(
-                commands_for(names, language), scope=BotCommandScopeChat(chat_id)
+                language_code=None if language == DEFAULT_LANGUAGE else language,
             )
     except TelegramError as exc:  # a menu is a convenience: never block the start on it
         log.warning("registering the commands menu failed: %s", exc)
+    if app.job_queue is not None:
+        app.job_queue.run_once(register_chat_menus, 0, name="commands-menu")
+
+
+async def register_chat_menus(context: TillbotContext) -> None:
+    """Set the menu of each admin's and merchant's private chat (a job after the start)."""
+    services = context.services
+    settings = services.settings
+    try:
+        stored = [m.user_id for m in await services.repo.list_merchants()]
+    except StorageError as exc:
+        log.warning("the merchants' menus were not set: %s", exc)
+        return
+    chats = [
+        uid
+        for uid in dict.fromkeys([*settings.admin_ids, *settings.merchant_ids, *stored])
+        if uid > 0
+    ]
+    for user_id in chats[:MAX_SCOPED_CHATS]:
+        await refresh_menu(context.bot, services, user_id)
+
+
+async def refresh_menu(bot: Bot, services: Services, user_id: int) -> None:
+    """Set (or remove) the menu of one user's private chat for their role and language."""
+    role = await role_of(services, user_id)
+    chosen = (await services.prefs(user_id)).language
+    scope = BotCommandScopeChat(user_id)
+    try:
+        if chosen in LANGUAGES:  # their /settings choice wins over Telegram's language
+            await bot.set_my_commands(commands_for(role, chosen), scope=scope)
+            for code in OTHER_LANGUAGES:
+                await bot.delete_my_commands(scope=scope, language_code=code)
+        elif role is Role.CUSTOMER:  # the default menu fits them
+            await bot.delete_my_commands(scope=scope)
+            for code in OTHER_LANGUAGES:
+                await bot.delete_my_commands(scope=scope, language_code=code)
+        else:
+            await bot.set_my_commands(commands_for(role, DEFAULT_LANGUAGE), scope=scope)
+            for code in OTHER_LANGUAGES:
+                await bot.set_my_commands(commands_for(role, code), scope=scope, language_code=code)
+    except TelegramError as exc:  # e.g. a merchant who never opened the bot
+        log.warning("the commands menu of chat %s was not set: %s", user_id, exc)

@@ -10,7 +10,6 @@ from bot.gateways.base import GatewayError
 from bot.handlers.common import (
     answer,
     callback_parts,
-    is_admin,
     is_merchant,
     language,
     reply,
@@ -19,15 +18,21 @@ from bot.handlers.common import (
     show_invoice,
 )
 from bot.handlers.customer import open_invoice
+from bot.handlers.menu import Role, help_lines, refresh_menu, role_of
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, t
 from bot.money import format_decimal
 from bot.payments import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
-from bot.views import CALLBACK_CANCEL, CALLBACK_SETTINGS
+from bot.views import CALLBACK_CANCEL, CALLBACK_SETTINGS, error_text
 from storage.models import InvoiceKind, MessageRole
+
+HELP_PAYLOAD = "help"  # t.me/<bot>?start=help (the inline mode's help button)
 
 
 async def start(update: Update, context: TillbotContext) -> None:
     """Welcome; with a deep-link payload, show that invoice to the customer."""
+    if context.args == [HELP_PAYLOAD]:
+        await help_command(update, context)
+        return
     if context.args:
         await open_invoice(update, context, context.args[0])
         return
@@ -38,23 +43,28 @@ async def start(update: Update, context: TillbotContext) -> None:
 
 
 async def help_command(update: Update, context: TillbotContext) -> None:
-    """The commands this user can use."""
-    lang = await language(update, context)
-    if not await is_merchant(update, context):
-        await reply(update, context, "help_customer")
+    """Exactly the commands of this user's menu, with a short guide for their role."""
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
         return
     services = context.services
-    text = t(
-        lang,
-        "help_merchant",
-        gateways=", ".join(services.view.title(g) for g in services.gateways),
-        maximum=format_decimal(services.settings.max_amount, lang, places=0),
-        bot=services.view.bot_username,
-    )
-    if is_admin(update, context):
-        text += t(lang, "help_admin")
-    if update.effective_chat is not None:
-        await context.bot.send_message(update.effective_chat.id, text, parse_mode=ParseMode.HTML)
+    lang = await language(update, context)
+    role = await role_of(services, user.id)
+    parts = [t(lang, "help_customer")] if role is Role.CUSTOMER else []
+    parts.append(t(lang, "help_commands") + "\n" + help_lines(role, lang))
+    if role is not Role.CUSTOMER:
+        parts.append(
+            t(
+                lang,
+                "help_merchant",
+                gateways=", ".join(services.view.title(g) for g in services.gateways),
+                maximum=format_decimal(services.settings.max_amount, lang, places=0),
+                bot=services.view.bot_username,
+            )
+        )
+    if role is Role.ADMIN:
+        parts.append(t(lang, "help_admin"))
+    await context.bot.send_message(chat.id, "\n\n".join(parts), parse_mode=ParseMode.HTML)
 
 
 async def invoice(update: Update, context: TillbotContext) -> None:
@@ -115,13 +125,16 @@ async def cancel_button(update: Update, context: TillbotContext) -> None:
         return
     lang = await language(update, context)
     payments = context.services.payments
+    if not await is_merchant(update, context):
+        await answer(update, t(lang, "not_yours"), alert=True)
+        return
     try:
         cancelled, at_gateway = await payments.cancel(user.id, int(parts[0]))
     except NotAllowed:
         await answer(update, t(lang, "not_yours"), alert=True)
         return
     except InputError as exc:
-        await answer(update, t(lang, f"err_{exc.code}", **exc.params), alert=True)
+        await answer(update, error_text(lang, exc.code, exc.params, html=False), alert=True)
         return
     title = context.services.view.title(cancelled.gateway)
     key = "cancelled_at_gateway" if at_gateway else "cancelled_locally"
@@ -154,6 +167,8 @@ async def settings_button(update: Update, context: TillbotContext) -> None:
     services.forget_prefs(user.id)
     await answer(update, t(await language(update, context), "settings_saved"))
     await _show_settings(update, context, edit=True)
+    if field == "lang":
+        await refresh_menu(context.bot, services, user.id)
 
 
 async def _show_settings(update: Update, context: TillbotContext, *, edit: bool) -> None:
@@ -164,13 +179,14 @@ async def _show_settings(update: Update, context: TillbotContext, *, edit: bool)
     prefs = await services.prefs(user.id)
     merchant = await is_merchant(update, context)
     gateway = await services.payments.merchant_gateway(user.id)
-    language_name = LANGUAGE_NAMES[prefs.language] if prefs.language else t(lang, "settings_auto")
-    text = t(
-        lang,
-        "settings_title",
-        gateway=services.view.title(gateway) if merchant else "—",
-        language=language_name,
-    )
+    chosen = prefs.language if prefs.language in LANGUAGES else None
+    language_name = LANGUAGE_NAMES[chosen] if chosen else t(lang, "settings_auto")
+    if merchant:
+        text = t(
+            lang, "settings_title", gateway=services.view.title(gateway), language=language_name
+        )
+    else:
+        text = t(lang, "settings_title_customer", language=language_name)
     rows: list[list[InlineKeyboardButton]] = []
     if merchant:
         rows.append(
