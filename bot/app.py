@@ -96,6 +96,8 @@ def build_application(
     settings: Settings, *, clock: Callable[[], datetime] = utcnow, owner: str | None = None
 ) -> TillbotApp:
     """The Application with every handler registered; services open in post_init."""
+    # Before building: python-telegram-bot logs the API URL, token included, at DEBUG.
+    install_redaction(settings.secrets())
     api = settings.telegram_api_url.rstrip("/")
     timeouts: dict[str, Any] = {
         "connect_timeout": 10.0,
@@ -116,7 +118,6 @@ def build_application(
         .post_shutdown(post_shutdown)
         .build()
     )
-    install_redaction(settings.secrets())
     services = app.bot_data
     services.settings = settings
     services.clock = clock
@@ -132,6 +133,7 @@ def register_handlers(app: TillbotApp) -> None:
         ("help", merchant.help_command),
         ("invoice", merchant.invoice),
         ("pos", merchant.pos),
+        ("onchain", merchant.onchain),
         ("settings", merchant.settings_command),
         ("invoices", lists.invoices_command),
         ("report", lists.report_command),

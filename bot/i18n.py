@@ -50,6 +50,7 @@ EN: dict[str, str] = {
     "cmd_help": "Help",
     "cmd_invoice": "Create an invoice: amount [currency] [description]",
     "cmd_pos": "Lightning QR for the counter: amount [description]",
+    "cmd_onchain": "On-chain payment as a QR: amount [currency] [description]",
     "cmd_invoices": "Your recent invoices",
     "cmd_report": "CSV report: today, week, month or all",
     "cmd_settings": "Default gateway and language",
@@ -78,6 +79,9 @@ EN: dict[str, str] = {
     "err_not_pending": "This invoice is no longer open ({status}).",
     "err_cannot_simulate": "Only sandbox invoices can be paid by simulation.",
     "err_no_pos_gateway": "No gateway for Lightning payments at the counter is set up.",
+    "err_no_onchain_gateway": (
+        "No gateway for on-chain payments is set up (MixPay with MIXPAY_PAYMENT_ASSET_ID)."
+    ),
     "gateway_failed": "⚠️ {gateway} could not create the payment: {message}",
     "gateway_busy": "⚠️ {gateway} is not answering right now. Please try again in a minute.",
     "something_wrong": "⚠️ Something went wrong on my side. Nothing was charged; please try again.",
@@ -222,6 +226,7 @@ DE: dict[str, str] = {
     "cmd_help": "Hilfe",
     "cmd_invoice": "Rechnung erstellen: Betrag [Währung] [Beschreibung]",
     "cmd_pos": "Lightning-QR für die Kasse: Betrag [Beschreibung]",
+    "cmd_onchain": "On-Chain-Zahlung als QR: Betrag [Währung] [Beschreibung]",
     "cmd_invoices": "Deine letzten Rechnungen",
     "cmd_report": "CSV-Bericht: today, week, month oder all",
     "cmd_settings": "Standard-Gateway und Sprache",
@@ -251,6 +256,10 @@ DE: dict[str, str] = {
     "err_not_pending": "Diese Rechnung ist nicht mehr offen ({status}).",
     "err_cannot_simulate": "Nur Sandbox-Rechnungen können simuliert bezahlt werden.",
     "err_no_pos_gateway": "Es ist kein Gateway für Lightning-Zahlungen an der Kasse eingerichtet.",
+    "err_no_onchain_gateway": (
+        "Es ist kein Gateway für On-Chain-Zahlungen eingerichtet (MixPay mit "
+        "MIXPAY_PAYMENT_ASSET_ID)."
+    ),
     "gateway_failed": "⚠️ {gateway} konnte die Zahlung nicht anlegen: {message}",
     "gateway_busy": "⚠️ {gateway} antwortet gerade nicht. Bitte versuch es in einer Minute erneut.",
     "something_wrong": (

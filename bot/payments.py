@@ -45,7 +45,15 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+# Which gateways serve a kind of payment, in order of preference.
+KIND_GATEWAYS: dict[InvoiceKind, tuple[str, ...]] = {
+    InvoiceKind.LIGHTNING: ("mion", "sandbox"),
+    InvoiceKind.ONCHAIN: ("mixpay",),
+}
 NOT_FOUND_POLLS = 3  # consecutive "no such session" answers before we give a session up
+# Longer than any creation can take (gateway timeout x retries): a pending invoice still
+# without a gateway session after this was cut short and is failed by the watcher.
+UNFINISHED_CREATION_AFTER = timedelta(minutes=10)
 
 
 class InputError(ValueError):
@@ -172,11 +180,12 @@ class PaymentsService:
             return prefs.gateway
         return self.policy.default_gateway
 
-    def pos_gateway(self) -> str | None:
-        """The gateway for /pos: Mion when configured, else the sandbox's Lightning."""
-        for name in ("mion", "sandbox"):
+    def gateway_for_kind(self, kind: InvoiceKind) -> str | None:
+        """The gateway for /pos (Mion, else the sandbox's Lightning) or /onchain (MixPay
+        with a payment asset); None when no configured gateway can take that kind."""
+        for name in KIND_GATEWAYS.get(kind, tuple(self.gateways)):
             gw = self.gateways.get(name)
-            if gw is not None and InvoiceKind.LIGHTNING in gw.kinds:
+            if gw is not None and kind in gw.kinds:
                 return name
         return None
 
@@ -339,6 +348,8 @@ class PaymentsService:
         """Poll one claimed invoice: renew its attempt if due, read and apply its status, and
         schedule its next poll. GatewayErrors are handled here (backoff, auth alert)."""
         gateway = self.gateways.get(invoice.gateway)
+        if invoice.gateway_session_id is None and invoice.status is InvoiceStatus.PENDING:
+            return await self._unfinished_creation(invoice, owner)
         if gateway is None or invoice.gateway_session_id is None:
             await self.repo.reschedule(invoice.id, next_poll_at=None, owner=owner, now=self.clock())
             return invoice
@@ -361,6 +372,34 @@ class PaymentsService:
                 updated.id, next_poll_at=next_at, owner=owner, now=self.clock()
             )
         return updated
+
+    async def _unfinished_creation(self, invoice: Invoice, owner: str) -> Invoice:
+        """A pending invoice without a gateway session: its creation was cut short after the
+        invoice was stored (storage failed, or the process died, around the gateway call).
+        Nobody was shown a link, so nobody can pay it: once no creation can still be under
+        way, it is failed (quietly: the merchant was told at the time) instead of staying
+        open for ever."""
+        now = self.clock()
+        if now - invoice.created_at < UNFINISHED_CREATION_AFTER:
+            await self.repo.reschedule(
+                invoice.id,
+                next_poll_at=invoice.created_at + UNFINISHED_CREATION_AFTER,
+                owner=owner,
+                now=now,
+            )
+            return invoice
+        log.warning("invoice %s was never attached to a gateway session: failed", invoice.id)
+        failed = await self.repo.transition(
+            Transition(
+                invoice_id=invoice.id,
+                expected=frozenset({InvoiceStatus.PENDING}),
+                new_status=InvoiceStatus.FAILED,
+                at=now,
+                raw_status="not_created",
+                failure_reason="the invoice could not be created",
+            )
+        )
+        return failed or await self.repo.get_invoice(invoice.id) or invoice
 
     async def _poll_failed(self, invoice: Invoice, exc: GatewayError, owner: str) -> None:
         log.warning("status of invoice %s at %s failed: %s", invoice.id, invoice.gateway, exc)

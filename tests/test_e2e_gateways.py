@@ -185,3 +185,21 @@ async def test_message_shows_underpaid_and_merchant_is_told(bot: Harness, sims: 
     await bot.emu.wait_for(lambda: "underpaid" in reply.content, timeout=8)
     await bot.emu.wait_for_message(bot.admin, lambda m: "underpaid" in m.content, timeout=5)
 
+
+async def test_onchain_shows_address_and_exact_amount_as_a_qr(bot: Harness, sims: Gateways) -> None:
+    photo = await bot.command(bot.merchant, "/onchain 10 USD Lamp")
+    assert photo.photo is not None, photo.content
+    invoice = (await bot.services.repo.list_invoices(bot.merchant.id, limit=1))[0]
+    assert invoice.gateway == "mixpay" and invoice.kind.value == "onchain"
+    address, amount = invoice.payment["address"], invoice.payment["crypto_amount"]
+    assert address in photo.content and amount in photo.content
+    assert decode_qr(photo.photo) == f"bitcoin:{address}?amount={amount}"
+    sims.mixpay.pay(sim_key(sims.mixpay, invoice))
+    await bot.emu.wait_for(lambda: "PAID" in photo.content, timeout=8)
+
+
+async def test_onchain_without_a_gateway_for_it_is_refused(harness: Harness) -> None:
+    await harness.start()
+    reply = await harness.command(harness.merchant, "/onchain 10 Lamp")
+    assert "No gateway for on-chain payments" in reply.content
+    assert await harness.services.repo.count_invoices(harness.merchant.id) == 0

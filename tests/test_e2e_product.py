@@ -120,7 +120,9 @@ async def two_admins(harness: Harness) -> Harness:
 
 
 # -- 6. the commands menu and /help ------------------------------------------------------------
-MERCHANT_MENU = ["invoice", "pos", "invoices", "report", "settings", "help", "start"]
+MERCHANT_MENU = [
+    "invoice", "pos", "onchain", "invoices", "report", "settings", "help", "start"
+]
 ADMIN_MENU = [*MERCHANT_MENU, "merchants"]
 CUSTOMER_MENU = ["start", "help", "settings"]
 

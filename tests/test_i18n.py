@@ -13,6 +13,7 @@ import pytest
 
 from bot.handlers.lists import PERIODS
 from bot.handlers.menu import COMMANDS, Role, description
+from bot.handlers.merchant import NO_GATEWAY_FOR
 from bot.i18n import CATALOGUES, DE, EN, LANGUAGES, resolve_language, t
 from bot.simulators.telegram_format import parse_formatted
 from bot.views import CANCEL_NOTES, error_text
@@ -150,6 +151,8 @@ def used_keys() -> dict[str, list[str]]:
             used.setdefault(match.group(1), []).append(where)
     for note in CANCEL_NOTES.values():
         used.setdefault(note, []).append("bot/views.py:CANCEL_NOTES")
+    for refusal in NO_GATEWAY_FOR.values():
+        used.setdefault(refusal, []).append("bot/handlers/merchant.py:NO_GATEWAY_FOR")
     return used
 
 

@@ -28,7 +28,7 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-MERCHANT_COMMANDS = ("invoice", "pos", "invoices", "report", "settings", "help", "start")
+MERCHANT_COMMANDS = ("invoice", "pos", "onchain", "invoices", "report", "settings", "help", "start")
 COMMANDS: dict[Role, tuple[str, ...]] = {
     Role.CUSTOMER: ("start", "help", "settings"),
     Role.MERCHANT: MERCHANT_COMMANDS,

@@ -28,6 +28,12 @@ from storage.models import InvoiceKind, MessageRole
 HELP_PAYLOAD = "help"  # t.me/<bot>?start=help (the inline mode's help button)
 
 
+NO_GATEWAY_FOR = {
+    InvoiceKind.LIGHTNING: "err_no_pos_gateway",
+    InvoiceKind.ONCHAIN: "err_no_onchain_gateway",
+}
+
+
 async def start(update: Update, context: TillbotContext) -> None:
     """Welcome; with a deep-link payload, show that invoice to the customer."""
     if context.args == [HELP_PAYLOAD]:
@@ -77,6 +83,11 @@ async def pos(update: Update, context: TillbotContext) -> None:
     await _create(update, context, InvoiceKind.LIGHTNING, "pos")
 
 
+async def onchain(update: Update, context: TillbotContext) -> None:
+    """/onchain <amount> [currency] [description]: an address and exact amount as a QR."""
+    await _create(update, context, InvoiceKind.ONCHAIN, "onchain")
+
+
 async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, command: str) -> None:
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
@@ -87,10 +98,10 @@ async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, co
     payments = context.services.payments
     args = list(context.args or [])
     gateway = None
-    if kind is InvoiceKind.LIGHTNING:
-        gateway = payments.pos_gateway()
+    if kind is not InvoiceKind.CHECKOUT:
+        gateway = payments.gateway_for_kind(kind)
         if gateway is None:
-            await reply(update, context, "err_no_pos_gateway")
+            await reply(update, context, NO_GATEWAY_FOR[kind])
             return
     elif args and args[0].lower() in payments.gateways:
         gateway = args.pop(0).lower()
