@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -95,20 +95,33 @@ class TelegramLimiter:
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - self.monotonic())
 
+    def spacing(self, chat_id: int) -> float:
+        return self.group_interval if chat_id < 0 else self.private_interval
+
     async def acquire(self, chat_id: int | None) -> None:
-        """Wait until a message to `chat_id` may go, and book its slot."""
-        async with self._lock:
-            now = self.monotonic()
-            at = max(now, self._next_global, self._paused_until)
-            if chat_id is not None:
-                at = max(at, self._next_chat.get(chat_id, 0.0))
-            self._next_global = at + self.global_interval
-            if chat_id is not None:
-                self._next_chat[chat_id] = at + (
-                    self.group_interval if chat_id < 0 else self.private_interval
-                )
+        """Wait until a message to `chat_id` may go, and book its slot.
+
+        The chat's own spacing is waited out first, holding no global slot: a chat that
+        must wait (one message a second) never delays the messages to other chats. Then
+        the next global slot is booked from the moment the chat is ready."""
+        if chat_id is not None:
+            async with self._lock:
+                now = self.monotonic()
+                ready = max(now, self._next_chat.get(chat_id, 0.0))
+                self._next_chat[chat_id] = ready + self.spacing(chat_id)
                 if len(self._next_chat) > 50_000:
                     self._next_chat = {c: v for c, v in self._next_chat.items() if v > now}
+            delay = ready - self.monotonic()
+            if delay > 0:
+                await self.sleep(delay)
+        async with self._lock:
+            at = max(self.monotonic(), self._next_global, self._paused_until)
+            self._next_global = at + self.global_interval
+            if chat_id is not None:
+                # The chat's next message keeps its spacing from when this one really goes.
+                self._next_chat[chat_id] = max(
+                    self._next_chat.get(chat_id, 0.0), at + self.spacing(chat_id)
+                )
         delay = at - self.monotonic()
         if delay > 0:
             await self.sleep(delay)
@@ -140,6 +153,8 @@ class Notifier:
         limiter: TelegramLimiter | None = None,
         batch: int = 200,
         idle_wait: float = 1.0,
+        lease: timedelta = timedelta(minutes=2),
+        max_held: int | None = None,
     ) -> None:
         self.bot = bot
         self.repo = repo
@@ -151,8 +166,18 @@ class Notifier:
         self.limiter = limiter or TelegramLimiter()
         self.batch = batch
         self.idle_wait = idle_wait
+        self.lease = lease
+        # Claimed rows waiting in memory, at most: what goes out at the global pace within
+        # most of the lease (2,400 at 25 a second), so none outlives its lease unsent.
+        self.max_held = max_held or max(
+            batch, int(lease.total_seconds() * 0.8 / self.limiter.global_interval)
+        )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._queues: dict[int | None, deque[OutboxItem]] = {}
+        self._senders: dict[int | None, asyncio.Task[None]] = {}
+        self._held: set[int] = set()
+        self.delivered = 0
         self.last_run: datetime | None = None
 
     def kick(self) -> None:
@@ -167,6 +192,13 @@ class Notifier:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        senders = list(self._senders.values())
+        for sender in senders:
+            sender.cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
+        self._senders.clear()
+        self._queues.clear()
+        self._held.clear()  # unsent rows: their leases lapse and they are claimed again
 
     @property
     def alive(self) -> bool:
@@ -175,7 +207,7 @@ class Notifier:
     async def _run(self) -> None:
         while True:
             try:
-                await self.drain()
+                await self.dispatch()
             except asyncio.CancelledError:
                 raise
             except Exception:  # storage hiccup: keep the loop alive, try again shortly
@@ -186,40 +218,93 @@ class Notifier:
             self._wake.clear()
 
     async def drain(self) -> int:
-        """Send everything that is due now; return how many rows were delivered."""
-        delivered = 0
+        """Send everything that is due now and wait until it has gone; return how many rows
+        were delivered."""
+        before = self.delivered
         while True:
-            items = await self.repo.claim_outbox(
-                now=self.clock(), owner=self.owner, lease=timedelta(minutes=2), limit=self.batch
-            )
-            if not items:
-                return delivered
-            by_chat: dict[int | None, list[OutboxItem]] = defaultdict(list)
-            for item in items:
-                by_chat[item.chat_id].append(item)
-            results = await asyncio.gather(*(self._deliver_chat(rows) for rows in by_chat.values()))
-            delivered += sum(results)
+            await self.dispatch()
+            senders = list(self._senders.values())
+            if not senders:
+                return self.delivered - before
+            await asyncio.gather(*senders, return_exceptions=True)
 
-    async def _deliver_chat(self, rows: list[OutboxItem]) -> int:
-        delivered = 0
-        for item in rows:
-            result = await self._deliver(item)
-            if result.done and item.kind is not OutboxKind.EDIT:
-                crash_point("after_send")
-            now = self.clock()
-            if result.done:
-                await self.repo.complete_outbox(item.id, now=now)
-                self.metrics.notifications_sent[item.kind.value] += 1
-                delivered += 1
-            else:
-                retry = max(result.retry_in, _backoff(item.attempts))
-                await self.repo.retry_outbox(
-                    item.id,
-                    next_attempt_at=now + timedelta(seconds=retry),
-                    error=result.error[:300],
-                    now=now,
-                )
-        return delivered
+    async def dispatch(self) -> int:
+        """Claim the rows that are due and queue each on its chat's sender (one task per
+        chat, in order); return how many were queued. Does not wait for the sends.
+
+        Each chat waits out only its own spacing (one message a second in a private chat),
+        so a chat with many rows (an admin told of every payment) never holds up the
+        others: their rows are claimed and sent meanwhile."""
+        queued = 0
+        while len(self._held) < self.max_held:
+            limit = min(self.batch, self.max_held - len(self._held))
+            items = await self.repo.claim_outbox(
+                now=self.clock(), owner=self.owner, lease=self.lease, limit=limit
+            )
+            for item in items:
+                if item.id in self._held:
+                    continue  # queued here already (its lease ran out while it waited)
+                queue = self._queues.setdefault(item.chat_id, deque())
+                if len(queue) >= self._chat_capacity(item.chat_id):
+                    # It could not go before its lease ends: leave it to that claim.
+                    continue
+                queue.append(item)
+                self._held.add(item.id)
+                queued += 1
+                if item.chat_id not in self._senders:
+                    self._senders[item.chat_id] = asyncio.create_task(
+                        self._send_chat(item.chat_id), name=f"tillbot-outbox-{item.chat_id}"
+                    )
+            if len(items) < limit:
+                break
+        return queued
+
+    def _chat_capacity(self, chat_id: int | None) -> int:
+        """How many rows of one chat may wait in memory: what goes out at the chat's pace
+        within most of the lease."""
+        if chat_id is None:
+            return self.max_held
+        seconds = self.lease.total_seconds() * 0.8
+        return max(1, int(seconds / self.limiter.spacing(chat_id)))
+
+    async def _send_chat(self, chat_id: int | None) -> None:
+        queue = self._queues[chat_id]
+        try:
+            while queue:
+                item = queue[0]
+                try:
+                    if await self._deliver_row(item):
+                        self.delivered += 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # storage hiccup: the lease lapses, it is claimed again
+                    log.exception("outbox %s: delivery failed", item.id)
+                finally:
+                    queue.popleft()
+                    self._held.discard(item.id)
+        finally:
+            if self._queues.get(chat_id) is queue:
+                del self._queues[chat_id]
+            self._senders.pop(chat_id, None)
+            self.kick()  # rows may have waited for room
+
+    async def _deliver_row(self, item: OutboxItem) -> bool:
+        result = await self._deliver(item)
+        if result.done and item.kind is not OutboxKind.EDIT:
+            crash_point("after_send")
+        now = self.clock()
+        if result.done:
+            await self.repo.complete_outbox(item.id, now=now)
+            self.metrics.notifications_sent[item.kind.value] += 1
+            return True
+        retry = max(result.retry_in, _backoff(item.attempts))
+        await self.repo.retry_outbox(
+            item.id,
+            next_attempt_at=now + timedelta(seconds=retry),
+            error=result.error[:300],
+            now=now,
+        )
+        return False
 
     async def _deliver(self, item: OutboxItem) -> SendResult:
         try:
