@@ -9,6 +9,7 @@ seen no request that breaks the Bot API description.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,13 @@ async def tillbot(harness: Harness) -> Harness:
     """The bot running on the sandbox gateway."""
     await harness.start()
     return harness
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def in_ci() -> bool:

@@ -24,12 +24,8 @@ ADMIN2_ID = 9010
 
 @pytest.fixture
 async def mion() -> AsyncIterator[MionSimulator]:
-    sim = MionSimulator(api_key=MION_KEY)
-    await sim.start()
-    try:
+    async with MionSimulator(api_key=MION_KEY) as sim:
         yield sim
-    finally:
-        await sim.stop()
 
 
 def bot_env(emu: BotApiEmulator, mion: MionSimulator, db: Path) -> dict[str, str]:

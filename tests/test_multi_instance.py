@@ -11,7 +11,6 @@ import os
 import random
 import re
 import secrets
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -36,7 +35,7 @@ from storage.models import (
     NewInvoice,
 )
 from tests.botproc import BotProcess
-from tests.conftest import ADMIN_ID, TOKEN
+from tests.conftest import ADMIN_ID, TOKEN, free_port
 from tests.storage_fixtures import require_postgres
 
 pytestmark = pytest.mark.postgres
@@ -46,12 +45,6 @@ PENDING = int(os.environ.get("TILLBOT_MULTI_PENDING", "2000"))
 MERCHANTS = [5000 + n for n in range(50)]
 LIVE_INVOICES = 20  # created by /invoice during the chaos, through the proxy
 MION_KEY = "mion-multi-MARKER-key-c0de"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RoundRobinProxy:

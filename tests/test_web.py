@@ -5,7 +5,6 @@ health and metrics."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -15,35 +14,21 @@ from bot.payments import reference_for
 from bot.simulators.mion import MionSimulator
 from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 from storage.models import InvoiceStatus, NewOutbox, OutboxEvent, OutboxKind
-from tests.conftest import Harness
+from tests.conftest import Harness, free_port
 
 MION_KEY = "mion-web-MARKER-key-91ce"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def mion() -> AsyncIterator[MionSimulator]:
-    sim = MionSimulator(api_key=MION_KEY)
-    await sim.start()
-    try:
+    async with MionSimulator(api_key=MION_KEY) as sim:
         yield sim
-    finally:
-        await sim.stop()
 
 
 @pytest.fixture
 async def mixpay() -> AsyncIterator[MixPaySimulator]:
-    sim = MixPaySimulator(payee_id=DEFAULT_PAYEE_ID)
-    await sim.start()
-    try:
+    async with MixPaySimulator(payee_id=DEFAULT_PAYEE_ID) as sim:
         yield sim
-    finally:
-        await sim.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, MessageOriginUs
 from telegram.constants import ParseMode
 
 from bot.context import TillbotContext
-from bot.handlers.common import answer, callback_parts, is_admin, language, reply
+from bot.handlers.common import answer, callback_parts, is_admin, language, reply, show_in_place
 from bot.handlers.menu import refresh_menu
 from bot.handlers.merchant import help_command
 from bot.i18n import t
@@ -29,7 +29,7 @@ async def merchants_command(update: Update, context: TillbotContext) -> None:
         return
     args = [a.lower() for a in (context.args or [])]
     if not args:
-        await _list(update, context, edit=False)
+        await _list(update, context)
         return
     user_id = _user_id(args[1]) if len(args) == 2 else None
     if args[0] not in ("add", "remove") or user_id is None:
@@ -51,7 +51,7 @@ def _user_id(text: str) -> int | None:
     return value if 0 < value < 2**63 else None
 
 
-async def _list(update: Update, context: TillbotContext, *, edit: bool) -> None:
+async def _list(update: Update, context: TillbotContext) -> None:
     services = context.services
     chat = update.effective_chat
     if chat is None:
@@ -90,19 +90,7 @@ async def _list(update: Update, context: TillbotContext, *, edit: bool) -> None:
     ]
     text = t(lang, "merchants_title", lines=body) + "\n\n" + t(lang, "merchants_usage")
     markup = InlineKeyboardMarkup(buttons) if buttons else None
-    query = update.callback_query
-    if edit and query is not None and query.message is not None:
-        await context.bot.edit_message_text(
-            text,
-            chat_id=query.message.chat.id,
-            message_id=query.message.message_id,
-            parse_mode=ParseMode.HTML,
-            reply_markup=markup,
-        )
-    else:
-        await context.bot.send_message(
-            chat.id, text, parse_mode=ParseMode.HTML, reply_markup=markup
-        )
+    await show_in_place(update, context, text, markup)
 
 
 async def _change(update: Update, context: TillbotContext, action: str, user_id: int) -> str:
@@ -173,7 +161,7 @@ async def merchant_button(update: Update, context: TillbotContext) -> None:
     await answer(update, t(lang, key, id=user_id))
     query = update.callback_query
     if parts[0] == "rm":
-        await _list(update, context, edit=True)
+        await _list(update, context)
     elif query is not None and query.message is not None:
         await context.bot.edit_message_text(
             t(lang, key, id=user_id),

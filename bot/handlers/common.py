@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Message, Update
+from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
@@ -103,6 +103,25 @@ async def answer(update: Update, text: str | None = None, alert: bool = False) -
         await query.answer(text=text, show_alert=alert)
     except TelegramError as exc:  # too old to answer: nothing to do
         log.debug("callback answer failed: %s", exc)
+
+
+async def show_in_place(
+    update: Update, context: TillbotContext, text: str, markup: InlineKeyboardMarkup | None
+) -> None:
+    """Edit the message whose button was pressed into `text`; for a command, send it."""
+    query = update.callback_query
+    if query is not None and query.message is not None:
+        await context.bot.edit_message_text(
+            text,
+            chat_id=query.message.chat.id,
+            message_id=query.message.message_id,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup,
+        )
+    elif update.effective_chat is not None:
+        await context.bot.send_message(
+            update.effective_chat.id, text, parse_mode=ParseMode.HTML, reply_markup=markup
+        )
 
 
 def callback_parts(update: Update, prefix: str, count: int) -> list[str] | None:

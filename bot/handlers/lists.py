@@ -8,10 +8,17 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
-from telegram.constants import ParseMode
 
 from bot.context import TillbotContext
-from bot.handlers.common import answer, callback_parts, is_merchant, language, reply, show_invoice
+from bot.handlers.common import (
+    answer,
+    callback_parts,
+    is_merchant,
+    language,
+    reply,
+    show_in_place,
+    show_invoice,
+)
 from bot.i18n import t
 from bot.money import format_amount, to_decimal
 from bot.payments import NotAllowed
@@ -27,7 +34,7 @@ async def invoices_command(update: Update, context: TillbotContext) -> None:
     if not await is_merchant(update, context):
         await reply(update, context, "not_merchant")
         return
-    await _show_page(update, context, 0, edit=False)
+    await _show_page(update, context, 0)
 
 
 async def page_button(update: Update, context: TillbotContext) -> None:
@@ -37,7 +44,7 @@ async def page_button(update: Update, context: TillbotContext) -> None:
         await answer(update)
         return
     await answer(update)
-    await _show_page(update, context, int(parts[0]), edit=True)
+    await _show_page(update, context, int(parts[0]))
 
 
 async def show_button(update: Update, context: TillbotContext) -> None:
@@ -60,7 +67,7 @@ async def show_button(update: Update, context: TillbotContext) -> None:
     await show_invoice(context, chat.id, invoice, MessageRole.MERCHANT, lang, user.id)
 
 
-async def _show_page(update: Update, context: TillbotContext, page: int, *, edit: bool) -> None:
+async def _show_page(update: Update, context: TillbotContext, page: int) -> None:
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
         return
@@ -99,19 +106,7 @@ async def _show_page(update: Update, context: TillbotContext, page: int, *, edit
         total=total,
     )
     markup = InlineKeyboardMarkup(rows)
-    query = update.callback_query
-    if edit and query is not None and query.message is not None:
-        await context.bot.edit_message_text(
-            text,
-            chat_id=query.message.chat.id,
-            message_id=query.message.message_id,
-            parse_mode=ParseMode.HTML,
-            reply_markup=markup,
-        )
-    else:
-        await context.bot.send_message(
-            chat.id, text, parse_mode=ParseMode.HTML, reply_markup=markup
-        )
+    await show_in_place(update, context, text, markup)
 
 
 def _row_label(invoice: Invoice, lang: str) -> str:

@@ -15,6 +15,7 @@ from bot.handlers.common import (
     reply,
     reply_gateway_error,
     reply_input_error,
+    show_in_place,
     show_invoice,
 )
 from bot.handlers.customer import open_invoice
@@ -156,7 +157,7 @@ async def settings_command(update: Update, context: TillbotContext) -> None:
     """/settings: default gateway and language, as buttons."""
     if update.effective_user is None:
         return
-    await _show_settings(update, context, edit=False)
+    await _show_settings(update, context)
 
 
 async def settings_button(update: Update, context: TillbotContext) -> None:
@@ -177,12 +178,12 @@ async def settings_button(update: Update, context: TillbotContext) -> None:
         return
     services.forget_prefs(user.id)
     await answer(update, t(await language(update, context), "settings_saved"))
-    await _show_settings(update, context, edit=True)
+    await _show_settings(update, context)
     if field == "lang":
         await refresh_menu(context.bot, services, user.id)
 
 
-async def _show_settings(update: Update, context: TillbotContext, *, edit: bool) -> None:
+async def _show_settings(update: Update, context: TillbotContext) -> None:
     services = context.services
     user = update.effective_user
     assert user is not None
@@ -225,19 +226,7 @@ async def _show_settings(update: Update, context: TillbotContext, *, edit: bool)
         ]
     )
     markup = InlineKeyboardMarkup(rows)
-    query = update.callback_query
-    if edit and query is not None and query.message is not None:
-        await context.bot.edit_message_text(
-            text,
-            chat_id=query.message.chat.id,
-            message_id=query.message.message_id,
-            parse_mode=ParseMode.HTML,
-            reply_markup=markup,
-        )
-    elif update.effective_chat is not None:
-        await context.bot.send_message(
-            update.effective_chat.id, text, parse_mode=ParseMode.HTML, reply_markup=markup
-        )
+    await show_in_place(update, context, text, markup)
 
 
 def _h(text: str) -> str:
