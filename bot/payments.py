@@ -243,6 +243,7 @@ class PaymentsService:
                 kind=draft.kind,
                 created_at=now,
                 expires_at=now + expiry,
+                next_poll_at=now + UNFINISHED_CREATION_AFTER,
             )
         )
         request = SessionRequest(

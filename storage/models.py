@@ -111,6 +111,9 @@ class NewInvoice:
     kind: InvoiceKind
     created_at: datetime
     expires_at: datetime | None = None
+    # When the watcher should first look at it: a creation cut short (no gateway session
+    # attached by then) is found and closed even while the bot keeps running.
+    next_poll_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

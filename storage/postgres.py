@@ -311,8 +311,8 @@ class PostgresRepository(Repository):
         async with self._conn() as con:
             row = await con.fetchrow(
                 "INSERT INTO invoices (public_token, merchant_id, amount_minor, currency,"
-                " description, gateway, kind, status, created_at, updated_at, expires_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)"
+                " description, gateway, kind, status, created_at, updated_at, expires_at,"
+                " next_poll_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)"
                 f" RETURNING {INVOICE_COLUMNS}",
                 new.public_token,
                 new.merchant_id,
@@ -324,6 +324,7 @@ class PostgresRepository(Repository):
                 InvoiceStatus.PENDING.value,
                 created,
                 to_ms(new.expires_at),
+                to_ms(new.next_poll_at),
             )
         return invoice_from_row(row)
 

@@ -277,8 +277,9 @@ class SqliteRepository(Repository):
             row = await self._one(
                 db,
                 "INSERT INTO invoices (public_token, merchant_id, amount_minor, currency,"
-                " description, gateway, kind, status, created_at, updated_at, expires_at)"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {INVOICE_COLUMNS}",
+                " description, gateway, kind, status, created_at, updated_at, expires_at,"
+                f" next_poll_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f" RETURNING {INVOICE_COLUMNS}",
                 (
                     new.public_token,
                     new.merchant_id,
@@ -291,6 +292,7 @@ class SqliteRepository(Repository):
                     created,
                     created,
                     to_ms(new.expires_at),
+                    to_ms(new.next_poll_at),
                 ),
             )
         assert row is not None
