@@ -1,0 +1,221 @@
+"""`python -m bench [--quick]`: how fast a payment is seen, and what it costs.
+
+Runs the real bot (`python -m bot`, a separate process) against the Telegram Bot API
+emulator and the gateway simulators (this process), prints a markdown table and writes
+`bench/results/latest.{json,md}` (`--quick`: `quick.{json,md}`). No pass/fail on timings:
+the exit status is 0 unless the harness itself breaks.
+
+Runs:
+1. webhook mode (PUBLIC_URL set): idle cost, then paid-to-edit delays (callback, point of
+   sale polling, online polling), with the pending backlog seeded into the database;
+2. long-polling mode: `/invoice` throughput, then a burst of payments with the emulator
+   enforcing Telegram's limits;
+3. a bare PTB echo bot on a fresh emulator, for the throughput ratio;
+4. QR rendering, in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.machine import load_average, machine_info
+from bench.proc import ChildProcess, child_env
+from bench.report import render
+from bench.scenarios import MerchantPool, Sizes
+from bench.stack import TOKEN, Stack, Tracker, merchant_ids
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = RESULTS_DIR.parent.parent
+
+log = logging.getLogger("bench")
+
+
+def _progress(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+async def run_latency(work: Path, sizes: Sizes, results: dict[str, Any]) -> None:
+    merchants = sizes.callback_samples + sizes.pos_samples + sizes.polling_samples + 10
+    stack = Stack(work / "run1", merchants=merchants)
+    stack.work_dir.mkdir(parents=True, exist_ok=True)
+    await stack.start()
+    try:
+        _progress(f"run 1 (webhook mode): seeding {sizes.pending:,} pending invoices, starting")
+        await stack.start_bot(webhooks=True, pending=sizes.pending)
+        results["startup_s"] = stack.startup_seconds
+        _progress(f"idle cost over {sizes.idle_seconds:.0f} s")
+        results["idle"] = await scenarios.idle_cost(stack, sizes.idle_seconds)
+        pool = MerchantPool(merchants)
+        latency: dict[str, Any] = {}
+        results["latency"] = latency
+        _progress(f"(a) callback delay, {sizes.callback_samples} payments")
+        latency["callback"] = await scenarios.callback_latency(
+            stack, pool, sizes.callback_samples
+        )
+        _progress(f"(b) point-of-sale polling delay, {sizes.pos_samples} payments")
+        latency["pos"] = await scenarios.pos_latency(
+            stack, pool, sizes.pos_samples, sizes.pos_wave
+        )
+        _progress(f"(c) online polling delay, {sizes.polling_samples} payments")
+        latency["online_polling"] = await scenarios.online_polling_latency(
+            stack, pool, sizes.polling_samples, sizes.polling_window
+        )
+        results["emulator_violations"] = results.get("emulator_violations", 0) + len(
+            stack.emu.violations
+        )
+    finally:
+        await stack.stop()
+
+
+async def run_throughput(work: Path, sizes: Sizes, results: dict[str, Any]) -> None:
+    n = sizes.throughput_commands
+    stack = Stack(work / "run2", merchants=n)
+    stack.work_dir.mkdir(parents=True, exist_ok=True)
+    await stack.start()
+    try:
+        _progress(f"run 2 (long polling): seeding {sizes.pending:,} pending invoices, starting")
+        await stack.start_bot(webhooks=False, pending=sizes.pending)
+        results["idle_polling"] = await scenarios.idle_cost(
+            stack, min(10.0, sizes.idle_seconds / 2), settle=2.0
+        )
+        _progress(f"throughput: {n} /invoice commands from {n} merchants at once")
+        assert stack.bot is not None
+        thr = results.setdefault("throughput", {})
+        thr["tillbot"] = await scenarios.command_throughput(
+            stack.emu,
+            stack.tracker,
+            stack.bot.pid,
+            merchant_ids(n),
+            lambda _u: "/invoice 12.50 EUR Coffee",
+        )
+        burst_merchants = merchant_ids(n)[: sizes.burst]
+        # Let the first polls of the new invoices pass, like invoices that have been open
+        # a little while.
+        await asyncio.sleep(2.0)
+        timeout = max(60.0, sizes.burst / scenarios.TELEGRAM_PACE * 4)
+        _progress(f"burst: {len(burst_merchants)} invoices paid at once (up to {timeout:.0f} s)")
+        results["burst"] = await scenarios.burst(stack, burst_merchants, timeout=timeout)
+        results["emulator_violations"] = results.get("emulator_violations", 0) + len(
+            stack.emu.violations
+        )
+    finally:
+        await stack.stop()
+
+
+async def run_echo(work: Path, n: int, concurrency: int) -> dict[str, Any]:
+    from bot.simulators.telegram import BotApiEmulator
+
+    emu = BotApiEmulator(token=TOKEN, bot_username="echo_bench_bot")
+    await emu.start()
+    users = merchant_ids(n)
+    for uid in users:
+        emu.add_user(uid, f"U{uid}")
+    env = child_env(
+        {
+            "ECHO_TOKEN": TOKEN,
+            "ECHO_API_URL": emu.url,
+            "ECHO_CONCURRENCY": str(concurrency),
+        },
+        set(),
+    )
+    proc = ChildProcess("bench.echo", env, work, work / f"echo-{concurrency}.log")
+    proc.make_dirs()
+    await proc.start()
+    tracker = Tracker(emu)
+    try:
+        deadline = time.monotonic() + 30
+        while not emu.calls("getUpdates"):
+            if not proc.running or time.monotonic() > deadline:
+                raise RuntimeError(f"the echo bot did not start:\n{proc.log_tail()}")
+            await asyncio.sleep(0.05)
+        return await scenarios.command_throughput(
+            emu, tracker, proc.pid, users, lambda u: f"hello from {u}"
+        )
+    finally:
+        await proc.stop()
+        await emu.stop()
+
+
+async def run(sizes: Sizes, quick: bool, work: Path, only: set[str]) -> dict[str, Any]:
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "quick": quick,
+        "sizes": {k: getattr(sizes, k) for k in sizes.__dataclass_fields__},
+        "machine": machine_info(work, REPO_ROOT),
+    }
+    if "latency" in only:
+        await run_latency(work, sizes, results)
+    if "throughput" in only:
+        await run_throughput(work, sizes, results)
+        n = sizes.throughput_commands
+        _progress(f"echo bot baseline: {n} messages from {n} users at once")
+        thr = results["throughput"]
+        thr["echo"] = await run_echo(work / "echo", n, 0)
+        thr["echo_tillbot_settings"] = await run_echo(work / "echo", n, 64)
+        thr["ratio"] = thr["tillbot"]["per_second"] / thr["echo"]["per_second"]
+        thr["ratio_same_settings"] = (
+            thr["tillbot"]["per_second"] / thr["echo_tillbot_settings"]["per_second"]
+        )
+    if "qr" in only:
+        _progress("QR rendering")
+        results["qr"] = scenarios.qr_render(sizes.qr_rounds)
+    results["duration_s"] = time.monotonic() - started
+    results["machine"]["load_after"] = load_average()
+    return results
+
+
+def _clean(value: Any) -> Any:
+    """JSON without NaN (as null)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (CI): ~1-2 minutes")
+    parser.add_argument(
+        "--only",
+        default="latency,throughput,qr",
+        help="comma-separated parts: latency (incl. idle), throughput (incl. burst), qr",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="results file stem")
+    parser.add_argument("--work-dir", type=Path, default=None, help="keep databases and logs here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sizes = Sizes.quick() if args.quick else Sizes.full()
+    only = {p.strip() for p in args.only.split(",") if p.strip()}
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="tillbot-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        results = asyncio.run(run(sizes, args.quick, work, only))
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    markdown = render(results)
+    print(markdown)
+    stem = args.out or RESULTS_DIR / ("quick" if args.quick else "latest")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{stem}.json").write_text(json.dumps(_clean(results), indent=2) + "\n")
+    Path(f"{stem}.md").write_text(markdown)
+    _progress(f"wrote {stem}.json and {stem}.md in {results['duration_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
