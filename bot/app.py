@@ -256,7 +256,11 @@ async def post_init(app: TillbotApp) -> None:
         limiter=limiter,
     )
     services.watcher = Watcher(
-        services.payments, services.repo, clock=services.clock, owner=services.owner
+        services.payments,
+        services.repo,
+        clock=services.clock,
+        owner=services.owner,
+        tick=timedelta(seconds=WATCHER_TICK_SECONDS),
     )
     await release_stale_leases(services)
     await services.watcher.resume()

@@ -38,7 +38,7 @@ from bot.views import (
     has_qr,
     invoice_keyboard,
     invoice_text,
-    qr_for,
+    render_qr,
 )
 from storage.base import Repository
 from storage.models import (
@@ -356,7 +356,9 @@ class Notifier:
                 await self.bot.edit_message_media(
                     chat_id=message.chat_id,
                     message_id=message.message_id,
-                    media=InputMediaPhoto(qr_for(invoice), caption=text, parse_mode=ParseMode.HTML),
+                    media=InputMediaPhoto(
+                        await render_qr(invoice), caption=text, parse_mode=ParseMode.HTML
+                    ),
                     reply_markup=keyboard,
                 )
             elif message.is_photo:
@@ -401,7 +403,7 @@ class Notifier:
         if invoice.status is InvoiceStatus.PENDING and message.is_photo and has_qr(invoice):
             sent = await self.bot.send_photo(
                 message.chat_id,
-                qr_for(invoice),
+                await render_qr(invoice),
                 caption=text,
                 parse_mode=ParseMode.HTML,
                 reply_markup=keyboard,

@@ -64,6 +64,7 @@ class Watcher:
         concurrency: int = 32,
         lease: timedelta = timedelta(seconds=60),
         poll_share: float = 0.8,
+        tick: timedelta = timedelta(0),
     ) -> None:
         self.payments = payments
         self.repo = repo
@@ -72,6 +73,9 @@ class Watcher:
         self.batch = batch
         self.lease = lease
         self.poll_share = poll_share  # of a gateway's budget; the rest is for creating
+        # Claim what falls due before the middle of the next tick: a poll due just after a
+        # tick would otherwise wait a whole tick (1.25 s instead of 1 s at a counter).
+        self.lookahead = tick / 2
         self.pacer = Pacer()
         self._semaphore = asyncio.Semaphore(concurrency)
         self._running = False
@@ -117,7 +121,7 @@ class Watcher:
         while True:
             now = self.clock()
             due = await self.repo.claim_due_invoices(
-                now=now, owner=self.owner, lease=self.lease, limit=self.batch
+                now=now + self.lookahead, owner=self.owner, lease=self.lease, limit=self.batch
             )
             if not due:
                 return checked

@@ -72,17 +72,19 @@ DEFAULT_BUSY_TIMEOUT_MS = 5000
 
 # The due-work queries, as module constants so that tests can EXPLAIN them.
 # Parameters: now, now, limit.
+# INDEXED BY: without statistics SQLite prefers the status index and sorts every pending
+# row (2 ms a tick at 10,000 pending); the partial due index answers in microseconds.
 CLAIM_INVOICES_SELECT = (
-    f"SELECT id FROM invoices WHERE {DUE_INVOICES_WHERE}"
+    f"SELECT id FROM invoices INDEXED BY ix_invoices_due WHERE {DUE_INVOICES_WHERE}"
     " AND next_poll_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
     " ORDER BY next_poll_at, id LIMIT ?"
 )
 NEXT_DUE_SQL = (
-    f"SELECT next_poll_at FROM invoices WHERE {DUE_INVOICES_WHERE}"
+    f"SELECT next_poll_at FROM invoices INDEXED BY ix_invoices_due WHERE {DUE_INVOICES_WHERE}"
     " ORDER BY next_poll_at, id LIMIT 1"
 )
 CLAIM_OUTBOX_SELECT = (
-    f"SELECT id FROM outbox WHERE {DUE_OUTBOX_WHERE}"
+    f"SELECT id FROM outbox INDEXED BY ix_outbox_due WHERE {DUE_OUTBOX_WHERE}"
     " AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
     " ORDER BY next_attempt_at, id LIMIT ?"
 )

@@ -12,7 +12,7 @@ from bot.context import TillbotContext
 from bot.gateways.base import GatewayError
 from bot.i18n import t
 from bot.payments import InputError
-from bot.views import has_qr, invoice_keyboard, invoice_text, qr_for
+from bot.views import has_qr, invoice_keyboard, invoice_text, render_qr
 from storage.models import Invoice, InvoiceMessage, MessageRole
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,11 @@ async def show_invoice(
     photo = has_qr(invoice) and not invoice.is_final
     if photo:
         sent = await context.bot.send_photo(
-            chat_id, qr_for(invoice), caption=text, parse_mode=ParseMode.HTML, reply_markup=keyboard
+            chat_id,
+            await render_qr(invoice),
+            caption=text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=keyboard,
         )
     else:
         sent = await context.bot.send_message(
