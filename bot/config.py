@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     telegram_messages_per_second: float = Field(default=25.0, gt=0, le=1000)
     telegram_chat_interval_seconds: float = Field(default=1.0, ge=0)
     telegram_group_interval_seconds: float = Field(default=3.1, ge=0)
+    # Updates handled at once, and HTTP connections to Telegram (measured in bench/)
+    concurrent_updates: int = Field(default=64, ge=1, le=1024)
+    telegram_connection_pool: int = Field(default=128, ge=1, le=1024)
 
     # Operations
     log_level: str = "INFO"
