@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random as _random
 from datetime import timedelta
+from typing import Any
 
 import httpx
 
@@ -31,6 +32,14 @@ def build_gateways(
     The sandbox needs a running simulator, so the wiring starts it (`start_sandbox`) and
     passes its gateway here; it is included when SANDBOX_ENABLED is true and one is given.
     """
+    retrying: dict[str, Any] = {
+        "max_retries": settings.gateway_max_retries,
+        "timeout": settings.gateway_timeout_seconds,
+        "backoff": backoff,
+        "sleep": sleep,
+        "random": random,
+        "now": now,
+    }
     gateways: dict[str, Gateway] = {}
     for name in settings.available_gateways():
         if name == "sandbox":
@@ -45,12 +54,7 @@ def build_gateways(
                 checkout_url=settings.mion_checkout_url,
                 online_expiry=timedelta(seconds=settings.mion_online_expiry_seconds),
                 pos_expiry=timedelta(seconds=settings.mion_pos_expiry_seconds),
-                max_retries=settings.gateway_max_retries,
-                timeout=settings.gateway_timeout_seconds,
-                backoff=backoff,
-                sleep=sleep,
-                random=random,
-                now=now,
+                **retrying,
             )
         elif name == "mixpay":
             assert settings.mixpay_payee_id and settings.mixpay_settlement_asset_id
@@ -63,12 +67,7 @@ def build_gateways(
                 payment_asset_id=settings.mixpay_payment_asset_id,
                 requests_per_minute=settings.mixpay_requests_per_minute,
                 expiry=timedelta(seconds=settings.mixpay_expiry_seconds),
-                max_retries=settings.gateway_max_retries,
-                timeout=settings.gateway_timeout_seconds,
-                backoff=backoff,
-                sleep=sleep,
-                random=random,
-                now=now,
+                **retrying,
             )
         elif name == "miraclepay":
             assert settings.miraclepay_client_id and settings.miraclepay_api_key
@@ -80,11 +79,6 @@ def build_gateways(
                 blockchains=settings.miraclepay_blockchains,
                 payer=settings.miraclepay_payer,
                 redirect_url=settings.miraclepay_redirect_url,
-                max_retries=settings.gateway_max_retries,
-                timeout=settings.gateway_timeout_seconds,
-                backoff=backoff,
-                sleep=sleep,
-                random=random,
-                now=now,
+                **retrying,
             )
     return gateways
