@@ -8,7 +8,7 @@ import sys
 
 from telegram.error import InvalidToken, TelegramError
 
-from bot.config import SettingsError, load_settings
+from bot.config import Settings, SettingsError, load_settings
 from bot.logsafe import configure_logging, redact
 from storage import StorageError
 
@@ -42,11 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _serve(settings: object) -> None:
-    from bot.app import Runner, build_application
-    from bot.config import Settings
+async def _serve(settings: Settings) -> None:
+    from bot.app import Runner, build_application  # the demo and errors need none of it
 
-    assert isinstance(settings, Settings)
     runner = Runner(build_application(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

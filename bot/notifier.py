@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from html import escape
 
 from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.constants import ParseMode
@@ -449,15 +450,15 @@ class Notifier:
             return t(
                 language,
                 "admin_gateway_auth",
-                gateway=_h(view.title(str(payload.get("gateway")))),
-                message=_h(str(payload.get("message", ""))),
+                gateway=escape(view.title(str(payload.get("gateway")))),
+                message=escape(str(payload.get("message", ""))),
             )
         if item.event is OutboxEvent.DAILY_SUMMARY:
             return t(
                 language,
                 "admin_daily_summary",
-                date=_h(str(payload.get("date", ""))),
-                lines=_h(str(payload.get("lines", ""))),
+                date=escape(str(payload.get("date", ""))),
+                lines=escape(str(payload.get("lines", ""))),
             )
         if invoice is None:
             return None
@@ -465,24 +466,24 @@ class Notifier:
         common = {
             "id": invoice.id,
             "amount": amount,
-            "gateway": _h(view.title(invoice.gateway)),
-            "merchant": _h(
+            "gateway": escape(view.title(invoice.gateway)),
+            "merchant": escape(
                 f"{merchant} ({invoice.merchant_id})" if merchant else str(invoice.merchant_id)
             ),
-            "description": _h(invoice.description or "—"),
-            "reason": _h(str(payload.get("reason") or invoice.failure_reason or "—")),
-            "detail": _h(_underpaid_detail(invoice, payload, language)),
+            "description": escape(invoice.description or "—"),
+            "reason": escape(str(payload.get("reason") or invoice.failure_reason or "—")),
+            "detail": escape(_underpaid_detail(invoice, payload, language)),
             "previous": t(language, f"status_{payload.get('previous', 'expired')}").lstrip(
                 "⌛🚫❌ "
             ),
         }
         if item.kind is OutboxKind.RECEIPT:
-            common["merchant"] = _h(merchant or str(invoice.merchant_id))
+            common["merchant"] = escape(merchant or str(invoice.merchant_id))
             return t(
                 language,
                 "receipt",
                 time=format_time(invoice.paid_at),
-                reference=_h(invoice.gateway_session_id or "—"),
+                reference=escape(invoice.gateway_session_id or "—"),
                 **common,
             )
         prefix = "admin" if item.kind is OutboxKind.ADMIN else "merchant"
@@ -500,12 +501,6 @@ def _underpaid_detail(invoice: Invoice, payload: dict[str, object], language: st
         ).removeprefix("⚠️ ")
     detail = payload.get("detail")
     return str(detail) if detail else t(language, "unknown_detail")
-
-
-def _h(text: str) -> str:
-    from html import escape
-
-    return escape(text)
 
 
 def _seconds(value: float | timedelta) -> float:

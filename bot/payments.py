@@ -11,7 +11,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -576,7 +576,7 @@ class PaymentsService:
             event = _event(new_status, late)
             messages = await self.repo.messages_for(invoice.id)
             now = self.clock()
-            moved_preview = _replace_status(invoice, new_status)
+            moved_preview = replace(invoice, status=new_status)
             outbox = [
                 *self._edits(moved_preview, event, messages=messages),
                 *self._notices(moved_preview, event, messages, status, previous=invoice.status),
@@ -818,12 +818,6 @@ def _event_for(invoice: Invoice) -> OutboxEvent:
     if invoice.status is InvoiceStatus.PENDING:
         return OutboxEvent.UNDERPAID if invoice.underpaid else OutboxEvent.RENEWED
     return _event(invoice.status, invoice.late)
-
-
-def _replace_status(invoice: Invoice, status: InvoiceStatus) -> Invoice:
-    from dataclasses import replace
-
-    return replace(invoice, status=status)
 
 
 def _is_short(invoice: Invoice, status: SessionStatus) -> bool:

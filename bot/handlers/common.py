@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from html import escape
 
 from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
@@ -33,7 +34,9 @@ async def reply(update: Update, context: TillbotContext, key: str, **params: obj
 
 
 async def reply_input_error(update: Update, context: TillbotContext, exc: InputError) -> None:
-    await reply(update, context, f"err_{exc.code}", **{k: _safe(v) for k, v in exc.params.items()})
+    await reply(
+        update, context, f"err_{exc.code}", **{k: _escaped(v) for k, v in exc.params.items()}
+    )
 
 
 async def reply_gateway_error(
@@ -44,7 +47,7 @@ async def reply_gateway_error(
         await reply(update, context, "gateway_busy", gateway=title)
     else:
         await reply(
-            update, context, "gateway_failed", gateway=title, message=_safe(exc.user_message)
+            update, context, "gateway_failed", gateway=title, message=_escaped(exc.user_message)
         )
 
 
@@ -139,7 +142,5 @@ def callback_parts(update: Update, prefix: str, count: int) -> list[str] | None:
     return parts[1:]
 
 
-def _safe(value: object) -> str:
-    from html import escape
-
+def _escaped(value: object) -> str:
     return escape(str(value))

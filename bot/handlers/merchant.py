@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 
@@ -46,7 +48,7 @@ async def start(update: Update, context: TillbotContext) -> None:
     user = update.effective_user
     name = user.first_name if user else ""
     key = "start_merchant" if await is_merchant(update, context) else "start_customer"
-    await reply(update, context, key, name=_h(name))
+    await reply(update, context, key, name=escape(name))
 
 
 async def help_command(update: Update, context: TillbotContext) -> None:
@@ -227,9 +229,3 @@ async def _show_settings(update: Update, context: TillbotContext) -> None:
     )
     markup = InlineKeyboardMarkup(rows)
     await show_in_place(update, context, text, markup)
-
-
-def _h(text: str) -> str:
-    from html import escape
-
-    return escape(text)
