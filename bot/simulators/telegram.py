@@ -1675,16 +1675,20 @@ class BotApiEmulator:
             return self._message_api(rec)
         return True
 
+    def _parse_caption(
+        self, raw: Any, parse_mode: Any, entities: Any
+    ) -> tuple[str | None, list[dict[str, Any]]]:
+        """A caption as Telegram stores it: no caption at all when none was given."""
+        if raw is None:
+            return None, []
+        return self._parse_text(raw, parse_mode, entities, caption=True)
+
     async def _edit_message_caption(
         self, params: dict[str, Any], files: dict[str, UploadedFile]
     ) -> Any:
         raw = params.get("caption")
-        caption, entities = (
-            (None, [])
-            if raw is None
-            else self._parse_text(
-                raw, params.get("parse_mode"), params.get("caption_entities"), caption=True
-            )
+        caption, entities = self._parse_caption(
+            raw, params.get("parse_mode"), params.get("caption_entities")
         )
         markup = self._check_markup(params.get("reply_markup"))
         rec, inline = self._target(params)
@@ -1721,12 +1725,8 @@ class BotApiEmulator:
                 violation=f"editMessageMedia with media type {mtype!r} (emulated: photo, document)",
             )
         raw_caption = media.get("caption")
-        caption, entities = (
-            (None, [])
-            if raw_caption is None
-            else self._parse_text(
-                raw_caption, media.get("parse_mode"), media.get("caption_entities"), caption=True
-            )
+        caption, entities = self._parse_caption(
+            raw_caption, media.get("parse_mode"), media.get("caption_entities")
         )
         markup = self._check_markup(params.get("reply_markup"))
         rec, inline = self._target(params)
