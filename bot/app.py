@@ -75,6 +75,8 @@ def policy_from(settings: Settings) -> PaymentPolicy:
         pos_poll_interval=settings.pos_poll_interval_seconds * seconds,
         callback_poll_interval=settings.callback_poll_interval_seconds * seconds,
         late_payment_watch=settings.late_payment_watch_seconds * seconds,
+        not_found_give_up_answers=settings.not_found_give_up_answers,
+        not_found_give_up_after=settings.not_found_give_up_seconds * seconds,
         renew_before=settings.mion_attempt_renew_before_seconds * seconds,
         admin_ids=frozenset(settings.admin_ids),
         merchant_ids=frozenset(settings.merchant_ids),

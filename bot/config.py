@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     pos_poll_interval_seconds: float = Field(default=1.0, gt=0)
     callback_poll_interval_seconds: float = Field(default=120.0, gt=0)
     late_payment_watch_seconds: int = Field(default=86400, ge=0)
+    # A gateway's "no such session" can be transient: give a session up only after this many
+    # consecutive ones spread over at least this long.
+    not_found_give_up_answers: int = Field(default=5, ge=1)
+    not_found_give_up_seconds: float = Field(default=300.0, ge=0)
 
     # HTTP server (webhooks, health, metrics)
     http_port: int | None = None

@@ -50,7 +50,6 @@ KIND_GATEWAYS: dict[InvoiceKind, tuple[str, ...]] = {
     InvoiceKind.LIGHTNING: ("mion", "sandbox"),
     InvoiceKind.ONCHAIN: ("mixpay",),
 }
-NOT_FOUND_POLLS = 3  # consecutive "no such session" answers before we give a session up
 # Longer than any creation can take (gateway timeout x retries): a pending invoice still
 # without a gateway session after this was cut short and is failed by the watcher.
 UNFINISHED_CREATION_AFTER = timedelta(minutes=10)
@@ -84,6 +83,10 @@ class PaymentPolicy:
     pos_poll_interval: timedelta = timedelta(seconds=1)
     callback_poll_interval: timedelta = timedelta(seconds=120)
     late_payment_watch: timedelta = timedelta(days=1)
+    # A session is given up only after this many consecutive "no such session" answers
+    # spread over at least `not_found_give_up_after` (a gateway's 404 can be transient).
+    not_found_give_up_answers: int = 5
+    not_found_give_up_after: timedelta = timedelta(minutes=5)
     renew_before: timedelta = timedelta(seconds=15)
     expiry_grace: timedelta = timedelta(seconds=30)
     admin_ids: frozenset[int] = frozenset()
@@ -362,6 +365,9 @@ class PaymentsService:
             return invoice
         self.metrics.gateway_request(invoice.gateway, "status", "ok")
         self._auth_alerted.discard(invoice.gateway)
+        if invoice.not_found_count:
+            # Found again: only consecutive "no such session" answers count.
+            await self.repo.record_not_found(invoice.id, count=0, since=None)
         updated = await self.apply_status(invoice, status)
         if updated.status is InvoiceStatus.PENDING and updated.kind is not InvoiceKind.CHECKOUT:
             updated = await self.renew_if_due(updated)
@@ -406,23 +412,41 @@ class PaymentsService:
         log.warning("status of invoice %s at %s failed: %s", invoice.id, invoice.gateway, exc)
         if isinstance(exc, GatewayAuthError):
             await self._alert_auth(invoice.gateway, exc)
-        if isinstance(exc, GatewayNotFound) and invoice.poll_count >= NOT_FOUND_POLLS:
-            # The gateway has forgotten the session (e.g. the sandbox restarted): stop
-            # asking the customer to pay it; a payment found later is still reported late.
-            gone = SessionStatus(
-                state=PaymentState.FAILED,
-                raw_status="not_found",
-                failure_reason=exc.user_message[:300],
+        now = self.clock()
+        if isinstance(exc, GatewayNotFound) and await self._gone(invoice, exc, now):
+            return
+        if invoice.status is not InvoiceStatus.PENDING:
+            # Watched for a late payment: keep the slow pace, and stop when the watch ends.
+            await self.repo.reschedule(
+                invoice.id, next_poll_at=self.next_poll_at(invoice), owner=owner, now=now
             )
-            if invoice.status is InvoiceStatus.PENDING:
-                await self._move(invoice, InvoiceStatus.FAILED, gone)
-                return
+            return
         delay = self._delay(invoice) * 2
         retry_after = getattr(exc, "retry_after", None)
         if retry_after:
             delay = max(delay, timedelta(seconds=float(retry_after)))
-        now = self.clock()
         await self.repo.reschedule(invoice.id, next_poll_at=now + delay, owner=owner, now=now)
+
+    async def _gone(self, invoice: Invoice, exc: GatewayNotFound, now: datetime) -> bool:
+        """Count one more consecutive "no such session" answer; give a pending session up
+        (failed, and still watched for a late payment) only after several of them spread
+        over minutes. True when the invoice was moved."""
+        count = invoice.not_found_count + 1
+        since = invoice.not_found_since or now
+        await self.repo.record_not_found(invoice.id, count=count, since=since)
+        if (
+            invoice.status is not InvoiceStatus.PENDING
+            or count < self.policy.not_found_give_up_answers
+            or now - since < self.policy.not_found_give_up_after
+        ):
+            return False
+        gone = SessionStatus(
+            state=PaymentState.FAILED,
+            raw_status="not_found",
+            failure_reason=exc.user_message[:300],
+        )
+        moved = await self._move(replace(invoice, not_found_count=count), InvoiceStatus.FAILED, gone)
+        return moved.status is not InvoiceStatus.PENDING
 
     async def _alert_auth(self, gateway_name: str, exc: GatewayError) -> None:
         """Tell each admin once (per gateway and day) that a gateway rejects our credentials."""
@@ -504,8 +528,11 @@ class PaymentsService:
             ):
                 at = max(invoice.expires_at + self.policy.expiry_grace, now)
             return at
-        if invoice.status in (InvoiceStatus.EXPIRED, InvoiceStatus.CANCELLED):
-            # Late payments: keep looking, slowly, for a while after we gave up.
+        if invoice.status in (
+            InvoiceStatus.EXPIRED, InvoiceStatus.CANCELLED, InvoiceStatus.FAILED
+        ) and invoice.gateway_session_id is not None:
+            # Late payments: every invoice that left pending unpaid keeps being looked at,
+            # slowly, for a while after we gave up (the customer may still pay the session).
             start = invoice.expires_at or invoice.updated_at
             if now < start + self.policy.late_payment_watch:
                 return now + max(

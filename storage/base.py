@@ -92,6 +92,13 @@ class Repository(ABC):
         None leaves the stored value as it is."""
 
     @abstractmethod
+    async def record_not_found(
+        self, invoice_id: int, *, count: int, since: datetime | None
+    ) -> None:
+        """Keep how many consecutive "no such session" answers the gateway gave and when the
+        first came (0 and None: the session was found again)."""
+
+    @abstractmethod
     async def get_invoice(self, invoice_id: int) -> Invoice | None: ...
 
     @abstractmethod
@@ -130,7 +137,7 @@ class Repository(ABC):
         """Claim invoices whose next poll is due (next_poll_at <= now) and whose lease is free
         or lapsed, soonest due first; set lease_owner=owner, lease_until=now+lease.
 
-        Claimed are pending invoices and also expired or cancelled ones that still have a
+        Claimed are pending invoices and also expired, cancelled or failed ones that still have a
         next_poll_at: `transition` clears next_poll_at for every final status, and the
         payment service may `reschedule` such an invoice to keep watching it for a late
         payment for a while (it stops by rescheduling with next_poll_at=None).

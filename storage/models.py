@@ -142,6 +142,9 @@ class Invoice:
     underpaid: bool = False  # the gateway reported less than the amount (notified once)
     next_poll_at: datetime | None = None
     poll_count: int = 0
+    # Consecutive "no such session" answers of the gateway, and when the first of them came.
+    not_found_count: int = 0
+    not_found_since: datetime | None = None
     lease_owner: str | None = None
     lease_until: datetime | None = None
 

@@ -389,6 +389,17 @@ class PostgresRepository(Repository):
                 invoice_id,
             )
 
+    async def record_not_found(
+        self, invoice_id: int, *, count: int, since: datetime | None
+    ) -> None:
+        async with self._conn() as con:
+            await con.execute(
+                "UPDATE invoices SET not_found_count = $1, not_found_since = $2 WHERE id = $3",
+                count,
+                to_ms(since),
+                invoice_id,
+            )
+
     async def _invoice_where(self, where: str, *args: Any) -> Invoice | None:
         async with self._conn() as con:
             row = await con.fetchrow(f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE {where}", *args)

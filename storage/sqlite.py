@@ -358,6 +358,15 @@ class SqliteRepository(Repository):
                 (raw_status, underpaid, _ms(now), invoice_id),
             )
 
+    async def record_not_found(
+        self, invoice_id: int, *, count: int, since: datetime | None
+    ) -> None:
+        async with self._write() as db:
+            await db.execute(
+                "UPDATE invoices SET not_found_count = ?, not_found_since = ? WHERE id = ?",
+                (count, to_ms(since), invoice_id),
+            )
+
     async def _invoice_where(self, where: str, params: Sequence[Any]) -> Invoice | None:
         async with self._read() as db:
             row = await self._one(

@@ -203,3 +203,80 @@ async def test_onchain_without_a_gateway_for_it_is_refused(harness: Harness) -> 
     reply = await harness.command(harness.merchant, "/onchain 10 Lamp")
     assert "No gateway for on-chain payments" in reply.content
     assert await harness.services.repo.count_invoices(harness.merchant.id) == 0
+
+
+# -- issue 11: a transient "not found" never ends watching -------------------------------------
+STATUS_PATH = {"mion": "/status", "miraclepay": "/external/payments/prompt/"}
+
+
+def status_polls(sim: GatewaySimulator[Any]) -> int:
+    return sum(1 for r in sim.requests if r.method == "GET")
+
+
+def admin_notices(bot: Harness, invoice: Invoice) -> list[Any]:
+    return [m for m in bot.emu.bot_messages(bot.admin) if f"#{invoice.id}" in m.content]
+
+
+@pytest.mark.parametrize("gateway", ["mion", "miraclepay"])
+async def test_session_answering_404_twice_then_paid_is_edited_to_paid(
+    bot: Harness, sims: Gateways, gateway: str
+) -> None:
+    """After several polls the gateway answers "no such session" twice in a row (a glitch
+    at the gateway), then the customer pays: the invoice is edited to PAID and each admin is
+    told once (before issue 11 the first 404 after 3 polls failed the invoice for good)."""
+    reply, invoice = await bot.invoice(bot.merchant, f"/invoice {gateway} 12 USD Lamp"
+                                       if gateway == "miraclepay" else "/invoice 12 Lamp")
+    sim = sims.all[gateway]
+    await bot.emu.wait_for(lambda: status_polls(sim) >= 4, timeout=10)
+    sim.fail_next(2, 404, path_contains=STATUS_PATH[gateway])
+    await bot.emu.wait_for(lambda: not sim.faults, timeout=10)
+    stored = await bot.services.repo.get_invoice(invoice.id)
+    assert stored is not None and stored.status is InvoiceStatus.PENDING
+    sim.pay(sim_key(sim, invoice))
+    await bot.emu.wait_for(lambda: "PAID" in reply.content, timeout=10)
+    await bot.emu.wait_for(lambda: admin_notices(bot, invoice), timeout=5)
+    await asyncio.sleep(1.0)  # more ticks and outbox passes: nothing may repeat
+    assert len(admin_notices(bot, invoice)) == 1, admin_notices(bot, invoice)
+    stored = await bot.services.repo.get_invoice(invoice.id)
+    assert stored is not None and stored.status is InvoiceStatus.PAID and not stored.late
+    assert stored.not_found_count == 0
+
+
+@pytest.mark.parametrize("gateway", ["mion", "miraclepay"])
+async def test_session_given_up_after_consecutive_404s_is_still_watched(
+    harness: Harness, sims: Gateways, gateway: str
+) -> None:
+    """Only several consecutive 404s spread over NOT_FOUND_GIVE_UP_SECONDS give a session up
+    (failed); the failed invoice is still watched, and a payment that lands later edits it
+    to PAID (late) and tells each admin once."""
+    bot = harness
+    await bot.start(
+        **sims.settings(), not_found_give_up_answers=3, not_found_give_up_seconds=3,
+        # The late-payment watch polls every max(5 x POLL_MAX_INTERVAL, CALLBACK_POLL_INTERVAL).
+        poll_max_interval_seconds=0.5, callback_poll_interval_seconds=1,
+    )
+    reply, invoice = await bot.invoice(bot.merchant, f"/invoice {gateway} 12 USD Lamp"
+                                       if gateway == "miraclepay" else "/invoice 12 Lamp")
+    sim = sims.all[gateway]
+    sim.fail_next(1000, 404, path_contains=STATUS_PATH[gateway])
+    started = asyncio.get_running_loop().time()
+
+    async def status() -> InvoiceStatus:
+        stored = await bot.services.repo.get_invoice(invoice.id)
+        assert stored is not None
+        return stored.status
+
+    while await status() is InvoiceStatus.PENDING:
+        assert asyncio.get_running_loop().time() - started < 15, "never given up"
+        await asyncio.sleep(0.1)
+    assert asyncio.get_running_loop().time() - started >= 3, "given up before the span"
+    assert await status() is InvoiceStatus.FAILED
+    stored = await bot.services.repo.get_invoice(invoice.id)
+    assert stored is not None and stored.not_found_count >= 3 and stored.next_poll_at
+    sim.clear_faults()
+    sim.pay(sim_key(sim, invoice), force=True)
+    await bot.emu.wait_for(lambda: "PAID" in reply.content, timeout=10)
+    await bot.emu.wait_for(
+        lambda: [m for m in admin_notices(bot, invoice) if "late" in m.content.lower()], timeout=5
+    )
+    assert await status() is InvoiceStatus.PAID

@@ -470,7 +470,7 @@ async def test_claim_due_leases(repo: Repository) -> None:
     assert untouched == later
 
 
-async def test_claims_watch_expired_and_cancelled_but_not_paid_or_failed(
+async def test_claims_watch_every_unpaid_final_status_but_not_paid(
     repo: Repository,
 ) -> None:
     invoices: dict[InvoiceStatus, Invoice] = {}
@@ -491,10 +491,23 @@ async def test_claims_watch_expired_and_cancelled_but_not_paid_or_failed(
     for invoice in invoices.values():
         await repo.reschedule(invoice.id, next_poll_at=T0, owner="svc", now=T0)
     claimed = await repo.claim_due_invoices(now=T0, owner="w", lease=LEASE, limit=10)
+    # Failed invoices too (issue 11): the customer may still pay a session we gave up on.
     assert {i.id for i in claimed} == {
         invoices[InvoiceStatus.EXPIRED].id,
         invoices[InvoiceStatus.CANCELLED].id,
+        invoices[InvoiceStatus.FAILED].id,
     }
+
+
+async def test_not_found_answers_are_kept_and_reset(repo: Repository) -> None:
+    invoice = await polled_invoice(repo, "not-found", next_poll_at=T0)
+    assert invoice.not_found_count == 0 and invoice.not_found_since is None
+    await repo.record_not_found(invoice.id, count=2, since=T0)
+    stored = await repo.get_invoice(invoice.id)
+    assert stored is not None and stored.not_found_count == 2 and stored.not_found_since == T0
+    await repo.record_not_found(invoice.id, count=0, since=None)
+    stored = await repo.get_invoice(invoice.id)
+    assert stored is not None and stored.not_found_count == 0 and stored.not_found_since is None
 
 
 async def test_concurrent_claims_are_disjoint(backend: Backend) -> None:
