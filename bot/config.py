@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 from decimal import Decimal
+from string import Formatter
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -82,6 +83,18 @@ class Settings(BaseSettings):
     mion_online_expiry_seconds: int = Field(default=86400, ge=60)
     mion_pos_expiry_seconds: int = Field(default=900, ge=60)
     mion_attempt_renew_before_seconds: float = Field(default=15.0, ge=1)
+    # Mion's API reference is not public: every assumption about it can be overridden here
+    # (defaults in `bot.gateways.mion.MionApi`; the README lists them).
+    mion_create_session_path: str = "/payment-sessions"
+    mion_status_path: str = "/payment-sessions/{id}/status"
+    mion_by_reference_path: str = "/payment-sessions/by-reference/{reference}"
+    mion_payment_attempts_path: str = "/payment-sessions/{id}/payment-attempts"
+    mion_webhooks_path: str = "/payment-sessions/{id}/webhooks"
+    mion_api_key_header: str = Field(default="x-api-key", pattern=r"^[A-Za-z0-9-]+$")
+    mion_api_key_prefix: str = ""
+    mion_expiry_format: Literal["iso", "unix", "seconds"] = "iso"
+    mion_error_message_field: str = Field(default="message", min_length=1)
+    mion_webhook_session_field: str = Field(default="paymentSessionId", min_length=1)
 
     # MixPay
     mixpay_api_url: str = "https://api.mixpay.me/v1"
@@ -157,6 +170,26 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _mion_paths(self) -> Settings:
+        needs = {
+            "mion_create_session_path": set(),
+            "mion_status_path": {"id"},
+            "mion_by_reference_path": {"reference"},
+            "mion_payment_attempts_path": {"id"},
+            "mion_webhooks_path": {"id"},
+        }
+        for name, placeholders in needs.items():
+            template = getattr(self, name)
+            try:
+                found = {f for _, f, _, _ in Formatter().parse(template) if f is not None}
+            except ValueError:
+                found = {"?"}
+            if not template.startswith("/") or found != placeholders:
+                wanted = " and ".join(f"{{{p}}}" for p in sorted(placeholders)) or "no {...}"
+                raise ValueError(f"{name.upper()} must be a path starting with / with {wanted}")
+        return self
 
     @model_validator(mode="after")
     def _default_gateway_configured(self) -> Settings:

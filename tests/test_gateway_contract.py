@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from bot.config import Settings
 from bot.gateways.base import (
     GatewayAuthError,
+    GatewayComplianceBlocked,
     GatewayNotFound,
     GatewayRejected,
     GatewayUnavailable,
@@ -443,11 +444,173 @@ async def test_mion_amount_in_cents_and_default_expiry() -> None:
 
 
 async def test_mion_expiry_format_is_switchable() -> None:
-    async with harness("mion-online", adapter_options={"api": MionApi(expiry_format="unix")}) as h:
+    async with harness(
+        "mion-online", adapter_options={"api": MionApi(expiry_format="unix")},
+        sim_options={"expiry_format": "unix"},
+    ) as h:
         await h.gateway.create_session(h.request())
         value = h.creates()[-1].parsed["expiry"]
         assert isinstance(value, int)
         assert abs(value - (datetime.now(UTC) + timedelta(hours=1)).timestamp()) < 30
+    async with harness(
+        "mion-online", adapter_options={"api": MionApi(expiry_format="seconds")},
+        sim_options={"expiry_format": "seconds"},
+    ) as h:
+        await h.gateway.create_session(h.request())
+        assert h.creates()[-1].parsed["expiry"] == 3600
+
+
+async def test_mion_wrong_expiry_format_is_refused_with_the_gateways_message() -> None:
+    """The strict simulator takes one format: a wrong MION_EXPIRY_FORMAT shows at once."""
+    async with harness("mion-online", sim_options={"expiry_format": "unix"}) as h:
+        with pytest.raises(GatewayRejected) as info:
+            await h.gateway.create_session(h.request())
+        assert info.value.user_message == "Mion: Invalid expiry: expected Unix seconds"
+        assert h.sim.sessions == {}
+
+
+@pytest.mark.parametrize("mode", ["object", "list", "list-all"])
+async def test_mion_lookup_by_reference_takes_only_our_session(mode: str) -> None:
+    """A create whose answer is lost is looked up by reference: a stranger's session in a
+    list answer, or a session with our reference but another amount, is "not found" (never
+    the first element); ours is found in every answer shape (issue 11 point 7)."""
+    async with harness("mion-online", sim_options={"lookup_mode": mode}) as h:
+        stranger = await h.gateway.create_session(h.request(reference="someone-else"))
+        # The create fails before Mion acts on it (502): the adapter looks the reference up.
+        request = h.request()
+        h.sim.fail_next(1, 502, path_contains="/payment-sessions")
+        session = await h.gateway.create_session(request)
+        assert session.session_id != stranger.session_id
+        assert h.sim.sessions[session.session_id].reference == request.reference
+        assert h.sim.create_count == 2
+
+        # The answer of a create that did happen is lost: ours is found, not created twice.
+        lost = h.request()
+        h.sim.lose_next_create(1)
+        found = await h.gateway.create_session(lost)
+        assert h.sim.sessions[found.session_id].reference == lost.reference
+        assert h.sim.create_count == 3
+
+
+async def test_mion_lookup_refuses_our_reference_with_another_amount() -> None:
+    async with harness("mion-online") as h:
+        request = h.request()
+        other = await h.gateway.create_session(h.request(reference=request.reference,
+                                                         amount_minor=999))
+        h.sim.fail_next(1, 502, path_contains="/payment-sessions")
+        with pytest.raises(GatewayRejected):  # created again: Mion refuses the reference
+            await h.gateway.create_session(request)
+        assert set(h.sim.sessions) == {other.session_id}
+
+
+async def test_mion_funding_status_short_is_underpaid_never_paid() -> None:
+    """`fundingStatus` other than well-funded (or over-funded) is never booked as paid: with
+    money available it is underpaid with `fundingAmountAvailable` (cents) as what arrived."""
+    async with harness("mion-online", sim_options={"funded_after": None}) as h:
+        request = h.request()
+        session = await h.gateway.create_session(request)
+        sid = session.session_id
+        status = await h.gateway.get_status(sid, request.reference)
+        assert status.state == PaymentState.PENDING  # "not-funded", nothing arrived
+        h.sim.funding(sid, "under-funded", 600)
+        status = await h.gateway.get_status(sid, request.reference)
+        assert status.state == PaymentState.UNDERPAID and status.paid_amount_minor == 600
+        assert status.detail == "fundingStatus under-funded"
+        h.sim.pay(sid)
+        h.sim.funding(sid, "under-funded", 1000)
+        status = await h.gateway.get_status(sid, request.reference)
+        assert status.state == PaymentState.UNDERPAID and status.paid_at is None
+        h.sim.funding(sid, "over-funded", 0)
+        assert (await h.gateway.get_status(sid, request.reference)).state == PaymentState.PAID
+        h.sim.funding(sid, "well-funded", 0)
+        assert (await h.gateway.get_status(sid, request.reference)).state == PaymentState.PAID
+
+
+async def test_mion_compliance_block_names_the_missing_fields() -> None:
+    async with harness("mion-pos") as h:
+        session = await h.gateway.create_session(h.request())
+        h.sim.compliance(session.session_id, ["firstName", "dateOfBirth"])
+        with pytest.raises(GatewayComplianceBlocked) as info:
+            await h.gateway.renew_attempt(session.session_id)
+        assert info.value.missing_fields == ("firstName", "dateOfBirth")
+        assert "firstName, dateOfBirth" in info.value.user_message
+        assert not info.value.retryable
+        h.sim.compliance(session.session_id, [])
+        renewed = await h.gateway.renew_attempt(session.session_id)
+        assert renewed.payment["ln_invoice"].startswith("lnbc")
+    # Blocked from the first attempt: the merchant's error names the fields too.
+    async with harness("mion-pos", sim_options={"compliance_missing": ["address"]}) as h:
+        with pytest.raises(GatewayComplianceBlocked) as info:
+            await h.gateway.create_session(h.request())
+        assert info.value.user_message == (
+            "Mion blocked this payment for compliance reasons; missing customer details: address"
+        )
+
+
+async def test_mion_api_assumptions_are_overridable() -> None:
+    """Every assumption in MionApi can be changed (the settings feed it): the auth header
+    and its prefix, the status path, the error's message field, the webhook's id field."""
+    api = MionApi(
+        api_key_header="authorization", api_key_prefix="Bearer ",
+        status="/payment-sessions/{id}", error_message_field="error",
+        webhook_session_field="sessionId",
+    )
+    async with harness(
+        "mion-online", adapter_options={"api": api},
+        sim_options={"api_key_header": "authorization", "api_key_prefix": "Bearer "},
+    ) as h:
+        request = h.request()
+        session = await h.gateway.create_session(request)
+        assert h.creates()[-1].headers["authorization"] == f"Bearer {MION_KEY}"
+        status = await h.gateway.get_status(session.session_id, request.reference)
+        assert status.state == PaymentState.PENDING
+        assert h.sim.requests[-1].path == f"/payment-sessions/{session.session_id}"
+        h.sim.fail_next(1, 400, body={"error": "expiry too far", "message": "x"})
+        with pytest.raises(GatewayRejected) as info:
+            await h.gateway.create_session(h.request())
+        assert info.value.user_message == "Mion: expiry too far"
+        hint = h.gateway.parse_callback(b'{"sessionId": "abc"}', "application/json")
+        assert hint.session_id == "abc"
+        with pytest.raises(ValueError):
+            h.gateway.parse_callback(b'{"paymentSessionId": "abc"}', "application/json")
+
+
+def test_mion_settings_override_every_assumption() -> None:
+    from bot.config import SettingsError, load_settings
+    from bot.gateways.registry import mion_api
+
+    base: dict[str, Any] = {"_env_file": None, "telegram_bot_token": "123:abc"}
+    assert mion_api(load_settings(**base)) == MionApi()
+    overrides = {
+        "mion_create_session_path": "/v2/sessions",
+        "mion_status_path": "/v2/sessions/{id}",
+        "mion_by_reference_path": "/v2/sessions?reference={reference}",
+        "mion_payment_attempts_path": "/v2/sessions/{id}/attempts",
+        "mion_webhooks_path": "/v2/sessions/{id}/hooks",
+        "mion_api_key_header": "Authorization",
+        "mion_api_key_prefix": "Bearer ",
+        "mion_expiry_format": "unix",
+        "mion_error_message_field": "detail",
+        "mion_webhook_session_field": "id",
+    }
+    assert mion_api(load_settings(**base, **overrides)) == MionApi(
+        create_session="/v2/sessions", status="/v2/sessions/{id}",
+        by_reference="/v2/sessions?reference={reference}",
+        payment_attempts="/v2/sessions/{id}/attempts", webhooks="/v2/sessions/{id}/hooks",
+        api_key_header="Authorization", api_key_prefix="Bearer ", expiry_format="unix",
+        error_message_field="detail", webhook_session_field="id",
+    )
+    for name, bad in (
+        ("mion_status_path", "/v2/sessions"),
+        ("mion_by_reference_path", "/x/{id}"),
+        ("mion_webhooks_path", "no-slash/{id}"),
+        ("mion_create_session_path", "/x/{id}"),
+        ("mion_expiry_format", "rfc"),
+        ("mion_api_key_header", "x key"),
+    ):
+        with pytest.raises(SettingsError) as info:
+            load_settings(**base, **{name: bad})
+        assert name.upper() in str(info.value), str(info.value)
 
 
 async def test_mion_pos_renewal_and_webhook() -> None:

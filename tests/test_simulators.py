@@ -179,10 +179,14 @@ async def test_mion_auth_and_validation_errors(
     assert r.status_code == 400
     r = await client.post(url, json=mion_body(expiry="2020-01-01T00:00:00Z"), headers=H)
     assert r.status_code == 400
-    r = await client.post(url, json=mion_body(expiry=600, reference="secs"), headers=H)
+    # Strict: only the assumed expiry format (ISO 8601) is taken; seconds or Unix time are not.
+    for other in (600, "600", 1_900_000_000, 12.5, True):
+        r = await client.post(url, json=mion_body(expiry=other, reference="secs"), headers=H)
+        assert r.status_code == 400 and "ISO-8601" in r.json()["message"], other
+    r = await client.post(url, json=mion_body(reference="secs"), headers=H)
     assert r.status_code == 201
     assert mion.sessions[r.json()["paymentSessionId"]].expires_at is not None
-    r = await client.post(url, json=mion_body(expiry=600, reference="secs"), headers=H)
+    r = await client.post(url, json=mion_body(reference="secs"), headers=H)
     assert r.status_code == 409 and "message" in r.json()
     r = await client.get(f"{url}/nope/status", headers=H)
     assert r.status_code == 404 and r.json()["message"]
@@ -265,6 +269,76 @@ async def test_mion_pos_attempts_and_expiry(client: httpx.AsyncClient) -> None:
         assert sim.pay(other, force=True).paid_at is not None
         with pytest.raises(UnsupportedControl):
             sim.underpay(other)
+
+
+async def test_mion_takes_one_expiry_format_the_configured_one(
+    client: httpx.AsyncClient,
+) -> None:
+    """Strict: a simulator set to another assumed format refuses the ISO timestamp."""
+    async with MionSimulator(api_key="k", expiry_format="seconds") as sim:
+        url, h = f"{sim.url}/payment-sessions", {"x-api-key": "k"}
+        r = await client.post(url, json=mion_body(), headers=h)
+        assert r.status_code == 400 and r.json()["message"] == "Invalid expiry: expected seconds"
+        r = await client.post(url, json=mion_body(expiry=600), headers=h)
+        assert r.status_code == 201, r.text
+    async with MionSimulator(api_key="k", expiry_format="unix") as sim:
+        url = f"{sim.url}/payment-sessions"
+        assert (await client.post(url, json=mion_body(expiry=600), headers=h)).status_code == 400
+        later = int(datetime.now(UTC).timestamp()) + 600
+        assert (await client.post(url, json=mion_body(expiry=later), headers=h)).status_code == 201
+    with pytest.raises(ValueError):
+        MionSimulator(expiry_format="rfc2822")
+
+
+async def test_mion_documented_variants_over_sim_controls(
+    mion: MionSimulator, client: httpx.AsyncClient
+) -> None:
+    """blockedByCompliance, fundingStatus/fundingAmountAvailable, 404 for a while and list
+    answers from lookup by reference: each produced through /_sim."""
+    root = mion.root_url
+    pos = (await client.post(
+        f"{mion.url}/payment-sessions", json=mion_body(retailPos=True, reference="pos-c"),
+        headers=H,
+    )).json()["paymentSessionId"]
+    r = await client.post(f"{root}/_sim/sessions/{pos}/compliance",
+                          json={"fields": "firstName,dateOfBirth"})
+    assert r.status_code == 200, r.text
+    attempts = f"{mion.url}/payment-sessions/{pos}/payment-attempts"
+    body = {"paymentMethod": "lightning", "retailPos": True}
+    attempt = (await client.post(attempts, json=body, headers=H)).json()
+    assert attempt["blockedByCompliance"] is True and attempt["lnInvoice"] is None
+    assert attempt["missingComplianceCustomerFields"] == ["firstName", "dateOfBirth"]
+    await client.post(f"{root}/_sim/sessions/{pos}/compliance", json={"fields": ""})
+    attempt = (await client.post(attempts, json=body, headers=H)).json()
+    assert attempt["blockedByCompliance"] is False and attempt["lnInvoice"]
+
+    sid = (await client.post(f"{mion.url}/payment-sessions", json=mion_body(), headers=H)).json()[
+        "paymentSessionId"]
+    r = await client.post(f"{root}/_sim/sessions/{sid}/funding",
+                          json={"status": "under-funded", "available": 600})
+    assert r.status_code == 200
+    status = (await client.get(f"{mion.url}/payment-sessions/{sid}/status", headers=H)).json()
+    assert status["fundingStatus"] == "under-funded" and status["fundingAmountAvailable"] == 600
+    assert (await client.post(f"{root}/_sim/sessions/{sid}/funding", json={})).status_code == 400
+
+    await client.post(f"{root}/_sim/sessions/{sid}/vanish", json={"seconds": 0.3})
+    for path in (f"/payment-sessions/{sid}/status", "/payment-sessions/by-reference/inv-1"):
+        r = await client.get(f"{mion.url}{path}", headers=H)
+        assert r.status_code == 404 and r.json() == {"message": "Payment session not found"}
+    await asyncio.sleep(0.35)
+    assert (await client.get(f"{mion.url}/payment-sessions/{sid}/status",
+                             headers=H)).status_code == 200
+
+    by_ref = f"{mion.url}/payment-sessions/by-reference"
+    assert (await client.post(f"{root}/_sim/lookup", json={"mode": "list"})).status_code == 200
+    listed = (await client.get(f"{by_ref}/inv-1", headers=H)).json()
+    assert [s["paymentSessionId"] for s in listed] == [sid]
+    nothing = await client.get(f"{by_ref}/nobody", headers=H)
+    assert nothing.status_code == 200 and nothing.json() == []
+    await client.post(f"{root}/_sim/lookup", json={"mode": "list-all"})
+    everyone = (await client.get(f"{by_ref}/nobody", headers=H)).json()
+    assert {s["reference"] for s in everyone} == {"pos-c", "inv-1"}
+    assert (await client.post(f"{root}/_sim/lookup", json={"mode": "x"})).status_code == 400
 
 
 async def test_mion_webhook_delivers_status_changes(

@@ -10,7 +10,9 @@ Errors (all carry `retryable` and a `user_message` fit to show a merchant):
      │    └── GatewayRateLimited  retryable: 429 / MixPay code 1429; `retry_after` seconds
      ├── GatewayAuthError        not retryable: wrong or missing credentials (401/403)
      ├── GatewayRejected         not retryable: the gateway refused the request (validation,
-     │                           currency not supported, redirect domain not allowed, ...)
+     │    │                      currency not supported, redirect domain not allowed, ...)
+     │    └── GatewayComplianceBlocked  a payment blocked by compliance (Mion); names the
+     │                           customer details that are missing
      ├── GatewayNotFound         not retryable: no such session / reference
      └── GatewayUnsupported      not retryable: this gateway cannot do that (currency, kind)
 
@@ -67,6 +69,14 @@ class GatewayAuthError(GatewayError):
 
 class GatewayRejected(GatewayError):
     retryable = False
+
+
+class GatewayComplianceBlocked(GatewayRejected):
+    """The gateway's compliance checks block the payment until the customer gives details."""
+
+    def __init__(self, message: str, *, missing_fields: tuple[str, ...] = (), **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.missing_fields = missing_fields
 
 
 class GatewayNotFound(GatewayError):

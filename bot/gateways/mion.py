@@ -22,7 +22,7 @@ import json
 import logging
 import random as _random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import quote
@@ -33,6 +33,7 @@ from bot.gateways.base import (
     CallbackHint,
     Gateway,
     GatewayAuthError,
+    GatewayComplianceBlocked,
     GatewayError,
     GatewayNotFound,
     GatewayRejected,
@@ -62,24 +63,39 @@ MION_PAID_STATUSES = frozenset({"funding-received", "funding-collected", "exchan
 DEFAULT_CHECKOUT_URL = "https://app.mion.group/checkout/"
 
 
+ExpiryFormat = Literal["iso", "unix", "seconds"]
+EXPIRY_FORMATS: tuple[ExpiryFormat, ...] = ("iso", "unix", "seconds")
+WELL_FUNDED = "well-funded"  # the guide's `fundingStatus` of a fully funded session
+OVER_FUNDED = "over-funded"  # more than enough arrived: still paid
+
+
 @dataclass(frozen=True, slots=True)
 class MionApi:
-    """Mion's paths, auth header and `expiry` format: ASSUMED (not public), all in one place.
+    """Every ASSUMPTION about Mion's unpublished API, in one place; each field is overridable
+    by a setting (README, "Mion: what is assumed"; `bot.gateways.registry.mion_api`).
 
-    `expiry_format`: how `expiry` is sent when creating a session:
+    Paths are templates filled with the percent-encoded `{id}` (paymentSessionId) or
+    `{reference}`. `expiry_format`: how `expiry` is sent when creating a session:
       "iso"     an ISO 8601 UTC timestamp string, "2026-11-21T22:00:00Z" (default)
       "unix"    unix seconds (int)
       "seconds" a duration in seconds (int)
+    `api_key_header` carries `api_key_prefix + key`. Errors: non-2xx with a JSON object whose
+    `error_message_field` is the message. The status webhook POSTs the status object, whose
+    `webhook_session_field` names the session.
     """
 
     create_session: str = "/payment-sessions"
-    session: str = "/payment-sessions/{id}"
+    session: str = "/payment-sessions/{id}"  # documented endpoint; the adapter needs none
     status: str = "/payment-sessions/{id}/status"
     by_reference: str = "/payment-sessions/by-reference/{reference}"
     payment_attempts: str = "/payment-sessions/{id}/payment-attempts"
     webhooks: str = "/payment-sessions/{id}/webhooks"
     api_key_header: str = "x-api-key"
-    expiry_format: Literal["iso", "unix", "seconds"] = "iso"
+    api_key_prefix: str = ""
+    expiry_format: ExpiryFormat = "iso"
+    error_message_field: str = "message"
+    webhook_session_field: str = "paymentSessionId"
+    # Documented (the guides), not assumed: kept here so all of Mion's vocabulary is together.
     paid_statuses: frozenset[str] = field(default=MION_PAID_STATUSES)
 
     def path(self, template: str, **values: str) -> str:
@@ -140,7 +156,7 @@ class MionGateway(Gateway):
             gateway=self.name,
             title=self.title,
             base_url=api_url,
-            headers={self.api.api_key_header: api_key},
+            headers={self.api.api_key_header: self.api.api_key_prefix + api_key},
             secrets=[api_key] if self.key_is_secret else [],
             map_error=self._map_error,
             max_retries=max_retries,
@@ -162,7 +178,17 @@ class MionGateway(Gateway):
         return currency.upper() in self._currencies
 
     # -- errors -------------------------------------------------------------------------------
+    def _message(self, failure: HttpFailure) -> str:
+        """The error's message in the assumed format (`error_message_field`)."""
+        body = failure.body
+        if isinstance(body, dict) and self.api.error_message_field != "message":
+            found = body.get(self.api.error_message_field)
+            if isinstance(found, str) and found.strip():
+                return self.http.redact(" ".join(found.split()))[:300]
+        return failure.message
+
     def _map_error(self, failure: HttpFailure) -> GatewayError:
+        failure = replace(failure, message=self._message(failure))
         text = f"{self.name}: HTTP {failure.status} on {failure.method} {failure.path}"
         if failure.message:
             text += f": {failure.message}"
@@ -228,27 +254,39 @@ class MionGateway(Gateway):
         return body
 
     @staticmethod
-    def _found_session(reference: str, body: Any) -> dict[str, Any] | None:
-        """The by-reference answer: a session object (or, tolerated, a list of them)."""
-        if isinstance(body, list):
-            sessions = [s for s in body if isinstance(s, dict)]
-            mine = [s for s in sessions if s.get("reference") == reference] or sessions
-            if not mine:
-                return None
-            body = mine[0]
-        if body is None:
-            return None
-        return MionGateway._session_object(body)
+    def _found_session(request: SessionRequest, body: Any) -> dict[str, Any] | None:
+        """The by-reference answer (a session object, or a list of them): only a session
+        whose `reference`, `amount` and `currencyIso3` are ours is ours; anything else is
+        "not found" (a stranger's session must never be attached to our invoice)."""
+        candidates = body if isinstance(body, list) else [body]
+        for candidate in candidates:
+            if (
+                isinstance(candidate, dict)
+                and candidate.get("reference") == request.reference
+                and candidate.get("amount") == request.amount_minor
+                and not isinstance(candidate.get("amount"), bool)
+                and str(candidate.get("currencyIso3", "")).upper() == request.currency.upper()
+            ):
+                return MionGateway._session_object(candidate)
+        return None
 
     def _attempt_payment(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise MalformedAnswer("expected a JSON object")
         if body.get("blockedByCompliance") is True:
-            fields = body.get("missingComplianceCustomerFields") or []
-            raise GatewayRejected(
-                f"{self.name}: payment attempt blocked by compliance ({fields})",
-                gateway=self.name, code="compliance",
-                user_message=f"{self.title} blocked this payment for compliance reasons",
+            raw_fields = body.get("missingComplianceCustomerFields")
+            fields = tuple(
+                str(f) for f in (raw_fields if isinstance(raw_fields, list) else [])
+                if isinstance(f, str | int) and str(f).strip()
+            )
+            missing = ", ".join(fields) if fields else "not named by Mion"
+            raise GatewayComplianceBlocked(
+                f"{self.name}: payment attempt blocked by compliance (missing: {missing})",
+                gateway=self.name, code="compliance", missing_fields=fields,
+                user_message=(
+                    f"{self.title} blocked this payment for compliance reasons; missing "
+                    f"customer details: {missing}"
+                ),
             )
         invoice = body.get("lnInvoice")
         if not isinstance(invoice, str) or not invoice:
@@ -310,7 +348,7 @@ class MionGateway(Gateway):
             )
 
         async def lookup() -> dict[str, Any] | None:
-            return await self._lookup(request.reference)
+            return await self._lookup(request)
 
         raw = await self.http.create_with_lookup(request.reference, send, lookup)
         fallback_expiry = now + expires_in
@@ -331,11 +369,11 @@ class MionGateway(Gateway):
             raw={"session": raw, "attempt": attempt[1]},
         )
 
-    async def _lookup(self, reference: str) -> dict[str, Any] | None:
+    async def _lookup(self, request: SessionRequest) -> dict[str, Any] | None:
         try:
             return await self.http.request(
-                "GET", self.api.path(self.api.by_reference, reference=reference),
-                parse=lambda body: self._found_session(reference, body),
+                "GET", self.api.path(self.api.by_reference, reference=request.reference),
+                parse=lambda body: self._found_session(request, body),
             )
         except GatewayNotFound:
             return None
@@ -366,8 +404,21 @@ class MionGateway(Gateway):
             raise MalformedAnswer("no status")
         paid_at = parse_time(body.get("paidAt"))
         expires_at = parse_time(body.get("expiresAt"))
-        if paid_at is not None and raw_status in self.api.paid_statuses:
+        funding = body.get("fundingStatus")
+        available = body.get("fundingAmountAvailable")
+        arrived = (
+            available if isinstance(available, int) and not isinstance(available, bool) else 0
+        )
+        # Paid means `paidAt` and a paid status (the guides); a `fundingStatus` saying the
+        # funds fall short (anything but well- or over-funded) is never booked as paid.
+        short = isinstance(funding, str) and funding not in (WELL_FUNDED, OVER_FUNDED)
+        detail = None
+        says_paid = paid_at is not None and raw_status in self.api.paid_statuses
+        if says_paid and not short:
             state = PaymentState.PAID
+        elif short and (says_paid or arrived > 0):
+            state = PaymentState.UNDERPAID
+            detail = f"fundingStatus {funding}"
         elif expires_at is not None and self._now() >= expires_at:
             state = PaymentState.EXPIRED
         else:
@@ -376,6 +427,9 @@ class MionGateway(Gateway):
             state=state,
             raw_status=raw_status,
             paid_at=paid_at if state == PaymentState.PAID else None,
+            # fundingAmountAvailable: cents, like every Mion amount.
+            paid_amount_minor=arrived if state == PaymentState.UNDERPAID and arrived else None,
+            detail=detail,
             expires_at=expires_at,
             raw=body,
         )
@@ -398,9 +452,9 @@ class MionGateway(Gateway):
             raise ValueError("Mion callback is not JSON") from exc
         if not isinstance(data, dict):
             raise ValueError("Mion callback is not a JSON object")
-        session_id = data.get("paymentSessionId")
+        session_id = data.get(self.api.webhook_session_field)
         if not isinstance(session_id, str) or not session_id.strip():
-            raise ValueError("Mion callback has no paymentSessionId")
+            raise ValueError(f"Mion callback has no {self.api.webhook_session_field}")
         reference = data.get("reference")
         return CallbackHint(
             session_id=session_id.strip(),
@@ -410,6 +464,7 @@ class MionGateway(Gateway):
 
 __all__ = [
     "DEFAULT_CHECKOUT_URL",
+    "EXPIRY_FORMATS",
     "MION_PAID_STATUSES",
     "MionApi",
     "MionGateway",

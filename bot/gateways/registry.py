@@ -12,9 +12,25 @@ import httpx
 from bot.config import Settings
 from bot.gateways.base import Gateway
 from bot.gateways.http import Backoff, NowFn, RandomFn, SleepFn
-from bot.gateways.mion import MionGateway
+from bot.gateways.mion import MionApi, MionGateway
 from bot.gateways.miraclepay import MiraclePayGateway
 from bot.gateways.mixpay import MixPayGateway
+
+
+def mion_api(settings: Settings) -> MionApi:
+    """Mion's assumed API with the overrides from the settings (MION_*_PATH, ...)."""
+    return MionApi(
+        create_session=settings.mion_create_session_path,
+        status=settings.mion_status_path,
+        by_reference=settings.mion_by_reference_path,
+        payment_attempts=settings.mion_payment_attempts_path,
+        webhooks=settings.mion_webhooks_path,
+        api_key_header=settings.mion_api_key_header,
+        api_key_prefix=settings.mion_api_key_prefix,
+        expiry_format=settings.mion_expiry_format,
+        error_message_field=settings.mion_error_message_field,
+        webhook_session_field=settings.mion_webhook_session_field,
+    )
 
 
 def build_gateways(
@@ -54,6 +70,7 @@ def build_gateways(
                 checkout_url=settings.mion_checkout_url,
                 online_expiry=timedelta(seconds=settings.mion_online_expiry_seconds),
                 pos_expiry=timedelta(seconds=settings.mion_pos_expiry_seconds),
+                api=mion_api(settings),
                 **retrying,
             )
         elif name == "mixpay":

@@ -34,12 +34,12 @@ Choices where the docs are silent (the simulator's, documented here):
   ``"correct"``/``"well-funded"`` (the guide's example values). ``fundingAmountAvailable``
   is the integer 0. ``paymentMethod`` is null until an attempt is requested or the session
   is paid (then ``"lightning"`` unless told otherwise). ``refundSessionIds`` is ``[]``.
-* ``expiry`` on creation. Primary format: an ISO-8601 timestamp (like every timestamp Mion
-  returns, e.g. the attempt's ``expiry``); also accepted: an integer number of seconds from
-  now (an integer >= 1e9 is taken as a Unix timestamp), or a string of digits. Invalid ->
-  400; not in the future -> 400. Missing -> ``default_expiry`` from now (24 h;
-  ``default_expiry=None`` makes it required: 400 "expiry is required"). Stored as
-  ``expiresAt``.
+* ``expiry`` on creation, in ONE format, the assumed one (``expiry_format``, default
+  ``"iso"``: an ISO-8601 timestamp like every timestamp Mion returns, e.g. the attempt's
+  ``expiry``; ``"unix"``: integer Unix seconds; ``"seconds"``: an integer duration). Any other
+  shape -> 400 "Invalid expiry: expected ..."; not in the future -> 400. Missing ->
+  ``default_expiry`` from now (24 h; ``default_expiry=None`` makes it required: 400 "expiry
+  is required"). Stored as ``expiresAt``.
 * ``reference`` is optional (the checkout guide calls it optional), a non-empty string
   unique per account: reuse -> 409 ``{"message": "A payment session with this reference
   already exists"}``. ``retailPos`` defaults to false; ``redirectUrl`` must be http(s).
@@ -68,6 +68,23 @@ Choices where the docs are silent (the simulator's, documented here):
   status object (``application/json``) on every status change, retried after each of
   ``callback_retry_delays`` (default 0, 0.1, 0.2, 0.4 s) until it answers 2xx.
 * ``underpay`` is not supported (Lightning invoices are for a fixed amount).
+
+Documented variants, produced on demand (methods, and the same over ``/_sim``):
+
+* ``compliance(id, fields)`` (``POST /_sim/sessions/{id}/compliance {"fields": "a,b"}``):
+  the session's payment attempts answer ``blockedByCompliance: true`` with those
+  ``missingComplianceCustomerFields`` and no ``lnInvoice``; empty fields lift the block.
+  ``MionSimulator(compliance_missing=[...])`` blocks every new session so.
+* ``funding(id, status, available)`` (``POST /_sim/sessions/{id}/funding {"status":
+  "under-funded", "available": 600}``): ``fundingStatus`` and ``fundingAmountAvailable``
+  (cents) of the status object, e.g. money that arrived but falls short.
+* ``vanish(id, seconds)`` (``POST /_sim/sessions/{id}/vanish {"seconds": 2}``): every
+  request naming the session (by id or reference) answers 404 "Payment session not found"
+  for that long (a gateway that briefly loses track of a session).
+* ``lookup_mode`` (``POST /_sim/lookup {"mode": ...}``): how lookup by reference answers:
+  ``"object"`` (default) the session object; ``"list"`` a JSON array of the sessions with
+  that reference (``[]`` when none, status 200); ``"list-all"`` a JSON array of every
+  session of the account, whatever the reference (an API that ignores the filter).
 """
 
 from __future__ import annotations
@@ -97,6 +114,9 @@ from bot.simulators.gateway_base import (
 PAID_STATUSES = frozenset({"funding-received", "funding-collected", "exchanged", "funded"})
 UNPAID_STATUS = "created"
 ATTEMPT_METHODS = frozenset({"lightning", "onchain"})
+EXPIRY_FORMATS = ("iso", "unix", "seconds")
+_EXPIRY_WANTED = {"iso": "an ISO-8601 timestamp", "unix": "Unix seconds", "seconds": "seconds"}
+LOOKUP_MODES = ("object", "list", "list-all")
 
 _DEFAULT_ATTEMPT_TTL = timedelta(seconds=120)
 _DEFAULT_FUNDED_AFTER = timedelta(seconds=0.3)
@@ -129,6 +149,8 @@ class MionSession(SimSession):
     refund_session_ids: list[str] = field(default_factory=list)
     attempts: list[MionAttempt] = field(default_factory=list)
     failure_reason: str | None = None
+    compliance_missing: list[str] = field(default_factory=list)
+    vanished_until: datetime | None = None
 
     @property
     def amount_cents(self) -> int:
@@ -160,6 +182,11 @@ class MionSimulator(GatewaySimulator[MionSession]):
         *,
         funded_after: timedelta | None = _DEFAULT_FUNDED_AFTER,
         default_expiry: timedelta | None = _DEFAULT_EXPIRY,
+        expiry_format: str = "iso",
+        api_key_header: str = "x-api-key",
+        api_key_prefix: str = "",
+        lookup_mode: str = "object",
+        compliance_missing: Iterable[str] = (),
         clock: Clock | None = None,
         callback_retry_delays: Iterable[float] | None = None,
         callback_timeout: float = 2.0,
@@ -180,6 +207,13 @@ class MionSimulator(GatewaySimulator[MionSession]):
         self.checkout_base = checkout_base
         self.funded_after = funded_after
         self.default_expiry = default_expiry
+        if expiry_format not in EXPIRY_FORMATS:
+            raise ValueError(f"expiry_format must be one of {', '.join(EXPIRY_FORMATS)}")
+        self.expiry_format = expiry_format
+        self.api_key_header = api_key_header
+        self.api_key_prefix = api_key_prefix
+        self.lookup_mode = lookup_mode
+        self.compliance_missing = list(compliance_missing)  # for every new session
         self._by_reference: dict[str, str] = {}
 
     # -- helpers --------------------------------------------------------------------------------
@@ -196,6 +230,9 @@ class MionSimulator(GatewaySimulator[MionSession]):
             ctx.prec = 60
             value = Decimal(cents) * Decimal(10) ** 9 / self.btc_eur_rate
             return int(value.to_integral_value(rounding=ROUND_CEILING))
+
+    def _vanished(self, session: MionSession) -> bool:
+        return session.vanished_until is not None and self.now() < session.vanished_until
 
     def _find_session(self, key: str) -> MionSession | None:
         sid = self._by_reference.get(key)
@@ -214,8 +251,9 @@ class MionSimulator(GatewaySimulator[MionSession]):
         return request.method == "POST" and request.path.rstrip("/") == "/payment-sessions"
 
     def _auth(self, request: web.Request) -> web.Response | None:
-        key = request.headers.get("x-api-key")
-        if not key or not secrets.compare_digest(key.encode(), self.api_key.encode()):
+        key = request.headers.get(self.api_key_header)
+        expected = (self.api_key_prefix + self.api_key).encode()
+        if not key or not secrets.compare_digest(key.encode(), expected):
             return self._err(401, "Invalid API key")
         return None
 
@@ -229,7 +267,7 @@ class MionSimulator(GatewaySimulator[MionSession]):
 
     def _lookup(self, session_id: str) -> MionSession | web.Response:
         session = self.sessions.get(session_id)
-        if session is None:
+        if session is None or self._vanished(session):
             return self._err(404, "Payment session not found")
         return session
 
@@ -262,40 +300,41 @@ class MionSimulator(GatewaySimulator[MionSession]):
 
     @staticmethod
     def attempt_object(session: MionSession, attempt: MionAttempt) -> dict[str, Any]:
+        blocked = bool(session.compliance_missing)
         return {
             "amountMsat": attempt.amount_msat,
-            "blockedByCompliance": False,
+            "blockedByCompliance": blocked,
             "expiry": iso_z(attempt.expiry),
-            "lnInvoice": attempt.ln_invoice,
-            "missingComplianceCustomerFields": [],
-            "onChainAddress": attempt.on_chain_address,
+            "lnInvoice": None if blocked else attempt.ln_invoice,
+            "missingComplianceCustomerFields": list(session.compliance_missing),
+            "onChainAddress": None if blocked else attempt.on_chain_address,
             "paymentMethod": attempt.payment_method,
             "paymentSessionId": session.id,
             "suggestedFeeRate": attempt.suggested_fee_rate,
         }
 
     def _parse_expiry(self, value: Any, now: datetime) -> datetime | str:
-        """The expiry as a timestamp, or the error message."""
+        """The expiry as a timestamp, or the error message: only `expiry_format` is taken."""
         if value is None:
             if self.default_expiry is None:
                 return "expiry is required"
             return now + self.default_expiry
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value.strip())
-        if isinstance(value, bool):
-            return "Invalid expiry"
-        if isinstance(value, int):
-            if value <= 0:
-                return "expiry must be in the future"
-            if value >= 1_000_000_000:
-                return datetime.fromtimestamp(value, tz=now.tzinfo)
-            return now + timedelta(seconds=value)
-        if isinstance(value, str):
-            try:
-                return parse_iso(value)
-            except ValueError:
-                return "Invalid expiry: expected an ISO-8601 timestamp or seconds"
-        return "Invalid expiry: expected an ISO-8601 timestamp or seconds"
+        if self.expiry_format == "iso":
+            if isinstance(value, str):
+                try:
+                    return parse_iso(value)
+                except ValueError:
+                    pass
+            return "Invalid expiry: expected an ISO-8601 timestamp"
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"Invalid expiry: expected {_EXPIRY_WANTED[self.expiry_format]}"
+        if self.expiry_format == "unix":
+            if value < 1_000_000_000:
+                return "Invalid expiry: expected Unix seconds"
+            return datetime.fromtimestamp(value, tz=now.tzinfo)
+        if value <= 0:
+            return "expiry must be in the future"
+        return now + timedelta(seconds=value)
 
     # -- routes ---------------------------------------------------------------------------------
 
@@ -352,6 +391,7 @@ class MionSimulator(GatewaySimulator[MionSession]):
             retail_pos=retail_pos,
             redirect_url=redirect_url,
             expiry_sent=body.get("expiry"),
+            compliance_missing=list(self.compliance_missing),
         )
         session.history.append((now, UNPAID_STATUS))
         self.sessions[session.id] = session
@@ -379,10 +419,20 @@ class MionSimulator(GatewaySimulator[MionSession]):
     async def _get_by_reference(self, request: web.Request) -> web.Response:
         if (denied := self._auth(request)) is not None:
             return denied
-        sid = self._by_reference.get(request.match_info["reference"])
-        if sid is None:
+        reference = request.match_info["reference"]
+        if self.lookup_mode == "list-all":
+            return json_response(
+                [self.session_object(s) for s in self.sessions.values() if not self._vanished(s)]
+            )
+        sid = self._by_reference.get(reference)
+        found = self.sessions[sid] if sid is not None else None
+        if found is not None and self._vanished(found):
+            found = None
+        if self.lookup_mode == "list":
+            return json_response([] if found is None else [self.session_object(found)])
+        if found is None:
             return self._err(404, "Payment session not found")
-        return json_response(self.session_object(self.sessions[sid]))
+        return json_response(self.session_object(found))
 
     async def _new_attempt(self, request: web.Request) -> web.Response:
         if (denied := self._auth(request)) is not None:
@@ -559,6 +609,54 @@ class MionSimulator(GatewaySimulator[MionSession]):
             session.funding_status = "well-funded"
         self._set_status(session, status)
         return session
+
+    # -- documented variants ------------------------------------------------------------------
+
+    def compliance(self, session_id: str, fields: Iterable[str]) -> MionSession:
+        """Block the session's payment attempts for compliance, naming the missing fields."""
+        session = self.session(session_id)
+        session.compliance_missing = [f for f in fields if f]
+        return session
+
+    def funding(self, session_id: str, status: str, available: int = 0) -> MionSession:
+        """Set `fundingStatus` and `fundingAmountAvailable` (cents)."""
+        session = self.session(session_id)
+        session.funding_status = status
+        session.funding_amount_available = int(available)
+        return session
+
+    def vanish(self, session_id: str, seconds: float) -> MionSession:
+        """Answer 404 for the session (by id and by reference) for `seconds`."""
+        session = self.session(session_id)
+        session.vanished_until = self.now() + timedelta(seconds=seconds)
+        return session
+
+    def _http_control(self, session_id: str, action: str, params: dict[str, Any]) -> MionSession:
+        if action == "compliance":
+            raw = params.get("fields", "")
+            fields = raw if isinstance(raw, list) else str(raw).split(",")
+            return self.compliance(session_id, [str(f).strip() for f in fields])
+        if action == "funding":
+            status = params.get("status")
+            if not isinstance(status, str) or not status:
+                raise ValueError("status is required")
+            return self.funding(session_id, status, int(params.get("available", 0)))
+        if action == "vanish":
+            return self.vanish(session_id, float(params.get("seconds", 0)))
+        return super()._http_control(session_id, action, params)
+
+    def _add_control_routes(self, app: web.Application) -> None:
+        super()._add_control_routes(app)
+        app.router.add_post("/_sim/lookup", self._ctl_lookup)
+
+    async def _ctl_lookup(self, request: web.Request) -> web.Response:
+        mode = (await self._ctl_params(request)).get("mode")
+        if mode not in LOOKUP_MODES:
+            return json_response(
+                {"ok": False, "error": f"mode must be one of {', '.join(LOOKUP_MODES)}"}, 400
+            )
+        self.lookup_mode = str(mode)
+        return json_response({"ok": True, "mode": self.lookup_mode})
 
     def _http_pay(
         self, session_id: str, at: datetime | None, force: bool, params: dict[str, Any]
