@@ -135,6 +135,15 @@ EN: dict[str, str] = {
     ),
     "merchant_late_paid": "💰 Invoice #{id} ({amount}) was paid late, after it had {previous}.",
     "merchant_failed": "❌ Invoice #{id} ({amount}) failed at {gateway}: {reason}",
+    "merchant_compliance": (
+        "🛂 {gateway} blocked the payment of invoice #{id} ({amount}) for compliance reasons; "
+        "missing customer details: {reason}. No new QR code is requested for it."
+    ),
+    "pos_compliance_blocked": (
+        "🛂 Payment blocked for compliance reasons; missing customer details: {fields}"
+    ),
+    "checkout_amount_line": "💳 At checkout: <b>{amount}</b> (including {commission} commission)",
+    "admin_gateway_setup": "⚙️ {gateway} is not fully set up: {message}",
     "admin_gateway_auth": (
         "🔑 {gateway} rejects Tillbot's credentials: {message}\n"
         "Invoices there cannot be checked until this is fixed."
@@ -324,6 +333,17 @@ DE: dict[str, str] = {
     ),
     "merchant_late_paid": "💰 Rechnung Nr. {id} ({amount}) wurde verspätet bezahlt, sie war {previous}.",
     "merchant_failed": "❌ Rechnung Nr. {id} ({amount}) ist bei {gateway} fehlgeschlagen: {reason}",
+    "merchant_compliance": (
+        "🛂 {gateway} hat die Zahlung der Rechnung Nr. {id} ({amount}) aus Compliance-Gründen "
+        "gesperrt; fehlende Kundenangaben: {reason}. Dafür wird kein neuer QR-Code angefordert."
+    ),
+    "pos_compliance_blocked": (
+        "🛂 Zahlung aus Compliance-Gründen gesperrt; fehlende Kundenangaben: {fields}"
+    ),
+    "checkout_amount_line": (
+        "💳 An der Kasse: <b>{amount}</b> (einschließlich {commission} Provision)"
+    ),
+    "admin_gateway_setup": "⚙️ {gateway} ist nicht vollständig eingerichtet: {message}",
     "admin_gateway_auth": (
         "🔑 {gateway} lehnt Tillbots Zugangsdaten ab: {message}\n"
         "Rechnungen dort können erst geprüft werden, wenn das behoben ist."

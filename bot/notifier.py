@@ -453,6 +453,13 @@ class Notifier:
                 gateway=escape(view.title(str(payload.get("gateway")))),
                 message=escape(str(payload.get("message", ""))),
             )
+        if item.event is OutboxEvent.GATEWAY_SETUP:
+            return t(
+                language,
+                "admin_gateway_setup",
+                gateway=escape(view.title(str(payload.get("gateway")))),
+                message=escape(str(payload.get("message", ""))),
+            )
         if item.event is OutboxEvent.DAILY_SUMMARY:
             return t(
                 language,

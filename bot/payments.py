@@ -19,6 +19,7 @@ from bot.failpoints import crash_point
 from bot.gateways.base import (
     Gateway,
     GatewayAuthError,
+    GatewayComplianceBlocked,
     GatewayError,
     GatewayNotFound,
     PaymentState,
@@ -473,6 +474,8 @@ class PaymentsService:
         expires = _parse_time(invoice.payment.get("attempt_expires_at"))
         if gateway is None or not gateway.supports_renewal or invoice.gateway_session_id is None:
             return invoice
+        if invoice.payment.get("compliance_blocked"):
+            return invoice  # asking again every tick cannot help until the customer acts
         now = self.clock()
         if expires is None or expires - now > self.policy.renew_before:
             return invoice
@@ -480,6 +483,9 @@ class PaymentsService:
             return invoice
         try:
             session = await gateway.renew_attempt(invoice.gateway_session_id)
+        except GatewayComplianceBlocked as exc:
+            self.metrics.gateway_request(invoice.gateway, "renew", _outcome(exc))
+            return await self._compliance_blocked(invoice, exc)
         except GatewayError as exc:
             self.metrics.gateway_request(invoice.gateway, "renew", _outcome(exc))
             log.warning("renewing the attempt of invoice %s failed: %s", invoice.id, exc)
@@ -496,6 +502,35 @@ class PaymentsService:
                 suffix=token,
                 messages=await self.repo.messages_for(invoice.id),
             )
+        )
+        return updated
+
+    async def _compliance_blocked(
+        self, invoice: Invoice, exc: GatewayComplianceBlocked
+    ) -> Invoice:
+        """The gateway blocks new payment attempts until the customer gives more details:
+        stop renewing (not every tick) and tell the merchant once which details are missing."""
+        log.warning("invoice %s: %s", invoice.id, exc)
+        fields = list(exc.missing_fields)
+        payment = {**invoice.payment, "compliance_blocked": True, "missing_fields": fields}
+        updated = await self.repo.update_payment(invoice.id, payment, self.clock())
+        await self._enqueue(
+            [
+                NewOutbox(
+                    kind=OutboxKind.MERCHANT,
+                    event=OutboxEvent.COMPLIANCE,
+                    invoice_id=invoice.id,
+                    chat_id=invoice.merchant_id,
+                    payload={"reason": ", ".join(fields)} if fields else {},
+                    dedupe_key=f"i{invoice.id}:compliance:merchant",
+                ),
+                *self._edits(
+                    updated,
+                    OutboxEvent.RENEWED,
+                    suffix="compliance",
+                    messages=await self.repo.messages_for(invoice.id),
+                ),
+            ]
         )
         return updated
 

@@ -80,6 +80,10 @@ def sats_text(amount_msat: int, language: str) -> str:
 def payment_lines(invoice: Invoice, language: str) -> list[str]:
     """The Lightning or on-chain part of a pending invoice (what the QR encodes)."""
     payment = invoice.payment
+    if invoice.kind is InvoiceKind.LIGHTNING and payment.get("compliance_blocked"):
+        fields = payment.get("missing_fields")
+        named = ", ".join(str(f) for f in fields) if isinstance(fields, list) and fields else "—"
+        return [t(language, "pos_compliance_blocked", fields=escape(named))]
     if invoice.kind is InvoiceKind.LIGHTNING and payment.get("amount_msat") is not None:
         expires = _parse_iso(payment.get("attempt_expires_at"))
         return [
@@ -98,6 +102,23 @@ def payment_lines(invoice: Invoice, language: str) -> list[str]:
                 amount=escape(str(payment.get("crypto_amount", ""))),
                 symbol=escape(str(payment.get("crypto_symbol", ""))),
                 address=escape(str(payment["address"])),
+            )
+        ]
+    checkout = payment.get("checkout_amount_minor")
+    commission = payment.get("commission_minor")
+    if (
+        invoice.kind is InvoiceKind.CHECKOUT
+        and isinstance(checkout, int)
+        and isinstance(commission, int)
+        and checkout != invoice.amount_minor
+    ):
+        # What the customer pays at the gateway's checkout (MiraclePay adds its commission).
+        return [
+            t(
+                language,
+                "checkout_amount_line",
+                amount=format_amount(checkout, invoice.currency, language),
+                commission=format_amount(commission, invoice.currency, language),
             )
         ]
     return []

@@ -72,6 +72,8 @@ class OutboxEvent(StrEnum):
     UNDERPAID = "underpaid"
     RENEWED = "renewed"  # a new Lightning payment attempt replaced the QR
     GATEWAY_AUTH = "gateway_auth"  # a gateway rejects our credentials (sent once)
+    GATEWAY_SETUP = "gateway_setup"  # a gateway's setup is incomplete (checked at start)
+    COMPLIANCE = "compliance"  # the gateway blocks the payment until the customer gives details
     DAILY_SUMMARY = "daily_summary"
 
 

@@ -280,3 +280,36 @@ async def test_session_given_up_after_consecutive_404s_is_still_watched(
         lambda: [m for m in admin_notices(bot, invoice) if "late" in m.content.lower()], timeout=5
     )
     assert await status() is InvoiceStatus.PAID
+
+
+async def test_pos_renewal_blocked_by_compliance_is_not_retried_and_merchant_told_once(
+    bot: Harness, sims: Gateways
+) -> None:
+    """Mion blocks the next payment attempt for compliance: the bot stops asking for new
+    attempts (not every tick), the merchant reads once which customer details are missing,
+    and the photo's caption says the payment is blocked (issue 11 point 12)."""
+    photo = await bot.command(bot.merchant, "/pos 5 Espresso")
+    invoice = (await bot.services.repo.list_invoices(bot.merchant.id, limit=1))[0]
+    session = sims.mion.sessions[invoice.gateway_session_id or ""]
+    sims.mion.compliance(session.id, ["firstName", "dateOfBirth"])
+
+    def attempt_requests() -> int:
+        return sum(1 for r in sims.mion.requests if r.path.endswith("/payment-attempts"))
+
+    def told() -> list[Any]:
+        return [
+            m for m in bot.emu.bot_messages(bot.merchant)
+            if m.photo is None and "compliance" in m.content
+        ]
+
+    await bot.emu.wait_for(told, timeout=8)
+    notice = told()[0]
+    assert f"#{invoice.id}" in notice.content and "firstName, dateOfBirth" in notice.content
+    await bot.emu.wait_for(lambda: "blocked for compliance" in photo.content, timeout=5)
+    asked = attempt_requests()
+    await asyncio.sleep(3.0)  # six POS polls at 0.5 s
+    assert attempt_requests() == asked, "a blocked renewal must not be retried every tick"
+    assert len(told()) == 1
+    stored = await bot.services.repo.get_invoice(invoice.id)
+    assert stored is not None and stored.status is InvoiceStatus.PENDING
+    assert stored.payment["missing_fields"] == ["firstName", "dateOfBirth"]
