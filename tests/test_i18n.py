@@ -125,6 +125,7 @@ NOTICE_EVENTS = {
         OutboxEvent.LATE_PAID.value,
         OutboxEvent.UNDERPAID.value,
         OutboxEvent.FAILED.value,
+        OutboxEvent.COMPLIANCE.value,
     },
 }
 
