@@ -34,6 +34,7 @@ from telegram.request import HTTPXRequest
 
 from bot.config import Settings
 from bot.context import Services, TillbotApp, TillbotContext
+from bot.gateways.base import GatewayError
 from bot.gateways.registry import build_gateways
 from bot.handlers import admin, customer, inline, lists, merchant, users
 from bot.handlers.common import reply
@@ -277,12 +278,29 @@ async def post_init(app: TillbotApp) -> None:
         job_kwargs={"max_instances": 2, "coalesce": True},
     )
     job_queue.run_daily(admin.daily_summary, time=time(0, 5, tzinfo=UTC), name="daily-summary")
+    # In the background: a gateway that is slow to answer must not delay the start.
+    job_queue.run_once(check_gateway_setup, when=0.0, name="gateway-setup")
     await register_commands(app)
     if settings.http_listen_port is not None:
         from bot.web import WebServer
 
         services.web = WebServer(app, host="0.0.0.0", port=settings.http_listen_port)
         await services.web.start()
+
+
+async def check_gateway_setup(context: TillbotContext) -> None:
+    """Ask each gateway whether our settings can work (e.g. MiraclePay's blockchains); log
+    each problem in one line and tell the admins."""
+    services = context.bot_data
+    for name, gateway in services.gateways.items():
+        try:
+            problems = await gateway.check_setup()
+        except GatewayError as exc:
+            log.warning("could not check the setup of %s: %s", gateway.title, exc)
+            continue
+        for problem in problems:
+            log.error("%s is not fully set up: %s", gateway.title, problem)
+        await services.payments.report_setup(name, problems)
 
 
 async def release_stale_leases(services: Services) -> None:

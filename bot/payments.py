@@ -468,6 +468,24 @@ class PaymentsService:
             ]
         )
 
+    async def report_setup(self, gateway_name: str, problems: Sequence[str]) -> None:
+        """Tell each admin (once a day per problem) what a gateway's setup check found."""
+        day = self.clock().date().isoformat()
+        rows = []
+        for problem in problems:
+            digest = hashlib.sha256(problem.encode()).hexdigest()[:8]
+            rows += [
+                NewOutbox(
+                    kind=OutboxKind.ADMIN,
+                    event=OutboxEvent.GATEWAY_SETUP,
+                    chat_id=admin,
+                    payload={"gateway": gateway_name, "message": problem[:300]},
+                    dedupe_key=f"gwsetup:{gateway_name}:{day}:{digest}:{admin}",
+                )
+                for admin in sorted(self.policy.admin_ids)
+            ]
+        await self._enqueue(rows)
+
     async def renew_if_due(self, invoice: Invoice) -> Invoice:
         """Request a new payment attempt shortly before the current one expires."""
         gateway = self.gateways.get(invoice.gateway)

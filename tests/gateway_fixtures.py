@@ -232,7 +232,7 @@ async def harness(
             gateway = MiraclePayGateway(
                 client, api_url=sim.url, client_id=MIRACLE_CLIENT_ID,
                 api_key=MIRACLE_KEY + ("-wrong" if wrong_credentials else ""),
-                blockchains=["btc", "eth"], payer="customer", **common, **ad_kw,
+                **{"blockchains": ["btc", "eth"], "payer": "customer", **ad_kw}, **common,
             )
         else:
             raise ValueError(case)

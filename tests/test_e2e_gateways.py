@@ -313,3 +313,35 @@ async def test_pos_renewal_blocked_by_compliance_is_not_retried_and_merchant_tol
     stored = await bot.services.repo.get_invoice(invoice.id)
     assert stored is not None and stored.status is InvoiceStatus.PENDING
     assert stored.payment["missing_fields"] == ["firstName", "dateOfBirth"]
+
+
+async def test_miraclepay_invoice_shows_what_the_customer_pays_at_checkout(
+    bot: Harness, sims: Gateways
+) -> None:
+    """The invoice shows MiraclePay's checkout amount (commission included) next to its own
+    amount, to the merchant and to the customer (issue 11 point 11)."""
+    reply, invoice = await bot.invoice(bot.merchant, "/invoice miraclepay 100.50 USD Desk")
+    line = "💳 At checkout: $103.52 (including $3.02 commission)"
+    assert "$100.50" in reply.content and line in reply.content, reply.content
+    link = next(w for w in reply.content.split() if "?start=" in w).split("?start=")[1]
+    shown = await bot.command(bot.customer, f"/start {link}")
+    assert line in shown.content
+    sims.miraclepay.pay(sim_key(sims.miraclepay, invoice))
+    await bot.emu.wait_for(lambda: "PAID" in reply.content, timeout=8)
+    assert "At checkout" not in reply.content
+
+
+async def test_miraclepay_blockchain_without_address_is_named_at_start(
+    harness: Harness, sims: Gateways
+) -> None:
+    """At start the bot asks MiraclePay which blockchains have a payment address: the admin
+    reads which of MIRACLEPAY_BLOCKCHAINS lacks one, and an invoice is refused naming it."""
+    sims.miraclepay.active_blockchains = {"btc"}
+    await harness.start(**sims.settings())
+    alert = await harness.emu.wait_for_message(
+        harness.admin, lambda m: "not fully set up" in m.content, timeout=8
+    )
+    assert "MiraclePay" in alert.content and "no payment address for eth" in alert.content
+    reply = await harness.command(harness.merchant, "/invoice miraclepay 5 USD Tea")
+    assert "no payment address for eth" in reply.content
+    assert sims.miraclepay.create_count == 0

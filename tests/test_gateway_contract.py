@@ -859,6 +859,47 @@ async def test_miraclepay_auth_message_names_the_settings() -> None:
         assert "MIRACLEPAY_CLIENT_ID" in info.value.user_message
 
 
+async def test_miraclepay_keeps_what_the_customer_pays_at_checkout() -> None:
+    """`prompt.amount` (commission included when the customer pays it) and
+    `prompt.commissionAmount`, exactly in cents (issue 11 point 11)."""
+    async with harness("miraclepay") as h:
+        session = await h.gateway.create_session(h.request(amount_minor=10050))
+        # The guide's example: 100.50 -> commission "3.02", amount 103.52.
+        assert session.payment == {"checkout_amount_minor": 10352, "commission_minor": 302}
+    async with harness("miraclepay", adapter_options={"payer": "merchant"}) as h:
+        session = await h.gateway.create_session(h.request(amount_minor=10050))
+        assert session.payment == {"checkout_amount_minor": 10050, "commission_minor": 302}
+
+
+async def test_miraclepay_names_blockchains_without_a_payment_address() -> None:
+    """GET /external/blockchains/active at start names what MIRACLEPAY_BLOCKCHAINS lacks;
+    a prompt is then refused with that text, without asking MiraclePay for it."""
+    async with harness("miraclepay", sim_options={"active_blockchains": {"btc"}}) as h:
+        problems = await h.gateway.check_setup()
+        assert problems == [
+            "no payment address for eth (in MIRACLEPAY_BLOCKCHAINS): add one in the "
+            "MiraclePay dashboard or remove it from MIRACLEPAY_BLOCKCHAINS"
+        ]
+        assert h.sim.requests[-1].path == "/external/blockchains/active"
+        with pytest.raises(GatewayRejected) as info:
+            await h.gateway.create_session(h.request())
+        assert info.value.user_message == f"MiraclePay: {problems[0]}"
+        assert h.creates() == []
+        h.sim.active_blockchains.add("eth")  # the merchant adds the address
+        session = await h.gateway.create_session(h.request())
+        assert session.session_id in h.sim.sessions
+        assert await h.gateway.check_setup() == []
+
+
+async def test_miraclepay_missing_address_answer_is_made_specific() -> None:
+    """Without a start check, MiraclePay's own 400 is turned into the named blockchains."""
+    async with harness("miraclepay", sim_options={"active_blockchains": {"eth"}}) as h:
+        with pytest.raises(GatewayRejected) as info:
+            await h.gateway.create_session(h.request())
+        assert "no payment address for btc" in info.value.user_message
+        assert len(h.creates()) == 1
+
+
 # -- registry ---------------------------------------------------------------------------------
 async def test_build_gateways_from_settings() -> None:
     settings = Settings(

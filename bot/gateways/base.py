@@ -183,6 +183,11 @@ class Gateway(ABC):
     supports_cancel: bool = False
     can_simulate: bool = False
 
+    async def check_setup(self) -> list[str]:
+        """Ask the gateway whether our configuration can work (at start); one line per
+        problem, naming the setting to change. Raises GatewayError when it cannot tell."""
+        return []
+
     async def renew_attempt(self, session_id: str) -> PaymentSession:
         """Request a new payment attempt (Mion point of sale Lightning)."""
         raise GatewayUnsupported(f"{self.name} cannot renew payment attempts", gateway=self.name)

@@ -189,9 +189,12 @@ class GatewayHttp:
         sleep: SleepFn = asyncio.sleep,
         random: RandomFn = _random.random,
         now: NowFn | None = None,
+        parse_float: Callable[[str], Any] | None = None,
     ) -> None:
         self.client = client
         self.gateway = gateway
+        # Decimal for gateways that send money as JSON numbers (MiraclePay): never a float.
+        self._parse_float = parse_float
         self.title = title
         self.base_url = base_url.rstrip("/")
         self.headers = dict(headers or {})
@@ -313,7 +316,7 @@ class GatewayHttp:
         body_ok = True
         if raw.strip():
             try:
-                body = json.loads(raw)
+                body = json.loads(raw, parse_float=self._parse_float)
             except ValueError:
                 body_ok = False
         failure = HttpFailure(

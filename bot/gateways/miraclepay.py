@@ -9,6 +9,13 @@
   unsuccessful -> FAILED, expired -> EXPIRED, cancelled -> CANCELLED.
 * Errors are `{statusCode, message, error}`; the message is shown to the merchant
   ("MiraclePay: Redirect URL domain not allowed").
+* Commission: `prompt.amount` (what the customer pays at checkout, the commission included
+  when the customer pays it) and `prompt.commissionAmount` are kept, in cents, as the
+  session's `payment` and shown next to the invoice amount. JSON numbers are read as Decimal.
+* Setup: `check_setup` (at start) reads `GET /external/blockchains/active`; blockchains of
+  MIRACLEPAY_BLOCKCHAINS without a payment address are named, and creating a prompt is
+  refused with that text instead of MiraclePay's "Missing payment addresses for some
+  blockchains".
 
 No double prompts: MiraclePay has no lookup by our reference, so a create whose answer was
 lost is NOT blindly retried. Only failures proving nothing was created are retried
@@ -21,11 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import random as _random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -56,6 +65,7 @@ from bot.gateways.http import (
     decimal_from_minor,
     decimal_text,
     default_error,
+    minor_from_text,
     parse_time,
 )
 from storage.models import InvoiceKind
@@ -65,6 +75,12 @@ logger = logging.getLogger("bot.gateways.miraclepay")
 DEFAULT_API_URL = "https://api.miraclecash.info"
 CREATE_PATH = "/external/payments/prompt"
 STATUS_PATH = "/external/payments/prompt/{id}"
+ACTIVE_BLOCKCHAINS_PATH = "/external/blockchains/active"
+# The guide's 400s when a requested blockchain has no payment address.
+MISSING_ADDRESS_MESSAGES = (
+    "missing payment addresses for some blockchains",
+    "no payment addresses configured",
+)
 
 STATES: dict[str, PaymentState] = {
     "pending": PaymentState.PENDING,
@@ -122,7 +138,11 @@ class MiraclePayGateway(Gateway):
             sleep=sleep,
             random=random,
             now=self._now,
+            parse_float=Decimal,
         )
+        # Blockchains in MIRACLEPAY_BLOCKCHAINS without a payment address at MiraclePay, as
+        # the last check of GET /external/blockchains/active found them.
+        self.missing_blockchains: list[str] = []
 
     @property
     def currencies(self) -> tuple[str, ...]:
@@ -179,9 +199,53 @@ class MiraclePayGateway(Gateway):
         if not isinstance(checkout, str) or not checkout.startswith(("https://", "http://")):
             raise MalformedAnswer("no checkoutUrl")
         expires_at = parse_time(prompt.get("expiresAt")) or self._now() + timedelta(hours=24)
+        # What the customer pays at checkout: `prompt.amount` includes the commission when
+        # the customer pays it. Shown next to the invoice amount; absent when not exact.
+        payment: dict[str, Any] = {}
+        checkout_minor = minor_from_text(prompt.get("amount"))
+        commission_minor = minor_from_text(prompt.get("commissionAmount"))
+        if checkout_minor is not None and commission_minor is not None:
+            payment = {"checkout_amount_minor": checkout_minor, "commission_minor": commission_minor}
         return PaymentSession(
             session_id=prompt_id, kind=InvoiceKind.CHECKOUT, checkout_url=checkout,
-            expires_at=expires_at, raw=body,
+            expires_at=expires_at, payment=payment, raw=body,
+        )
+
+    # -- setup --------------------------------------------------------------------------------
+    async def active_blockchains(self) -> set[str]:
+        """The blockchains with a payment address (GET /external/blockchains/active)."""
+
+        def parse(body: Any) -> set[str]:
+            if not isinstance(body, list):
+                raise MalformedAnswer("expected a JSON array")
+            found: set[str] = set()
+            for item in body:
+                chain = item.get("id") if isinstance(item, dict) else item
+                if isinstance(chain, str) and chain:
+                    found.add(chain)
+            return found
+
+        return await self.http.request("GET", ACTIVE_BLOCKCHAINS_PATH, parse=parse)
+
+    def _missing_text(self) -> str:
+        chains = ", ".join(self.missing_blockchains)
+        return (
+            f"no payment address for {chains} (in MIRACLEPAY_BLOCKCHAINS): add one in the "
+            "MiraclePay dashboard or remove it from MIRACLEPAY_BLOCKCHAINS"
+        )
+
+    async def check_setup(self) -> list[str]:
+        """Every blockchain of MIRACLEPAY_BLOCKCHAINS needs a payment address, else
+        MiraclePay refuses every prompt: name the missing ones."""
+        active = await self.active_blockchains()
+        self.missing_blockchains = [b for b in self.blockchains if b not in active]
+        return [self._missing_text()] if self.missing_blockchains else []
+
+    def _missing_error(self) -> GatewayRejected:
+        text = self._missing_text()
+        return GatewayRejected(
+            f"{self.name}: {text}", gateway=self.name, code="blockchains",
+            user_message=f"{self.title}: {text}",
         )
 
     async def create_session(self, request: SessionRequest) -> PaymentSession:
@@ -204,11 +268,28 @@ class MiraclePayGateway(Gateway):
                 f"{self.name}: amount must be positive integer cents", gateway=self.name,
                 code="amount", user_message=f"{self.title}: the amount must be more than zero",
             )
+        if self.missing_blockchains:
+            # MiraclePay would refuse the prompt: look again (an address may have been added
+            # since), and say exactly why when it still would.
+            with contextlib.suppress(GatewayError):
+                await self.check_setup()
+            if self.missing_blockchains:
+                raise self._missing_error()
         try:
             return await self.http.request(
                 "POST", CREATE_PATH, content=self._body(request),
                 headers={"Content-Type": "application/json"}, retry=False, parse=self._created,
             )
+        except GatewayRejected as exc:
+            if not any(m in exc.user_message.lower() for m in MISSING_ADDRESS_MESSAGES):
+                raise
+            try:  # name the blockchains the gateway's message does not name
+                await self.check_setup()
+            except GatewayError:
+                raise exc from None
+            if not self.missing_blockchains:
+                raise
+            raise self._missing_error() from None
         except GatewayAnswerLost as lost:
             raise GatewayUnavailable(
                 f"{self.name}: the answer to creating {request.reference} was lost ({lost}); "
