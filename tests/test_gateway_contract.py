@@ -658,6 +658,55 @@ async def test_mion_expired_by_time_without_payment() -> None:
         assert status.state == PaymentState.EXPIRED
 
 
+async def test_mion_redirect_url_is_sent_only_when_set() -> None:
+    async with harness("mion-online") as h:
+        await h.gateway.create_session(h.request())
+        assert "redirectUrl" not in h.creates()[-1].parsed
+    async with harness(
+        "mion-online", adapter_options={"redirect_url": "https://shop.example.com/back"}
+    ) as h:
+        await h.gateway.create_session(h.request())
+        assert h.creates()[-1].parsed["redirectUrl"] == "https://shop.example.com/back"
+
+
+async def test_mion_attempt_fields_used_and_ignored() -> None:
+    """From a payment attempt only the Lightning invoice, its amount and its expiry reach the
+    customer; `onChainAddress`, `suggestedFeeRate` and `paymentMethod` are not shown
+    (point of sale is Lightning only), and an attempt without `expiry` lives ~2 minutes."""
+    async with harness("mion-pos") as h:
+        session = await h.gateway.create_session(h.request())
+        attempt = h.sim.sessions[session.session_id].attempts[-1]
+        assert session.payment == {
+            "ln_invoice": attempt.ln_invoice,
+            "amount_msat": attempt.amount_msat,
+            "sats": attempt.amount_msat // 1000,
+            "attempt_expires_at": attempt.expiry.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        assert session.raw["attempt"]["onChainAddress"].startswith("bc1q")
+        gateway = h.gateway
+        assert isinstance(gateway, MionGateway)
+        no_expiry = gateway._attempt_payment({"lnInvoice": "lnbc1x", "amountMsat": 5000})
+        expires = parse_time(no_expiry["attempt_expires_at"])
+        assert expires is not None
+        assert timedelta(seconds=100) < expires - datetime.now(UTC) <= timedelta(minutes=2)
+
+
+async def test_mion_status_fields_that_do_not_change_the_state() -> None:
+    """`feeStatus`, `paymentMethod` and `refundSessionIds` are kept with the status (raw) but
+    decide nothing: paid is `paidAt` with a paid status, funded enough."""
+    async with harness("mion-online", sim_options={"funded_after": None}) as h:
+        request = h.request()
+        session = await h.gateway.create_session(request)
+        sim_session = h.sim.pay(session.session_id, payment_method="onchain")
+        sim_session.fee_status = "incorrect"
+        sim_session.refund_session_ids = ["r-1"]
+        status = await h.gateway.get_status(session.session_id, request.reference)
+        assert status.state == PaymentState.PAID
+        assert status.raw["feeStatus"] == "incorrect"
+        assert status.raw["paymentMethod"] == "onchain"
+        assert status.raw["refundSessionIds"] == ["r-1"]
+
+
 async def test_sandbox_any_currency_simulated_payment_and_deep_link() -> None:
     async with httpx.AsyncClient(trust_env=False) as client:
         runtime = await start_sandbox(
@@ -900,6 +949,55 @@ async def test_miraclepay_missing_address_answer_is_made_specific() -> None:
         assert len(h.creates()) == 1
 
 
+async def test_miraclepay_prompt_and_status_fields() -> None:
+    """`prompt.expiresAt` is the invoice's expiry (24 h); `prompt.status`/`sessionStatus`
+    (always pending on creation), `createdAt` and the echoed `redirectUrl` decide nothing;
+    the status's `blockchainId` is kept with the status."""
+    async with harness("miraclepay") as h:
+        request = h.request()
+        session = await h.gateway.create_session(request)
+        prompt = session.raw["prompt"]
+        assert session.expires_at == parse_time(prompt["expiresAt"])
+        assert prompt["status"] == prompt["sessionStatus"] == "pending"
+        assert session.checkout_url == session.raw["checkoutUrl"]
+        h.sim.pay(session.session_id, blockchain_id="eth")
+        status = await h.gateway.get_status(session.session_id, request.reference)
+        assert status.state == PaymentState.PAID and status.raw["blockchainId"] == "eth"
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (400, "Bad Request"),
+        (400, "Main branch not found"),
+        (400, "No redirect domains configured"),
+        (400, "Redirect URL domain not allowed"),
+        (400, "Invalid redirect URL format"),
+        (401, "Basic authorization header is required"),
+        (401, "Invalid client ID"),
+        (401, "Invalid API key"),
+        (401, "User is not active"),
+        (401, "User is not a merchant admin"),
+    ],
+)
+async def test_miraclepay_every_documented_error_reaches_the_merchant(
+    status: int, message: str
+) -> None:
+    """Each error of the guide's table becomes a clear, non-retried error with its text."""
+    async with harness("miraclepay") as h:
+        error = {400: "Bad Request", 401: "Unauthorized"}[status]
+        h.sim.fail_next(1, status, body={"statusCode": status, "message": message,
+                                         "error": error})
+        expected: type[Exception] = GatewayAuthError if status == 401 else GatewayRejected
+        with pytest.raises(expected) as info:
+            await h.gateway.create_session(h.request())
+        assert isinstance(info.value, GatewayRejected | GatewayAuthError)
+        assert message in info.value.user_message and not info.value.retryable
+        if status == 401:
+            assert "MIRACLEPAY_API_KEY" in info.value.user_message
+        assert len(h.creates()) == 1
+
+
 # -- registry ---------------------------------------------------------------------------------
 async def test_build_gateways_from_settings() -> None:
     settings = Settings(
@@ -946,3 +1044,44 @@ def test_cases_cover_every_adapter() -> None:
         "sandbox", "mion-online", "mion-pos", "mixpay-checkout", "mixpay-onchain", "miraclepay",
     }
     assert base64.b64decode(MIRACLE_TOKEN).decode() == f"{MIRACLE_CLIENT_ID}:{MIRACLE_KEY}"
+
+
+# -- docs/GATEWAYS.md -------------------------------------------------------------------------
+DOC_ABBREVIATIONS = {
+    "contract": "tests/test_gateway_contract.py",
+    "e2e": "tests/test_e2e_gateways.py",
+    "simulators": "tests/test_simulators.py",
+}
+
+
+def test_gateways_doc_has_a_test_for_every_row() -> None:
+    """Every row of docs/GATEWAYS.md names at least one test, and every test named exists
+    (a row with no test is a bug)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "GATEWAYS.md").read_text()
+    for section in ("## Mion", "## MiraclePay", "## Sandbox"):
+        assert f"\n{section}\n" in doc, section
+    rows = [
+        line for line in doc.splitlines()
+        if line.startswith("|") and not line.startswith("| ---")
+        and not line.startswith(("| documented", "| behaviour"))
+    ]
+    assert len(rows) > 50
+    defined: dict[str, set[str]] = {}
+    missing: list[str] = []
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        refs = re.findall(r"`([\w/.]+)::(\w+)(?:\[[^\]]*\])?`", cells[-1])
+        if not refs:
+            missing.append(f"no test: {row}")
+        for where, name in refs:
+            path = DOC_ABBREVIATIONS.get(where, where)
+            if path not in defined:
+                source = (root / path).read_text()
+                defined[path] = set(re.findall(r"^(?:async )?def (test_\w+)", source, re.M))
+            if name not in defined[path]:
+                missing.append(f"{path}::{name}")
+    assert missing == []
