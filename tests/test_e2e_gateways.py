@@ -348,3 +348,30 @@ async def test_miraclepay_blockchain_without_address_is_named_at_start(
     reply = await harness.command(harness.merchant, "/invoice miraclepay 5 USD Tea")
     assert "no payment address for eth" in reply.content
     assert sims.miraclepay.create_count == 0
+
+
+async def test_only_consecutive_404s_count(harness: Harness, sims: Gateways) -> None:
+    """Any found answer resets the count: 2 + 2 not-found answers with a found one between
+    never reach NOT_FOUND_GIVE_UP_ANSWERS=3, however long it takes."""
+    bot = harness
+    await bot.start(**sims.settings(), not_found_give_up_answers=3, not_found_give_up_seconds=0)
+    reply, invoice = await bot.invoice(bot.merchant, "/invoice 12 Lamp")
+    sim = sims.mion
+
+    def answered(status: int) -> int:
+        return sum(1 for r in sim.requests if r.path.endswith("/status")
+                   and r.response_status == status)
+
+    def answered_again(before: int) -> Any:
+        return lambda: answered(200) > before
+
+    for _ in range(2):
+        sim.fail_next(2, 404, path_contains="/status")
+        await bot.emu.wait_for(lambda: not sim.faults, timeout=10)
+        await bot.emu.wait_for(answered_again(answered(200)), timeout=10)
+    assert answered(404) == 4
+    stored = await bot.services.repo.get_invoice(invoice.id)
+    assert stored is not None and stored.status is InvoiceStatus.PENDING
+    assert stored.not_found_count == 0
+    sim.pay(sim_key(sim, invoice))
+    await bot.emu.wait_for(lambda: "PAID" in reply.content, timeout=10)
