@@ -205,7 +205,10 @@ class Settings(BaseSettings):
             self.mion_api_key,
             self.miraclepay_api_key,
         ]
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        # Derived secrets are secrets too: the derived webhook secret lets anyone who reads
+        # it post updates as any user (python-telegram-bot logs setWebhook's parameters).
+        return [*found, self.webhook_secret]
 
 
 class SettingsError(Exception):
