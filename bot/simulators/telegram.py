@@ -468,6 +468,31 @@ class BotApiEmulator:
         self._notify()
         return rec
 
+    async def edit_message(
+        self,
+        user: EmuUser | int,
+        message: MessageRecord,
+        text: str,
+        *,
+        entities: list[dict[str, Any]] | None = None,
+    ) -> MessageRecord:
+        """The user edits their text message: an ``edited_message`` update (the new version,
+        same ``message_id``, with ``edit_date``), if the bot saw the message or now does."""
+        u = self._user(user)
+        if message.from_bot or message.from_user_id != u.id or message.text is None:
+            raise ValueError("users can only edit their own text messages")
+        c = self._chat_for(u, message.chat_id)
+        message.edit_history.append(message.snapshot())
+        message.text = text
+        message.html = text
+        message.entities = list(entities) if entities is not None else self._auto_entities(text)
+        message.edits += 1
+        message.edit_date = max(_now(), message.date)
+        if self._bot_sees(c, message):
+            self._enqueue("edited_message", self._message_api(message))
+        self._notify()
+        return message
+
     async def send_photo(
         self,
         user: EmuUser | int,
