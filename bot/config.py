@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -14,10 +15,14 @@ GatewayName = Literal["sandbox", "mion", "mixpay", "miraclepay"]
 GATEWAY_NAMES: tuple[GatewayName, ...] = ("sandbox", "mion", "mixpay", "miraclepay")
 
 
+_ASCII_INT = re.compile(r"-?[0-9]{1,16}")
+
+
 def _id_list(value: object) -> object:
     if isinstance(value, str):
         parts = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
-        if not all(p.lstrip("-").isdigit() for p in parts):
+        # ASCII digits only: `int("١٢٣")` is 123 and `"²".isdigit()` is True
+        if not all(_ASCII_INT.fullmatch(p) for p in parts):
             raise ValueError("must be comma-separated Telegram user ids (numbers)")
         return [int(p) for p in parts]
     if isinstance(value, int):

@@ -25,6 +25,7 @@ from bot.gateways.base import (
     SessionRequest,
     SessionStatus,
 )
+from bot.ids import parse_invoice_id
 from bot.metrics import Metrics
 from bot.money import AmountError, is_currency_code, parse_amount
 from storage.base import Repository
@@ -747,9 +748,10 @@ class PaymentsService:
 
     async def _invoice_by_reference(self, reference: str) -> Invoice | None:
         parts = reference.split("-")
-        if len(parts) != 3 or parts[0] != "tb" or not parts[1].isdigit():
+        invoice_id = parse_invoice_id(parts[1]) if len(parts) == 3 and parts[0] == "tb" else None
+        if invoice_id is None:
             return None
-        invoice = await self.repo.get_invoice(int(parts[1]))
+        invoice = await self.repo.get_invoice(invoice_id)
         if invoice is None or reference_for(invoice) != reference:
             return None
         return invoice

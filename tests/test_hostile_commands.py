@@ -8,10 +8,17 @@ API emulator over HTTP; the last test runs `python -m bot` as a process in webho
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import pytest
+
+from bot.config import SettingsError, load_settings
+from bot.ids import parse_invoice_id, parse_page, parse_user_id
 from bot.simulators.telegram import BotApiEmulator
-from tests.conftest import Harness
+from storage.models import InvoiceStatus
+from tests.conftest import TOKEN, Harness
 from tests.reliability_stats import record
+from tests.test_access import forge
 
 pytest_plugins = ["tests.reliability_stats"]
 
@@ -76,3 +83,97 @@ async def test_an_edited_merchants_add_does_not_re_add_a_removed_merchant(
     assert "edited" in emu.bot_messages(h.admin)[seen].content
     assert not await repo.is_merchant(5555)
     record("hostile input", tests=1, inputs=3)
+
+
+# -- 6. ids: ASCII digits within range, or refused plainly ------------------------------------
+BAD_IDS = [
+    "²",  # superscript two: isdigit() is True, int() raises
+    "١٢٣",  # Arabic-Indic 123: int() reads it as 123
+    "１２３",  # fullwidth 123
+    "𝟏",  # mathematical bold 1
+    "9" * 25,  # overflows a 64-bit integer
+    str(2**63),  # one past the database's largest integer
+    "-1",
+    "1e3",
+]
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_ids_in_commands_are_ascii_digits_within_range(
+    tillbot: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h, repo = tillbot, tillbot.services.repo
+    for text in BAD_IDS:
+        answer = await h.command(h.admin, f"/merchants add {text}", timeout=10)
+        assert "not a Telegram user id" in answer.content, (text, answer.content)
+    assert [m.user_id for m in await repo.list_merchants()] == []
+    assert not await repo.is_merchant(123) and not await repo.is_merchant(1)
+    # out of Telegram's range (52 bits) is refused; the largest id is taken
+    refused = await h.command(h.admin, f"/merchants add {2**52}")
+    assert "not a Telegram user id" in refused.content
+    taken = await h.command(h.admin, f"/merchants add {2**52 - 1}")
+    assert "is now a merchant" in taken.content
+    german = await h.command(h.merchant2, "/merchants add ١٢٣")  # not an admin: refused first
+    assert "Admin" in german.content
+    assert errors_logged(caplog) == []
+    record("hostile input", tests=1, inputs=len(BAD_IDS) + 3)
+
+
+def invoice_messages(h: Harness) -> int:
+    return sum("Invoice #" in m.content for m in h.emu.bot_messages(h.merchant))
+
+
+async def test_ids_in_button_data_are_ascii_digits_within_range(
+    tillbot: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h, repo = tillbot, tillbot.services.repo
+    _, invoice = await h.invoice(h.merchant, "/invoice 12.50 Coffee")
+    assert invoice.id == 1
+    presses = 0
+    for text in [*BAD_IDS, "١"]:  # Arabic-Indic one: invoice #1 must stay untouched
+        for user, data in (
+            (h.merchant, f"cancel:{text}"),
+            (h.merchant, f"show:{text}"),
+            (h.merchant, f"page:{text}"),
+            (h.admin, f"merch:add:{text}"),
+            (h.admin, f"merch:rm:{text}"),
+        ):
+            shown_before = invoice_messages(h)
+            answer = await forge(h, user, data[:64])
+            presses += 1
+            assert answer.get("text") is None, (data, answer)  # a silent answer, no action
+            assert invoice_messages(h) == shown_before, data
+    stored = await repo.get_invoice(invoice.id)
+    assert stored is not None and stored.status is InvoiceStatus.PENDING
+    assert [m.user_id for m in await repo.list_merchants()] == []
+    assert errors_logged(caplog) == [], errors_logged(caplog)
+    record("hostile input", tests=1, inputs=presses)
+
+
+async def test_amounts_in_unicode_digits_are_refused_never_misread(tillbot: Harness) -> None:
+    h = tillbot
+    tried = ["١٢", "²", "１２", "12.٥٠", "𝟏𝟐", "1٢", "٫5", "12,٥"]
+    for amount in tried:
+        before = len(h.emu.bot_messages(h.merchant))
+        await h.emu.send_message(h.merchant, f"/invoice {amount} Tea")
+        await h.emu.wait_for(lambda n=before + 2: len(h.emu.bot_messages(h.merchant)) >= n)
+        answer = h.emu.bot_messages(h.merchant)[before]
+        assert "is not an amount I understand" in answer.content, (amount, answer.content)
+    assert await h.services.repo.list_invoices(h.merchant.id, limit=5) == []
+    record("hostile input", tests=1, inputs=len(tried))
+
+
+def test_the_one_id_parser_and_the_id_settings() -> None:
+    for text in [*BAD_IDS, "", " 1", "1 ", "1\n", "+1", "0x1", "1_000", "0"]:
+        assert parse_user_id(text) is None and parse_invoice_id(text) is None, text
+    assert parse_user_id("4503599627370495") == 2**52 - 1
+    assert parse_user_id("4503599627370496") is None
+    assert parse_invoice_id(str(2**63 - 1)) == 2**63 - 1
+    assert parse_page("0") == 0 and parse_page("1000001") is None
+    with pytest.raises(SettingsError, match="ADMIN_IDS"):
+        load_settings(telegram_bot_token=TOKEN, admin_ids="١٢٣", _env_file=None)
+    assert load_settings(telegram_bot_token=TOKEN, admin_ids="12, 34", _env_file=None).admin_ids \
+        == [12, 34]

@@ -23,6 +23,7 @@ from bot.handlers.common import (
 from bot.handlers.customer import open_invoice
 from bot.handlers.menu import Role, help_lines, refresh_menu, role_of
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, t
+from bot.ids import parse_invoice_id
 from bot.money import format_decimal
 from bot.payments import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
 from bot.views import CALLBACK_CANCEL, CALLBACK_SETTINGS, error_text
@@ -134,7 +135,8 @@ async def cancel_button(update: Update, context: TillbotContext) -> None:
     """The Cancel button of a merchant's invoice: only that merchant (or an admin) may."""
     parts = callback_parts(update, CALLBACK_CANCEL, 1)
     user = update.effective_user
-    if parts is None or user is None or not parts[0].isdigit():
+    invoice_id = parse_invoice_id(parts[0]) if parts is not None else None
+    if invoice_id is None or user is None:
         await answer(update)
         return
     lang = await language(update, context)
@@ -143,7 +145,7 @@ async def cancel_button(update: Update, context: TillbotContext) -> None:
         await answer(update, t(lang, "not_yours"), alert=True)
         return
     try:
-        cancelled, at_gateway = await payments.cancel(user.id, int(parts[0]))
+        cancelled, at_gateway = await payments.cancel(user.id, invoice_id)
     except NotAllowed:
         await answer(update, t(lang, "not_yours"), alert=True)
         return
