@@ -14,7 +14,7 @@ import pytest
 
 from bot.config import SettingsError, load_settings
 from bot.ids import parse_invoice_id, parse_page, parse_user_id
-from bot.simulators.telegram import BotApiEmulator
+from bot.simulators.telegram import BotApiEmulator, EmuUser, MessageRecord
 from storage.models import InvoiceStatus
 from tests.conftest import TOKEN, Harness
 from tests.reliability_stats import record
@@ -177,3 +177,61 @@ def test_the_one_id_parser_and_the_id_settings() -> None:
         load_settings(telegram_bot_token=TOKEN, admin_ids="١٢٣", _env_file=None)
     assert load_settings(telegram_bot_token=TOKEN, admin_ids="12, 34", _env_file=None).admin_ids \
         == [12, 34]
+
+
+# -- 7. lengths are Telegram's: UTF-16 code units after entity parsing ------------------------
+def units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+async def new_replies(h: Harness, user: EmuUser, text: str, count: int = 1) -> list[MessageRecord]:
+    before = len(h.emu.bot_messages(user))
+    await h.emu.send_message(user, text)
+    await h.emu.wait_for(lambda: len(h.emu.bot_messages(user)) >= before + count, timeout=10)
+    await quiet(h.emu, 0.3)
+    return h.emu.bot_messages(user)[before:]
+
+
+async def test_long_descriptions_fit_telegrams_limits_and_are_cut_as_plain_text(
+    harness: Harness,
+) -> None:
+    h = harness
+    await h.start(max_description_length=1000)
+    repo = h.services.repo
+    cases = [
+        ("/pos 5 " + "😀" * 1000, "photo"),  # 1000 code points, 2000 UTF-16 units
+        ("/pos 6 " + "&" * 1000, "photo"),  # escaped to 1000 `&amp;`
+        ("/pos 7 " + "👨‍👩‍👧‍👦" * 140, "photo"),  # 980 code points, 1540 units
+        ("/invoice 8 " + "😀" * 1000, "text"),  # 2000 units: fits a message whole
+        ("/invoice 9 " + "&<b>" * 250, "text"),
+    ]
+    for command, kind in cases:
+        [shown] = await new_replies(h, h.merchant, command)
+        assert "Invoice #" in shown.content, (command[:12], shown.content[:200])
+        assert (shown.photo_file is not None) == (kind == "photo")
+        assert units(shown.content) <= (1024 if kind == "photo" else 4096)
+        [invoice] = await repo.list_invoices(h.merchant.id, limit=1)
+        described = shown.content.split("\n")[2].strip("“”")
+        if kind == "photo":  # cut at a character boundary of the plain text, marked with …
+            assert described.endswith("…") and invoice.description.startswith(described[:-1])
+            assert units(described) > 400  # the room was used, not thrown away
+        else:
+            assert described == invoice.description
+    h.emu.assert_no_violations()
+    record("hostile input", tests=1, inputs=len(cases))
+
+
+async def test_an_invoice_whose_message_fails_is_reported_as_created(
+    tillbot: Harness,
+) -> None:
+    h = tillbot
+    h.emu.fail_next(1, 400, method="sendMessage", description="Bad Request: message is too long")
+    replies = await new_replies(h, h.merchant, "/invoice 12.50 Sofa")
+    [invoice] = await h.services.repo.list_invoices(h.merchant.id, limit=5)
+    assert invoice.status is InvoiceStatus.PENDING  # live at the gateway
+    texts = [m.content for m in replies]
+    assert not any("Nothing was charged" in text for text in texts), texts
+    assert any(f"Invoice #{invoice.id} was created" in text and "/invoices" in text
+               for text in texts), texts
+    h.emu.violations.clear()  # the injected refusal
+    record("hostile input", tests=1, inputs=1, faults=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from html import escape
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -28,6 +29,8 @@ from bot.money import format_decimal
 from bot.payments import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
 from bot.views import CALLBACK_CANCEL, CALLBACK_SETTINGS, error_text
 from storage.models import InvoiceKind, MessageRole
+
+log = logging.getLogger(__name__)
 
 HELP_PAYLOAD = "help"  # t.me/<bot>?start=help (the inline mode's help button)
 
@@ -126,9 +129,15 @@ async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, co
             update, context, gateway or await payments.merchant_gateway(user.id), exc
         )
         return
-    await show_invoice(
-        context, chat.id, created, MessageRole.MERCHANT, await language(update, context), user.id
-    )
+    try:
+        await show_invoice(
+            context, chat.id, created, MessageRole.MERCHANT, await language(update, context), user.id
+        )
+    except Exception:
+        # The invoice is live at the gateway: never let the error reply say nothing was
+        # charged. The merchant finds it in /invoices.
+        log.exception("invoice %s was created but could not be shown", created.id)
+        await reply(update, context, "invoice_not_shown", id=created.id)
 
 
 async def cancel_button(update: Update, context: TillbotContext) -> None:

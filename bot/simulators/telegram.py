@@ -1818,11 +1818,11 @@ class BotApiEmulator:
     ) -> Any:
         cq = self.callback_queries.get(str(params["callback_query_id"]))
         text = params.get("text")
-        if isinstance(text, str) and len(text) > 200:
+        if isinstance(text, str) and utf16_len(text) > 200:  # Telegram counts UTF-16 units
             raise ApiError(
                 400,
                 "Bad Request: MESSAGE_TOO_LONG",
-                violation=f"callback answer text is {len(text)} chars (max 200)",
+                violation=f"callback answer text is {utf16_len(text)} UTF-16 units (max 200)",
             )
         if cq is None or cq.answer is not None:
             raise ApiError(400, QUERY_TOO_OLD)
@@ -1862,6 +1862,10 @@ class BotApiEmulator:
             if isinstance(content, dict) and "message_text" in content:
                 self._parse_text(
                     content["message_text"], content.get("parse_mode"), content.get("entities")
+                )
+            if isinstance(res.get("caption"), str):  # 0-1024 characters after entity parsing
+                self._parse_text(
+                    res["caption"], res.get("parse_mode"), res.get("caption_entities"), caption=True
                 )
         if q is None or q.answer is not None:
             raise ApiError(400, QUERY_TOO_OLD)
