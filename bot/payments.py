@@ -28,6 +28,7 @@ from bot.gateways.base import (
 from bot.ids import parse_invoice_id
 from bot.metrics import Metrics
 from bot.money import AmountError, is_currency_code, parse_amount
+from bot.text import strip_controls
 from storage.base import Repository
 from storage.models import (
     Invoice,
@@ -212,7 +213,7 @@ class PaymentsService:
             amount = parse_amount(draft.amount_text, currency, self.policy.max_amount)
         except AmountError as exc:
             raise InputError(f"amount_{exc.code}", **exc.params) from None
-        description = " ".join(draft.description.split())
+        description = strip_controls(draft.description)  # no NUL or terminal escapes stored
         if len(description) > self.policy.max_description_length:
             raise InputError("description_too_long", maximum=self.policy.max_description_length)
         return amount, currency, description, gateway

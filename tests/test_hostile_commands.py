@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 import pytest
 
 from bot.config import SettingsError, load_settings
 from bot.ids import parse_invoice_id, parse_page, parse_user_id
 from bot.simulators.telegram import BotApiEmulator, EmuUser, MessageRecord
-from storage.models import InvoiceStatus
+from bot.text import strip_controls
+from storage.models import InvoiceKind, InvoiceStatus, NewInvoice
 from tests.conftest import TOKEN, Harness
 from tests.reliability_stats import record
 from tests.test_access import forge
@@ -235,3 +237,63 @@ async def test_an_invoice_whose_message_fails_is_reported_as_created(
                for text in texts), texts
     h.emu.violations.clear()  # the injected refusal
     record("hostile input", tests=1, inputs=1, faults=1)
+
+
+# -- 9. control characters and terminal escapes never stored ----------------------------------
+HOSTILE_DESCRIPTIONS = {
+    "Tea\x00 cup": "Tea cup",  # NUL
+    "\x1b[2J\x1b[31mRED\x1b[0m alert": "RED alert",  # clear screen, colours (CSI)
+    "\x1b]0;pwned\x07Lamp": "Lamp",  # OSC: set the terminal title
+    "Sofa\x9b2J\x9d0;x\x9c ok": "Sofa ok",  # the one-byte C1 forms
+    "Chair\x1bc\x7f\x08\x08X": "ChairX",  # reset terminal, DEL, backspaces
+    "Two\nlines\tand\r\ntabs": "Two lines and tabs",  # whitespace: one line
+    "Café 👨‍👩‍👧 ok": "Café 👨‍👩‍👧 ok",  # letters and emoji (ZWJ) stay
+}
+
+
+def has_controls(text: str) -> bool:
+    return any((ord(c) < 0x20 and c not in "\r\n") or 0x7F <= ord(c) <= 0x9F for c in text)
+
+
+async def test_control_characters_are_stripped_before_storing(
+    tillbot: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    h, repo = tillbot, tillbot.services.repo
+    for raw, expected in HOSTILE_DESCRIPTIONS.items():
+        [shown] = await new_replies(h, h.merchant, f"/invoice 5 {raw}")
+        [invoice] = await repo.list_invoices(h.merchant.id, limit=1)
+        assert invoice.description == expected, (raw, invoice.description)
+        assert expected in shown.content
+    # a row stored before this check (an older version) is cleaned on the way out too
+    now = h.services.clock()
+    await repo.create_invoice(
+        NewInvoice(
+            public_token="old-row-token-0123456789",
+            merchant_id=h.merchant.id,
+            amount_minor=100,
+            currency="EUR",
+            description="=old\x1b[2J\x00row",
+            gateway="sandbox",
+            kind=InvoiceKind.CHECKOUT,
+            created_at=now,
+            expires_at=now + timedelta(hours=1),
+            next_poll_at=now + timedelta(hours=1),
+        )
+    )
+    replies = await new_replies(h, h.merchant, "/report all", count=2)
+    [csv_file] = [m for m in replies if m.document_file is not None]
+    csv_text = csv_file.document_file.data.decode("utf-8")
+    assert not has_controls(csv_text), repr(csv_text)
+    assert "'=oldrow" in csv_text and "Tea cup" in csv_text
+    logged = [f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records]
+    assert not [line for line in logged if "\x1b" in line or "\x00" in line or "\x9b" in line]
+    record("hostile input", tests=1, inputs=len(HOSTILE_DESCRIPTIONS) + 1)
+
+
+def test_strip_controls_removes_whole_escape_sequences() -> None:
+    assert strip_controls("a\x1b[38;5;196mb\x1b[0m") == "ab"  # no `[38;5;196m` left behind
+    assert strip_controls("\x1bP1$r\x1b\\x") == "x"  # DCS string up to ST
+    assert strip_controls("end\x1b") == "end" and strip_controls("\x1b[") == ""
+    assert strip_controls("  spaced \n\n out ") == "spaced out"
+    assert strip_controls("١٢٣ Straße – ok") == "١٢٣ Straße – ok"

@@ -23,6 +23,7 @@ from bot.i18n import t
 from bot.ids import parse_invoice_id, parse_page
 from bot.money import format_amount, to_decimal
 from bot.payments import NotAllowed
+from bot.text import strip_controls
 from bot.views import CALLBACK_PAGE, CALLBACK_SHOW, status_label
 from storage.models import Invoice, MessageRole
 
@@ -177,7 +178,7 @@ def report_csv(invoices: list[Invoice]) -> str:
                 inv.gateway,
                 inv.status.value,
                 inv.paid_at.isoformat() if inv.paid_at else "",
-                _csv_safe(inv.description),
+                _csv_safe(strip_controls(inv.description)),  # rows stored before the check
             ]
         )
     return buffer.getvalue()
