@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,8 @@ from bot.ids import parse_invoice_id, parse_page, parse_user_id
 from bot.simulators.telegram import BotApiEmulator, EmuUser, MessageRecord
 from bot.text import strip_controls
 from storage.models import InvoiceKind, InvoiceStatus, NewInvoice
-from tests.conftest import TOKEN, Harness
+from tests.botproc import BotProcess
+from tests.conftest import ADMIN_ID, MERCHANT_ID, TOKEN, Harness
 from tests.reliability_stats import record
 from tests.test_access import forge
 
@@ -297,3 +299,78 @@ def test_strip_controls_removes_whole_escape_sequences() -> None:
     assert strip_controls("end\x1b") == "end" and strip_controls("\x1b[") == ""
     assert strip_controls("  spaced \n\n out ") == "spaced out"
     assert strip_controls("١٢٣ Straße – ok") == "١٢٣ Straße – ok"
+
+
+# -- the same findings against a real `python -m bot` process ---------------------------------
+async def test_hostile_input_against_a_real_bot_process(
+    emulator: BotApiEmulator, tmp_path: Path
+) -> None:
+    """Points 2, 6, 7 and 9 as they were found: a real process (long polling, DEBUG logs)."""
+    emu = emulator
+    merchant = emu.add_user(MERCHANT_ID, "Maria", language_code="en")
+    admin = emu.add_user(ADMIN_ID, "Ada", language_code="en")
+    bot = BotProcess(
+        {
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "TELEGRAM_API_URL": emu.url,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'hostile.db'}",
+            "ADMIN_IDS": str(ADMIN_ID),
+            "MERCHANT_IDS": str(MERCHANT_ID),
+            "MAX_DESCRIPTION_LENGTH": "1000",
+            "LOG_LEVEL": "DEBUG",
+        },
+        tmp_path / "bot.log",
+    )
+
+    async def say(user: EmuUser, text: str, count: int = 1) -> list[MessageRecord]:
+        before = len(emu.bot_messages(user))
+        await emu.send_message(user, text)
+        await emu.wait_for(lambda: len(emu.bot_messages(user)) >= before + count, timeout=20)
+        await asyncio.sleep(0.3)
+        return emu.bot_messages(user)[before:]
+
+    inputs = 0
+    try:
+        bot.start()
+        await emu.wait_for(lambda: emu.calls("getUpdates"), timeout=30)
+        # 2: an edited /invoice does not create a second invoice
+        first = await say(merchant, "/invoice 1250 Sofa")
+        assert "Invoice #1" in first[0].content
+        sent = [m for m in emu.messages(MERCHANT_ID) if not m.from_bot][-1]
+        before = len(emu.bot_messages(merchant))
+        await emu.edit_message(merchant, sent, "/invoice 12.50 Sofa")
+        await emu.wait_for(lambda: len(emu.bot_messages(merchant)) > before, timeout=20)
+        await asyncio.sleep(0.5)
+        [hint] = emu.bot_messages(merchant)[before:]
+        assert "edited commands" in hint.content
+        inputs += 2
+        # 6: ids in Unicode digits or out of range, as arguments and as button data
+        for text in ("١٢٣", "²", "9" * 25):
+            [answer] = await say(admin, f"/merchants add {text}")
+            assert "not a Telegram user id" in answer.content, answer.content
+            inputs += 1
+        invoice_message = first[0]
+        for data in ("cancel:²", "cancel:١", "show:" + "9" * 25, "page:²"):
+            invoice_message.reply_markup = {
+                "inline_keyboard": [[{"text": "forged", "callback_data": data}]]
+            }
+            query = await emu.press_button(merchant, invoice_message, "forged")
+            assert (await emu.wait_for_callback_answer(query.id, timeout=20)).get("text") is None
+            inputs += 1
+        # 7: a long emoji description in a caption; 9: escapes in a description
+        [photo] = await say(merchant, "/pos 5 " + "😀" * 1000)
+        assert photo.photo_file is not None and "Invoice #2" in photo.content
+        assert len(photo.content.encode("utf-16-le")) // 2 <= 1024
+        [clean] = await say(merchant, "/invoice 3 Tea\x00\x1b[2J\x1b]0;x\x07 cup")
+        assert "“Tea cup”" in clean.content
+        inputs += 2
+    finally:
+        await bot.stop()
+        bot.kill()
+    output = bot.output()
+    assert "Processing update" in output  # DEBUG really logged
+    assert "handling an update failed" not in output and "Traceback" not in output
+    assert "\x1b" not in output and "\x00" not in output
+    assert "Something went wrong" not in " ".join(m.content for m in emu.bot_messages(merchant))
+    assert emu.message(MERCHANT_ID, 1) is not None
+    record("hostile input", tests=1, inputs=inputs)
