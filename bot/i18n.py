@@ -91,9 +91,6 @@ EN: dict[str, str] = {
         "✏️ I do not run edited commands again. Please send the corrected command as a new "
         "message."
     ),
-    "err_bad_user_id": (
-        "“{text}” is not a Telegram user id: write it with the digits 0-9 (at most 16 digits)."
-    ),
     "invoice_not_shown": (
         "⚠️ Invoice #{id} was created, but I could not show it here. It is live: open it from "
         "/invoices."
@@ -284,10 +281,6 @@ DE: dict[str, str] = {
     "edited_command": (
         "✏️ Bearbeitete Befehle führe ich nicht erneut aus. Bitte schick den korrigierten Befehl "
         "als neue Nachricht."
-    ),
-    "err_bad_user_id": (
-        "„{text}“ ist keine Telegram-Nutzer-ID: bitte nur mit den Ziffern 0-9 schreiben "
-        "(höchstens 16 Ziffern)."
     ),
     "invoice_not_shown": (
         "⚠️ Rechnung Nr. {id} wurde angelegt, aber ich konnte sie hier nicht anzeigen. Sie ist "

@@ -32,12 +32,9 @@ async def merchants_command(update: Update, context: TillbotContext) -> None:
     if not args:
         await _list(update, context)
         return
-    if args[0] not in ("add", "remove") or len(args) != 2:
+    user_id = parse_user_id(args[1]) if len(args) == 2 else None
+    if args[0] not in ("add", "remove") or user_id is None:
         await reply(update, context, "merchants_usage")
-        return
-    user_id = parse_user_id(args[1])
-    if user_id is None:
-        await reply(update, context, "err_bad_user_id", text=escape(args[1][:24]))
         return
     key = await _change(update, context, args[0], user_id)
     await reply(update, context, key, id=user_id)
