@@ -142,8 +142,13 @@ def register_handlers(app: TillbotApp) -> None:
         ("report", lists.report_command),
         ("merchants", admin.merchants_command),
     ]
+    # Commands act on new messages only: an edited `/invoice` or `/merchants add` would run
+    # again (two live invoices, a removed merchant re-added); edits get a hint instead.
     for name, callback in commands:
-        app.add_handler(CommandHandler(name, callback))
+        app.add_handler(CommandHandler(name, callback, filters=filters.UpdateType.MESSAGE))
+    app.add_handler(
+        MessageHandler(filters.UpdateType.EDITED_MESSAGE & filters.COMMAND, edited_command)
+    )
     buttons: list[tuple[str, Callable[..., Any]]] = [
         (CALLBACK_SIMULATE, customer.simulate_button),
         (CALLBACK_REFRESH, customer.refresh_button),
@@ -159,9 +164,17 @@ def register_handlers(app: TillbotApp) -> None:
     app.add_handler(CallbackQueryHandler(noop_button))
     app.add_handler(InlineQueryHandler(inline.inline_query))
     app.add_handler(ChosenInlineResultHandler(inline.chosen_result))
-    app.add_handler(MessageHandler(filters.FORWARDED & filters.ChatType.PRIVATE, admin.forwarded))
+    new_message = filters.UpdateType.MESSAGE
     app.add_handler(
-        MessageHandler(filters.COMMAND | (filters.TEXT & filters.ChatType.PRIVATE), unknown_input)
+        MessageHandler(
+            new_message & filters.FORWARDED & filters.ChatType.PRIVATE, admin.forwarded
+        )
+    )
+    app.add_handler(
+        MessageHandler(
+            new_message & (filters.COMMAND | (filters.TEXT & filters.ChatType.PRIVATE)),
+            unknown_input,
+        )
     )
     app.add_error_handler(on_error)
 
@@ -170,6 +183,16 @@ async def noop_button(update: Update, context: TillbotContext) -> None:
     """A button that needs no action (or stale data): just stop the spinner."""
     if update.callback_query is not None:
         await update.callback_query.answer()
+
+
+async def edited_command(update: Update, context: TillbotContext) -> None:
+    """An edited command: not run again; a hint to send it as a new message."""
+    message = update.effective_message
+    command = (message.text or "").split(maxsplit=1)[0] if message and message.text else ""
+    _, _, addressee = command.partition("@")
+    if addressee and addressee.lower() != context.bot.username.lower():
+        return  # another bot's command in a group
+    await reply(update, context, "edited_command")
 
 
 async def unknown_input(update: Update, context: TillbotContext) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import timedelta
 from decimal import Decimal
 from string import Formatter
@@ -15,10 +16,14 @@ GatewayName = Literal["sandbox", "mion", "mixpay", "miraclepay"]
 GATEWAY_NAMES: tuple[GatewayName, ...] = ("sandbox", "mion", "mixpay", "miraclepay")
 
 
+_ASCII_INT = re.compile(r"-?[0-9]{1,16}")
+
+
 def _id_list(value: object) -> object:
     if isinstance(value, str):
         parts = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
-        if not all(p.lstrip("-").isdigit() for p in parts):
+        # ASCII digits only: `int("١٢٣")` is 123 and `"²".isdigit()` is True
+        if not all(_ASCII_INT.fullmatch(p) for p in parts):
             raise ValueError("must be comma-separated Telegram user ids (numbers)")
         return [int(p) for p in parts]
     if isinstance(value, int):
@@ -242,7 +247,10 @@ class Settings(BaseSettings):
             self.mion_api_key,
             self.miraclepay_api_key,
         ]
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        # Derived secrets are secrets too: the derived webhook secret lets anyone who reads
+        # it post updates as any user (python-telegram-bot logs setWebhook's parameters).
+        return [*found, self.webhook_secret]
 
 
 class SettingsError(Exception):

@@ -86,6 +86,15 @@ EN: dict[str, str] = {
     "gateway_busy": "⚠️ {gateway} is not answering right now. Please try again in a minute.",
     "something_wrong": "⚠️ Something went wrong on my side. Nothing was charged; please try again.",
     "storage_busy": "⚠️ I cannot save right now. Nothing was created; please try again shortly.",
+    # hostile input (issue 17)
+    "edited_command": (
+        "✏️ I do not run edited commands again. Please send the corrected command as a new "
+        "message."
+    ),
+    "invoice_not_shown": (
+        "⚠️ Invoice #{id} was created, but I could not show it here. It is live: open it from "
+        "/invoices."
+    ),
     "invoice_not_found": "I cannot find that invoice. Please check the link you got.",
     # invoice view
     "invoice_title": "🧾 <b>Invoice #{id}</b>",
@@ -277,6 +286,14 @@ DE: dict[str, str] = {
     "storage_busy": (
         "⚠️ Ich kann gerade nicht speichern. Es wurde nichts angelegt; bitte versuch es gleich "
         "noch einmal."
+    ),
+    "edited_command": (
+        "✏️ Bearbeitete Befehle führe ich nicht erneut aus. Bitte schick den korrigierten Befehl "
+        "als neue Nachricht."
+    ),
+    "invoice_not_shown": (
+        "⚠️ Rechnung Nr. {id} wurde angelegt, aber ich konnte sie hier nicht anzeigen. Sie ist "
+        "offen: du findest sie unter /invoices."
     ),
     "invoice_not_found": "Ich finde diese Rechnung nicht. Bitte prüfe den Link.",
     "invoice_title": "🧾 <b>Rechnung Nr. {id}</b>",

@@ -17,6 +17,12 @@ from typing import Any
 # A bot token anywhere in a text: digits, a colon, and a 30+ character secret.
 _TOKEN_RE = re.compile(r"\d{3,}:[A-Za-z0-9_-]{30,}")
 REDACTED = "[REDACTED]"
+# An invoice's public token is a bearer link (whoever has it sees the invoice, and pays a
+# sandbox one): too many to register one by one, so redacted where they travel - deep links
+# (`?start=`), `/start <token>` and the `sim:`/`chk:` buttons - in every log line, at DEBUG too.
+_BEARER_RE = re.compile(
+    r"(?P<lead>[?&]start=|/start(?:@\w+)?\s+|\b(?:sim|chk):)(?P<token>[A-Za-z0-9_-]{8,})"
+)
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -24,10 +30,12 @@ _installed = False
 
 
 def redact(text: str) -> str:
-    """`text` with every registered secret and anything shaped like a bot token removed."""
+    """`text` with every registered secret, anything shaped like a bot token, and invoices'
+    public tokens (bearer links) removed."""
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
+    text = _BEARER_RE.sub(lambda m: m.group("lead") + REDACTED, text)
     return _TOKEN_RE.sub(REDACTED, text)
 
 
@@ -57,7 +65,7 @@ def install_redaction(secrets: Iterable[str]) -> None:
 
 
 def configure_logging(level: str, secrets: Iterable[str]) -> None:
-    """Root logging to stderr, redacted; the chatty HTTP loggers only from WARNING."""
+    """Root logging to stderr, redacted; the chatty HTTP and SQL loggers only from WARNING."""
     install_redaction(secrets)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -66,5 +74,6 @@ def configure_logging(level: str, secrets: Iterable[str]) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "apscheduler", "aiohttp.access"):
+    # aiosqlite logs every statement with its parameters at DEBUG: public tokens included.
+    for noisy in ("httpx", "httpcore", "apscheduler", "aiohttp.access", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -26,8 +26,10 @@ from bot.gateways.base import (
     SessionRequest,
     SessionStatus,
 )
+from bot.ids import parse_invoice_id
 from bot.metrics import Metrics
 from bot.money import AmountError, is_currency_code, parse_amount
+from bot.text import strip_controls
 from storage.base import Repository
 from storage.models import (
     Invoice,
@@ -215,7 +217,7 @@ class PaymentsService:
             amount = parse_amount(draft.amount_text, currency, self.policy.max_amount)
         except AmountError as exc:
             raise InputError(f"amount_{exc.code}", **exc.params) from None
-        description = " ".join(draft.description.split())
+        description = strip_controls(draft.description)  # no NUL or terminal escapes stored
         if len(description) > self.policy.max_description_length:
             raise InputError("description_too_long", maximum=self.policy.max_description_length)
         return amount, currency, description, gateway
@@ -827,9 +829,10 @@ class PaymentsService:
 
     async def _invoice_by_reference(self, reference: str) -> Invoice | None:
         parts = reference.split("-")
-        if len(parts) != 3 or parts[0] != "tb" or not parts[1].isdigit():
+        invoice_id = parse_invoice_id(parts[1]) if len(parts) == 3 and parts[0] == "tb" else None
+        if invoice_id is None:
             return None
-        invoice = await self.repo.get_invoice(int(parts[1]))
+        invoice = await self.repo.get_invoice(invoice_id)
         if invoice is None or reference_for(invoice) != reference:
             return None
         return invoice

@@ -4,11 +4,12 @@ invoice alone, so every message of an invoice can be re-rendered at any time."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from html import escape
+from html import escape, unescape
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
@@ -26,6 +27,11 @@ CALLBACK_PAGE = "page"
 CALLBACK_SETTINGS = "set"
 CALLBACK_MERCHANT = "merch"
 CALLBACK_NOOP = "noop"
+
+# Telegram's limits, in UTF-16 code units after entity parsing.
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+_TAG_RE = re.compile(r"<[^>]*>")
 
 # How a merchant's cancel went (the raw status `PaymentsService.cancel` records): the
 # invoice message says whether the gateway cancelled the session too.
@@ -124,15 +130,55 @@ def payment_lines(invoice: Invoice, language: str) -> list[str]:
     return []
 
 
+def utf16_units(text: str) -> int:
+    """Telegram's length of a text: UTF-16 code units (an emoji is often 2)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def plain_units(html_text: str) -> int:
+    """The UTF-16 length of our HTML after Telegram's entity parsing (tags gone, `&amp;` one
+    character): what Telegram's 4096 and 1024 limits count."""
+    return utf16_units(unescape(_TAG_RE.sub("", html_text)))
+
+
+def cut_to_units(text: str, units: int) -> str:
+    """`text` cut to at most `units` UTF-16 code units, never inside a surrogate pair, with
+    an ellipsis when anything was cut."""
+    if utf16_units(text) <= units:
+        return text
+    kept, used = [], 0
+    for char in text:
+        size = 2 if ord(char) > 0xFFFF else 1
+        if used + size > units - 1:
+            break
+        kept.append(char)
+        used += size
+    return "".join(kept) + "…" if units > 0 else ""
+
+
 def invoice_text(invoice: Invoice, language: str, role: MessageRole, ctx: ViewContext) -> str:
-    """The invoice message (or photo caption), for the merchant or a customer."""
+    """The invoice message (or photo caption), for the merchant or a customer, within
+    Telegram's length limit: a too long description is cut (as plain text, before escaping)."""
+    limit = TEXT_LIMIT if invoice.kind is InvoiceKind.CHECKOUT else CAPTION_LIMIT
+    text = _invoice_text(invoice, language, role, ctx, invoice.description)
+    if plain_units(text) <= limit or not invoice.description:
+        return text
+    line = plain_units(t(language, "invoice_description", description="")) + 1  # + newline
+    room = limit - plain_units(_invoice_text(invoice, language, role, ctx, "")) - line
+    description = cut_to_units(invoice.description, room)
+    return _invoice_text(invoice, language, role, ctx, description)
+
+
+def _invoice_text(
+    invoice: Invoice, language: str, role: MessageRole, ctx: ViewContext, description: str
+) -> str:
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
     lines = [
         t(language, "invoice_title", id=invoice.id),
         t(language, "invoice_amount", amount=amount),
     ]
-    if invoice.description:
-        lines.append(t(language, "invoice_description", description=escape(invoice.description)))
+    if description:
+        lines.append(t(language, "invoice_description", description=escape(description)))
     lines.append(t(language, "invoice_status", status=status_label(invoice, language)))
     if invoice.status is InvoiceStatus.PAID:
         lines.append(t(language, "invoice_paid_at", time=format_time(invoice.paid_at)))
@@ -150,8 +196,7 @@ def invoice_text(invoice: Invoice, language: str, role: MessageRole, ctx: ViewCo
         lines.append(t(language, "sandbox_note"))
     if role is MessageRole.MERCHANT and invoice.status is InvoiceStatus.PENDING:
         lines.append(t(language, "invoice_share", link=share_link(invoice, ctx.bot_username)))
-    text = "\n".join(lines)
-    return text[:1024] if invoice.kind is not InvoiceKind.CHECKOUT else text
+    return "\n".join(lines)
 
 
 def invoice_keyboard(

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
+import re
 import socket
 import subprocess
 import sys
@@ -341,4 +343,76 @@ def test_building_the_application_logs_no_token(tmp_path: Path) -> None:
     assert "Set Bot API URL" in done.stderr  # the line that used to carry the token
     found = leaks("stderr", done.stderr) + leaks("stdout", done.stdout)
     record("secrets", tests=1, inputs=1, leaks=len(found))
+    assert not found, "\n".join(found)
+
+
+# -- a real process in webhook mode at DEBUG: the webhook secret set, or derived ---------------
+def derived_webhook_secret(token: str) -> str:
+    """What the bot derives when TELEGRAM_WEBHOOK_SECRET is unset (README: every instance
+    derives the same one), computed here from the documented rule, not by the bot's code."""
+    return hashlib.sha256(b"tillbot-webhook:" + token.encode()).hexdigest()[:64]
+
+
+def bearer_tokens(emu: BotApiEmulator) -> set[str]:
+    """The public tokens of every invoice link the bot sent (`?start=<token>`)."""
+    sent = telegram_traffic(emu)
+    return set(re.findall(r"\?start=([A-Za-z0-9_-]{16,64})", sent))
+
+
+@pytest.mark.parametrize("secret_set", [True, False], ids=["secret-set", "secret-derived"])
+async def test_no_secret_or_bearer_link_in_a_real_process_in_webhook_mode(
+    emulator: BotApiEmulator, tmp_path: Path, secret_set: bool
+) -> None:
+    """Webhook mode at DEBUG logs `setWebhook`'s parameters and every update: neither the
+    webhook secret (given or derived from the token) nor an invoice's public token (a
+    bearer link: whoever has it sees the invoice and, in the sandbox, pays it) is in it."""
+    emu = emulator
+    merchant = emu.add_user(MERCHANT_ID, "Maria", language_code="en")
+    customer = emu.add_user(CUSTOMER_ID, "Chris", language_code="en")
+    emu.add_user(ADMIN_ID, "Ada", language_code="en")
+    port = free_port()
+    env = {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_API_URL": emu.url,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'webhook.db'}",
+        "ADMIN_IDS": str(ADMIN_ID),
+        "MERCHANT_IDS": str(MERCHANT_ID),
+        "HTTP_PORT": str(port),
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "LOG_LEVEL": "DEBUG",
+    }
+    if secret_set:
+        env["TELEGRAM_WEBHOOK_SECRET"] = WEBHOOK_SECRET
+    secret = WEBHOOK_SECRET if secret_set else derived_webhook_secret(TOKEN)
+    bot = BotProcess(env, tmp_path / "bot.log")
+    try:
+        bot.start()
+        await emu.wait_for(lambda: emu.webhook_url, timeout=30)
+        assert emu.webhook_secret == secret  # the marker searched for is the one in use
+        await emu.send_message(merchant, "/invoice 12.50 Coffee")
+        reply = await emu.wait_for_message(merchant, lambda m: "Invoice #" in m.content, timeout=20)
+        [token] = [tok for tok in bearer_tokens(emu) if not tok.startswith("sbx-")]
+        await emu.send_message(customer, f"/start {token}")
+        shown = await emu.wait_for_message(
+            customer, lambda m: "Invoice #" in m.content, timeout=10
+        )
+        query = await emu.press_button(customer, shown, "🧪 Simulate payment")
+        await emu.wait_for_callback_answer(query.id, timeout=10)
+        await emu.wait_for(lambda: "PAID" in reply.content, timeout=20)
+        await emu.send_message(merchant, "/invoice 3 Tea")
+        await emu.wait_for(lambda: len(bearer_tokens(emu)) == 4, timeout=20)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.post("/telegram", content=b"{}")).status_code == 403
+    finally:
+        await bot.stop()
+        bot.kill()
+    output = bot.output()
+    assert "setWebhook" in output and "Processing update" in output  # DEBUG really logged
+    assert "?start=[REDACTED]" in output and "sim:[REDACTED]" in output  # links were logged
+    tokens = bearer_tokens(emu)
+    found = leaks("process output (webhook mode, DEBUG)", output)
+    found += [f"process output: the webhook secret {piece!r}"
+              for piece in fragments(secret) if piece in output]
+    found += [f"process output: a public token {tok[:4]}..." for tok in tokens if tok in output]
+    record("secrets", tests=1, inputs=emu.stats.updates + 1 + bot.starts, leaks=len(found))
     assert not found, "\n".join(found)

@@ -778,3 +778,43 @@ def test_recorded_request_json() -> None:
     emu = BotApiEmulator(token=TOKEN)
     user = emu.add_user(5, "X")
     assert json.loads(json.dumps(emu.chats[user.id].to_api()))["type"] == "private"
+
+
+async def test_a_user_edits_a_message_edited_message_update(emu: BotApiEmulator, bot: Bot) -> None:
+    """Update.edited_message: the new version of a message the bot knows, same message_id,
+    with edit_date; a command keeps its bot_command entity."""
+    user = emu.add_user(8, "Ed")
+    sent = await emu.send_message(user, "/invoice 1250 Sofa")
+    [first] = await bot.get_updates(timeout=0)
+    await emu.edit_message(user, sent, "/invoice 12.50 Sofa")
+    [edited] = await bot.get_updates(offset=first.update_id + 1, timeout=0)
+    assert edited.message is None and edited.edited_message is not None
+    message = edited.edited_message
+    assert message.message_id == sent.message_id and message.text == "/invoice 12.50 Sofa"
+    assert message.edit_date is not None
+    assert message.entities[0].type == "bot_command" and message.entities[0].length == 8
+    assert len(sent.edit_history) == 1
+    with pytest.raises(ValueError):  # nobody edits another's (or the bot's) message
+        await emu.edit_message(emu.add_user(9, "Eve"), sent, "/invoice 1 x")
+
+
+async def test_lengths_are_utf16_code_units_after_entity_parsing(
+    emu: BotApiEmulator, bot: Bot
+) -> None:
+    """Telegram's 4096 (text), 1024 (caption) and 200 (callback answer) limits count UTF-16
+    code units of the parsed text: an emoji outside the BMP is 2, `&amp;` is 1, tags are 0."""
+    emu.add_user(1001, "Mia")
+    await bot.send_message(1001, "&amp;" * 4096, parse_mode="HTML")  # 4096 '&' after parsing
+    await bot.send_photo(1001, png(), caption="<b>" + "😀" * 512 + "</b>", parse_mode="HTML")
+    with pytest.raises(BadRequest, match=r"(?i)caption is too long"):
+        await bot.send_photo(1001, png(), caption="😀" * 513)  # 513 code points, 1026 units
+    with pytest.raises(BadRequest, match=r"(?i)message is too long"):
+        await bot.send_message(1001, "😀" * 2049)
+    sent = await bot.send_message(
+        1001, "x", reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton("b", callback_data="d")]])
+    )
+    query = await emu.press_button(1001, sent.message_id, "b")
+    with pytest.raises(BadRequest, match=r"(?i)message_too_long"):
+        await bot.answer_callback_query(query.id, text="😀" * 101)
+    assert len(emu.violations) == 3, emu.violations
+    emu.violations.clear()

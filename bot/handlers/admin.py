@@ -14,6 +14,7 @@ from bot.handlers.common import answer, callback_parts, is_admin, language, repl
 from bot.handlers.menu import refresh_menu
 from bot.handlers.merchant import help_command
 from bot.i18n import t
+from bot.ids import parse_user_id
 from bot.money import format_amount
 from bot.views import CALLBACK_MERCHANT
 from storage.models import Invoice, NewOutbox, OutboxEvent, OutboxKind
@@ -31,7 +32,7 @@ async def merchants_command(update: Update, context: TillbotContext) -> None:
     if not args:
         await _list(update, context)
         return
-    user_id = _user_id(args[1]) if len(args) == 2 else None
+    user_id = parse_user_id(args[1]) if len(args) == 2 else None
     if args[0] not in ("add", "remove") or user_id is None:
         await reply(update, context, "merchants_usage")
         return
@@ -41,14 +42,6 @@ async def merchants_command(update: Update, context: TillbotContext) -> None:
 
 def _spaced(name: str | None) -> str:
     return f" {escape(name)}" if name else ""
-
-
-def _user_id(text: str) -> int | None:
-    """A Telegram user id: a positive integer (group ids are negative)."""
-    if not text.isdigit() or len(text) > 19:
-        return None
-    value = int(text)
-    return value if 0 < value < 2**63 else None
 
 
 async def _list(update: Update, context: TillbotContext) -> None:
@@ -149,7 +142,7 @@ async def forwarded(update: Update, context: TillbotContext) -> None:
 async def merchant_button(update: Update, context: TillbotContext) -> None:
     """`merch:add:<id>` / `merch:rm:<id>`: only admins; checked on every press."""
     parts = callback_parts(update, CALLBACK_MERCHANT, 2)
-    user_id = _user_id(parts[1]) if parts is not None else None
+    user_id = parse_user_id(parts[1]) if parts is not None else None
     if parts is None or parts[0] not in ("add", "rm") or user_id is None:
         await answer(update)
         return

@@ -20,8 +20,10 @@ from bot.handlers.common import (
     show_invoice,
 )
 from bot.i18n import t
+from bot.ids import parse_invoice_id, parse_page
 from bot.money import format_amount, to_decimal
 from bot.payments import NotAllowed
+from bot.text import strip_controls
 from bot.views import CALLBACK_PAGE, CALLBACK_SHOW, status_label
 from storage.models import Invoice, MessageRole
 
@@ -40,18 +42,20 @@ async def invoices_command(update: Update, context: TillbotContext) -> None:
 async def page_button(update: Update, context: TillbotContext) -> None:
     """`page:<n>`: another page of /invoices, edited in place."""
     parts = callback_parts(update, CALLBACK_PAGE, 1)
-    if parts is None or not parts[0].isdigit() or not await is_merchant(update, context):
+    page = parse_page(parts[0]) if parts is not None else None
+    if page is None or not await is_merchant(update, context):
         await answer(update)
         return
     await answer(update)
-    await _show_page(update, context, int(parts[0]))
+    await _show_page(update, context, page)
 
 
 async def show_button(update: Update, context: TillbotContext) -> None:
     """`show:<id>`: the invoice as a message of its own (only for its merchant)."""
     parts = callback_parts(update, CALLBACK_SHOW, 1)
     user, chat = update.effective_user, update.effective_chat
-    if parts is None or user is None or chat is None or not parts[0].isdigit():
+    invoice_id = parse_invoice_id(parts[0]) if parts is not None else None
+    if invoice_id is None or user is None or chat is None:
         await answer(update)
         return
     lang = await language(update, context)
@@ -59,7 +63,7 @@ async def show_button(update: Update, context: TillbotContext) -> None:
         await answer(update, t(lang, "not_yours"), alert=True)
         return
     try:
-        invoice = await context.services.payments.invoice_of(user.id, int(parts[0]))
+        invoice = await context.services.payments.invoice_of(user.id, invoice_id)
     except NotAllowed:
         await answer(update, t(lang, "not_yours"), alert=True)
         return
@@ -174,7 +178,7 @@ def report_csv(invoices: list[Invoice]) -> str:
                 inv.gateway,
                 inv.status.value,
                 inv.paid_at.isoformat() if inv.paid_at else "",
-                _csv_safe(inv.description),
+                _csv_safe(strip_controls(inv.description)),  # rows stored before the check
             ]
         )
     return buffer.getvalue()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from html import escape
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -23,10 +24,13 @@ from bot.handlers.common import (
 from bot.handlers.customer import open_invoice
 from bot.handlers.menu import Role, help_lines, refresh_menu, role_of
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, t
+from bot.ids import parse_invoice_id
 from bot.money import format_decimal
 from bot.payments import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
 from bot.views import CALLBACK_CANCEL, CALLBACK_SETTINGS, error_text
 from storage.models import InvoiceKind, MessageRole
+
+log = logging.getLogger(__name__)
 
 HELP_PAYLOAD = "help"  # t.me/<bot>?start=help (the inline mode's help button)
 
@@ -125,16 +129,23 @@ async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, co
             update, context, gateway or await payments.merchant_gateway(user.id), exc
         )
         return
-    await show_invoice(
-        context, chat.id, created, MessageRole.MERCHANT, await language(update, context), user.id
-    )
+    try:
+        await show_invoice(
+            context, chat.id, created, MessageRole.MERCHANT, await language(update, context), user.id
+        )
+    except Exception:
+        # The invoice is live at the gateway: never let the error reply say nothing was
+        # charged. The merchant finds it in /invoices.
+        log.exception("invoice %s was created but could not be shown", created.id)
+        await reply(update, context, "invoice_not_shown", id=created.id)
 
 
 async def cancel_button(update: Update, context: TillbotContext) -> None:
     """The Cancel button of a merchant's invoice: only that merchant (or an admin) may."""
     parts = callback_parts(update, CALLBACK_CANCEL, 1)
     user = update.effective_user
-    if parts is None or user is None or not parts[0].isdigit():
+    invoice_id = parse_invoice_id(parts[0]) if parts is not None else None
+    if invoice_id is None or user is None:
         await answer(update)
         return
     lang = await language(update, context)
@@ -143,7 +154,7 @@ async def cancel_button(update: Update, context: TillbotContext) -> None:
         await answer(update, t(lang, "not_yours"), alert=True)
         return
     try:
-        cancelled, at_gateway = await payments.cancel(user.id, int(parts[0]))
+        cancelled, at_gateway = await payments.cancel(user.id, invoice_id)
     except NotAllowed:
         await answer(update, t(lang, "not_yours"), alert=True)
         return

@@ -468,6 +468,31 @@ class BotApiEmulator:
         self._notify()
         return rec
 
+    async def edit_message(
+        self,
+        user: EmuUser | int,
+        message: MessageRecord,
+        text: str,
+        *,
+        entities: list[dict[str, Any]] | None = None,
+    ) -> MessageRecord:
+        """The user edits their text message: an ``edited_message`` update (the new version,
+        same ``message_id``, with ``edit_date``), if the bot saw the message or now does."""
+        u = self._user(user)
+        if message.from_bot or message.from_user_id != u.id or message.text is None:
+            raise ValueError("users can only edit their own text messages")
+        c = self._chat_for(u, message.chat_id)
+        message.edit_history.append(message.snapshot())
+        message.text = text
+        message.html = text
+        message.entities = list(entities) if entities is not None else self._auto_entities(text)
+        message.edits += 1
+        message.edit_date = max(_now(), message.date)
+        if self._bot_sees(c, message):
+            self._enqueue("edited_message", self._message_api(message))
+        self._notify()
+        return message
+
     async def send_photo(
         self,
         user: EmuUser | int,
@@ -1793,11 +1818,11 @@ class BotApiEmulator:
     ) -> Any:
         cq = self.callback_queries.get(str(params["callback_query_id"]))
         text = params.get("text")
-        if isinstance(text, str) and len(text) > 200:
+        if isinstance(text, str) and utf16_len(text) > 200:  # Telegram counts UTF-16 units
             raise ApiError(
                 400,
                 "Bad Request: MESSAGE_TOO_LONG",
-                violation=f"callback answer text is {len(text)} chars (max 200)",
+                violation=f"callback answer text is {utf16_len(text)} UTF-16 units (max 200)",
             )
         if cq is None or cq.answer is not None:
             raise ApiError(400, QUERY_TOO_OLD)
@@ -1837,6 +1862,10 @@ class BotApiEmulator:
             if isinstance(content, dict) and "message_text" in content:
                 self._parse_text(
                     content["message_text"], content.get("parse_mode"), content.get("entities")
+                )
+            if isinstance(res.get("caption"), str):  # 0-1024 characters after entity parsing
+                self._parse_text(
+                    res["caption"], res.get("parse_mode"), res.get("caption_entities"), caption=True
                 )
         if q is None or q.answer is not None:
             raise ApiError(400, QUERY_TOO_OLD)
