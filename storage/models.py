@@ -73,6 +73,8 @@ class OutboxEvent(StrEnum):
     RENEWED = "renewed"  # a new Lightning payment attempt replaced the QR
     GATEWAY_AUTH = "gateway_auth"  # a gateway rejects our credentials (sent once)
     DAILY_SUMMARY = "daily_summary"
+    MISMATCH = "mismatch"  # a gateway's "paid" names another payee/currency/amount (once)
+    OVERPAID = "overpaid"  # more than due arrived (MixPay's surplus), told to the merchant
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
