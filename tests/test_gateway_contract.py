@@ -91,12 +91,11 @@ def status_table(h: Harness) -> list[tuple[str, Control, PaymentState, str | Non
     if h.family == "mixpay":
         return [
             ("unpaid", None, PaymentState.PENDING, "unpaid"),
-            ("confirming", lambda s, i: s.set_status(i, "confirming"), PaymentState.PENDING,
-             "confirming"),
             ("pending", lambda s, i: s.set_status(i, "pending"), PaymentState.PENDING, "pending"),
             ("auditing", lambda s, i: s.set_status(i, "auditing"), PaymentState.PENDING,
              "auditing"),
-            ("underpay", lambda s, i: s.underpay(i), PaymentState.UNDERPAID, "paid_less"),
+            # payment-callback.md: pending with payment.isFullyPaid false is an underpayment.
+            ("underpay", lambda s, i: s.underpay(i), PaymentState.UNDERPAID, "pending"),
             ("pay", lambda s, i: s.pay(i), PaymentState.PAID, "success"),
             ("fail", lambda s, i: s.fail(i, code="40020"), PaymentState.FAILED, "failed"),
             ("expire", lambda s, i: s.expire(i), PaymentState.EXPIRED, "failed"),
@@ -224,9 +223,13 @@ async def test_every_status_is_mapped(gw: Harness) -> None:
             assert status.currency == "USD", label
             assert status.payee == MIXPAY_PAYEE, label
             if expected == PaymentState.UNDERPAID:
-                assert status.detail and "received" in status.detail
+                # What arrived and what was due, in the payment asset (with=payment).
+                assert status.received and status.due and status.detail == status.received
             if label == "fail":
                 assert status.failure_reason == "Wrong asset paid"
+                assert status.refund_due and status.received  # 40020: the money arrived
+            if expected == PaymentState.PENDING:
+                assert status.processing, label  # MixPay still at work: never expired here
 
 
 async def test_unknown_session_is_not_found(gw: Harness) -> None:
@@ -564,7 +567,9 @@ async def test_mixpay_wire_format_and_callbacks() -> None:
         status_rec = None
         await gateway.get_status(session.session_id, request.reference)
         status_rec = [r for r in h.sim.requests if r.path == "/v1/payments_result"][-1]
-        assert status_rec.query == {"orderId": request.reference, "payeeId": MIXPAY_PAYEE}
+        assert status_rec.query == {
+            "orderId": request.reference, "payeeId": MIXPAY_PAYEE, "with": "payment"
+        }
         payload = {"orderId": request.reference, "traceId": session.session_id,
                    "payeeId": MIXPAY_PAYEE}
         for body, ctype in (

@@ -61,6 +61,8 @@ Choices where the docs are silent (the simulator's, documented here):
   existing order attaches the payment asset to it (one trace, as the lifecycle doc says).
 * ``data.code`` of ``one_time_payment`` is the traceId (a given ``traceId`` sets it, as the
   doc says; otherwise a new UUID), so ``payments_result?traceId=<code>`` works.
+* ``quoteAmount`` with more decimals than the quote asset's ``decimalDigit`` (fiat: JPY 0,
+  KWD 3, the others 2) is a parameter error (1017).
 * ``quoteAmount`` is kept exactly as received (the string, or the JSON number's text) and
   returned unchanged by ``payments_result``.
 * ``paymentAmount`` for a payment asset is ``quoteAmount * price(quote) / price(asset)``,
@@ -175,6 +177,7 @@ class MixPayAsset:
     chain: str = "bitcoin"  # "bitcoin" | "ethereum" | "tron" | "mixin": address style
     decimals: int = 8
     version: str = ""
+    memo_field: str = ""  # "memo" or "tag": deposits to a shared address need one
 
 
 BTC = "c6d0c728-2624-429b-8e0d-d9d19b6592fa"
@@ -182,6 +185,9 @@ ETH = "43d61dcd-e413-450d-80b8-101d5e903357"
 USDT_ERC20 = "4d8c508b-91c5-375b-92b0-ee702ed2dac5"
 USDT_TRC20 = "b91e18ff-a9ae-3dc7-8679-e935d9a4b34b"
 TRX = "25dabac5-056a-48ff-b9f9-f67395dc407c"
+XRP = "23dfb5a5-5d7b-48b6-905f-3970e3176e27"
+XLM = "56e63c06-b506-4ec5-885a-4a5ac17b83c1"
+EOS = "6cfe566e-4aad-470b-8c9a-2fd35b49c68d"
 
 DEFAULT_ASSETS: tuple[MixPayAsset, ...] = (
     MixPayAsset(BTC, "BTC", Decimal("60000"), "bitcoin"),
@@ -189,6 +195,9 @@ DEFAULT_ASSETS: tuple[MixPayAsset, ...] = (
     MixPayAsset(USDT_ERC20, "USDT", Decimal("1"), "ethereum", version="ERC20"),
     MixPayAsset(USDT_TRC20, "USDT", Decimal("1"), "tron", version="TRC20"),
     MixPayAsset(TRX, "TRX", Decimal("0.1"), "tron"),
+    MixPayAsset(XRP, "XRP", Decimal("0.5"), "ripple", decimals=6, memo_field="tag"),
+    MixPayAsset(XLM, "XLM", Decimal("0.1"), "stellar", decimals=7, memo_field="memo"),
+    MixPayAsset(EOS, "EOS", Decimal("0.8"), "eos", decimals=4, memo_field="memo"),
 )
 DEFAULT_FIAT_PRICES_USD: dict[str, Decimal] = {
     "usd": Decimal("1"),
@@ -198,10 +207,12 @@ DEFAULT_FIAT_PRICES_USD: dict[str, Decimal] = {
     "cad": Decimal("0.73"),
     "aud": Decimal("0.66"),
     "jpy": Decimal("0.0067"),
+    "kwd": Decimal("3.25"),
     "cny": Decimal("0.14"),
     "hkd": Decimal("0.128"),
     "sgd": Decimal("0.74"),
 }
+FIAT_DECIMALS: dict[str, int] = {"jpy": 0, "kwd": 3}  # the others have 2
 _EXPLORERS = {
     "bitcoin": "https://blockchair.com/bitcoin/transaction/{txid}",
     "ethereum": "https://etherscan.io/tx/0x{txid}",
@@ -248,6 +259,7 @@ class MixPaySession(SimSession):
     failure_reason: str = ""
     settle_status: str = "pending"
     destination: str = ""
+    deposit_memo: str = ""  # the memo or tag of `destination`, when the asset needs one
     quote_expire: int | None = None
 
     @property
@@ -364,6 +376,11 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
         if asset is None:
             return None
         return self.convert(Decimal(session.quote_amount), session.quote_asset_id, asset, ROUND_UP)
+
+    def quote_decimals(self, asset_id: str) -> int:
+        """`decimalDigit` of a quote asset (fiat: its ISO 4217 minor unit)."""
+        asset = self.assets.get(asset_id)
+        return asset.decimals if asset else FIAT_DECIMALS.get(asset_id, 2)
 
     def fully_paid(self, session: MixPaySession) -> bool:
         """Whether what arrived covers what is due (``payment.isFullyPaid``)."""
@@ -537,6 +554,13 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
             raise _ApiError(1017, "Parameter error: quoteAssetId is required")
         if quote_asset_id not in self.quote_assets:
             raise _ApiError(10003)
+        places = amount.normalize().as_tuple().exponent
+        if isinstance(places, int) and -places > self.quote_decimals(quote_asset_id):
+            raise _ApiError(
+                1017,
+                f"Parameter error: quoteAmount has more decimals than {quote_asset_id} "
+                f"allows ({self.quote_decimals(quote_asset_id)})",
+            )
         settlement_asset_id = self._text(params, "settlementAssetId")
         if not settlement_asset_id:
             raise _ApiError(1017, "Parameter error: settlementAssetId is required")
@@ -650,6 +674,10 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
             session.client_ids.append(client_id)
         if session.is_chain and not session.destination:
             session.destination = make_address(asset.chain)
+            if asset.memo_field == "tag":
+                session.deposit_memo = str(secrets.randbelow(2**32 - 1) + 1)
+            elif asset.memo_field:
+                session.deposit_memo = "mp" + secrets.token_hex(8)
         settle_asset = self.assets.get(session.settlement_asset_id)
         settle_amount = (
             self.convert(Decimal(session.quote_amount), session.quote_asset_id, settle_asset,
@@ -670,13 +698,17 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
             "paymentAmount": _fmt(payable),
             "quoteAmount": session.quote_amount,
             "estimatedSettlementAmount": _fmt(settle_amount) if settle_amount else "",
-            "memo": "" if session.is_chain else _mixin_memo(session),
+            "memo": (
+                (session.deposit_memo if asset.memo_field == "memo" else "")
+                if session.is_chain
+                else _mixin_memo(session)
+            ),
             "recipient": "" if session.is_chain else str(uuid.uuid5(uuid.NAMESPACE_DNS, "mixpay")),
             "settlementAssetSymbol": self._symbol(session.settlement_asset_id),
             "paymentAssetSymbol": asset.symbol,
             "quoteAssetSymbol": self._symbol(session.quote_asset_id),
             "destination": session.destination if session.is_chain else "",
-            "tag": "",
+            "tag": session.deposit_memo if session.is_chain and asset.memo_field == "tag" else "",
         }
 
     def result_object(self, session: MixPaySession, with_: Iterable[str] = ()) -> dict[str, Any]:
@@ -831,7 +863,7 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
                 "symbol": self._symbol(asset_id),
                 "assetId": asset_id,
                 "isAsset": 1 if asset else 0,
-                "decimalDigit": asset.decimals if asset else 2,
+                "decimalDigit": self.quote_decimals(asset_id),
                 "minQuoteAmount": "0.00000001" if asset else "0.01",
                 "maxQuoteAmount": "1000000",
             })
@@ -1073,10 +1105,19 @@ def _mixin_memo(session: MixPaySession) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
 def make_address(chain: str) -> str:
     """A random, plausibly shaped deposit address for the chain."""
     if chain == "ethereum":
         return "0x" + secrets.token_hex(20)
+    if chain == "ripple":
+        return "r" + "".join(secrets.choice(_BASE58) for _ in range(33))
+    if chain == "stellar":
+        return "G" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(55))
+    if chain == "eos":
+        return "mixpay" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz12345") for _ in range(6))
     if chain == "tron":
         alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
         return "T" + "".join(secrets.choice(alphabet) for _ in range(33))
