@@ -22,7 +22,16 @@ import zxingcpp
 from PIL import Image
 
 from bot.config import Settings, SettingsError, load_settings
-from bot.gateways.base import PaymentState, SessionRequest
+from bot.gateways.base import (
+    GatewayAuthError,
+    GatewayError,
+    GatewayNotFound,
+    GatewayRateLimited,
+    GatewayRejected,
+    GatewayUnavailable,
+    PaymentState,
+    SessionRequest,
+)
 from bot.gateways.mixpay import MixPayGateway
 from bot.simulators.mixpay import (
     BTC,
@@ -413,3 +422,111 @@ def request(
         description="Tea", kind=kind, expires_in=timedelta(hours=1), callback_url=callback,
     )
 
+
+
+# -- the documented error codes, failure codes and request fields (docs/GATEWAYS.md) ---------
+BASIC_CODES: dict[int, type[GatewayError]] = {
+    -1: GatewayUnavailable,  # Server error, please try again later.
+    2000: GatewayAuthError,  # Insufficient permissions.
+    404: GatewayNotFound,  # The payment link you visited does not exist.
+    1017: GatewayRejected,  # Parameter error.
+    1429: GatewayRateLimited,  # Your request frequency is too high.
+    10000: GatewayAuthError,  # Mixin authorization expired.
+    10001: GatewayAuthError,  # User does not exist.
+    10002: GatewayRejected,  # The currency does not exist or does not support exchanging.
+    10003: GatewayRejected,  # Does not support this quote asset.
+    10004: GatewayRejected,  # The price is too low.
+    10005: GatewayRejected,  # The price is too high.
+    10006: GatewayRejected,  # The transfer amount exceeds 1000 USDT.
+    10007: GatewayRejected,  # We can not provide service to you.
+    10008: GatewayUnavailable,  # Payments are suspended (maintenance).
+    10009: GatewayRejected,  # Withdrawals are suspended (not used by Tillbot).
+    10010: GatewayRejected,  # Insufficient balance of assets.
+    10011: GatewayRejected,  # Parameter error
+    10033: GatewayRejected,  # The same user can be added only 3 times in 24 hours.
+    10034: GatewayUnavailable,  # Price exception, please try again later.
+    10035: GatewayRejected,  # The multisigId does not belong to the token.
+    10036: GatewayRejected,  # The robot does not exist.
+    10037: GatewayRejected,  # This is not a robot.
+    10039: GatewayRejected,  # This is not your robot and cannot be bound.
+    10040: GatewayRejected,  # The robot is already bound.
+    10041: GatewayRejected,  # The threshold cannot exceed the number of payees.
+    10042: GatewayRejected,  # More than 20 multi-signature group bindings.
+    10043: GatewayRejected,  # More than 20 robot bindings.
+    10044: GatewayRejected,  # Please set the name of this multi-signature group first.
+}
+
+
+@pytest.mark.parametrize("code", sorted(BASIC_CODES))
+async def test_every_documented_error_code_is_translated(code: int) -> None:
+    async with MixPaySimulator(payee_id=PAYEE) as sim, httpx.AsyncClient() as client:
+        gateway = MixPayGateway(
+            client, payee_id=PAYEE, settlement_asset_id=USDT_ERC20, api_url=sim.url,
+            max_retries=0,
+        )
+        body = {"code": code, "success": False, "message": f"message {code}", "data": []}
+        sim.fail_next(1, 200, body=body)  # the body's code is what counts
+        with pytest.raises(GatewayError) as info:
+            await gateway.create_session(request("tb-3-0a0b0c0d", 1000, "USD"))
+        assert isinstance(info.value, BASIC_CODES[code])
+        assert info.value.retryable is issubclass(BASIC_CODES[code], GatewayUnavailable)
+        if not info.value.retryable:
+            assert info.value.code == str(code)
+        assert PAYEE not in info.value.user_message
+
+
+@pytest.mark.parametrize(
+    ("code", "paid", "state"),
+    [
+        ("40000", None, PaymentState.EXPIRED),  # Payment overtime, nothing arrived
+        ("40000", Decimal("3"), PaymentState.FAILED),  # overtime, but money arrived: refund
+        ("40020", None, PaymentState.FAILED),  # Wrong asset paid (money arrived)
+        ("40021", None, PaymentState.FAILED),  # Double payment (money arrived)
+        ("40024", Decimal("3"), PaymentState.FAILED),  # Wrong Amount paid
+        ("40025", None, PaymentState.FAILED),  # Too much market volatility.
+        ("40032", None, PaymentState.CANCELLED),  # cancelled (older notes)
+        ("40027", None, PaymentState.FAILED),  # any other code of the refund table
+    ],
+)
+async def test_every_failure_code_is_mapped(
+    code: str, paid: Decimal | None, state: PaymentState
+) -> None:
+    async with MixPaySimulator(payee_id=PAYEE) as sim, httpx.AsyncClient() as client:
+        gateway = MixPayGateway(
+            client, payee_id=PAYEE, settlement_asset_id=USDT_ERC20, api_url=sim.url
+        )
+        reference = "tb-4-0a0b0c0d"
+        session = await gateway.create_session(request(reference, 1000, "USD"))
+        sim.fail(session.session_id, code=code, paid=paid)
+        status = await gateway.get_status(session.session_id, reference)
+        assert status.state is state and status.detail == code
+        assert status.failure_reason
+        money = sim.sessions[session.session_id].payment_amount
+        assert status.refund_due is bool(money)
+        if money:
+            amount, symbol = (status.received or "").split()
+            assert Decimal(amount) == money and symbol == "USDT"
+
+
+async def test_create_sends_exactly_the_fields_tillbot_uses() -> None:
+    """payeeId, quoteAmount, quoteAssetId, settlementAssetId, orderId, expiredTimestamp,
+    remark, callbackUrl (HTTPS), and paymentAssetId + isChain on-chain; never traceId,
+    strictMode, settlementMemo, returnTo, failedReturnTo, callbackEvent, paymentAmount or
+    note."""
+    async with MixPaySimulator(payee_id=PAYEE) as sim, httpx.AsyncClient() as client:
+        gateway = MixPayGateway(
+            client, payee_id=PAYEE, settlement_asset_id=USDT_ERC20, api_url=sim.url,
+            payment_asset_id=BTC,
+        )
+        url = "https://bot.example/webhooks/mixpay"
+        await gateway.create_session(request("tb-5-0a0b0c0d", 1000, "USD", callback=url))
+        await gateway.create_session(
+            request("tb-6-0a0b0c0d", 1000, "USD", kind=InvoiceKind.ONCHAIN, callback=url)
+        )
+        one_time, onchain = [r for r in sim.requests if r.method == "POST"]
+        common = {"payeeId", "quoteAmount", "quoteAssetId", "settlementAssetId", "orderId",
+                  "expiredTimestamp", "remark", "callbackUrl"}
+        assert one_time.path == "/v1/one_time_payment" and set(one_time.parsed) == common
+        assert onchain.path == "/v1/payments"
+        assert set(onchain.parsed) == common | {"paymentAssetId", "isChain"}
+        assert onchain.parsed["isChain"] is True and onchain.parsed["paymentAssetId"] == BTC
