@@ -530,3 +530,47 @@ async def test_create_sends_exactly_the_fields_tillbot_uses() -> None:
         assert onchain.path == "/v1/payments"
         assert set(onchain.parsed) == common | {"paymentAssetId", "isChain"}
         assert onchain.parsed["isChain"] is True and onchain.parsed["paymentAssetId"] == BTC
+
+
+async def test_onchain_quote_lifetime_from_seconds_when_expire_is_absent() -> None:
+    async with MixPaySimulator(payee_id=PAYEE) as sim, httpx.AsyncClient() as client:
+        gateway = MixPayGateway(
+            client, payee_id=PAYEE, settlement_asset_id=USDT_ERC20, api_url=sim.url,
+            payment_asset_id=BTC,
+        )
+        data = {"traceId": "3f2b6c1e-0000-4000-8000-000000000001", "destination": "bc1qxyz",
+                "paymentAmount": "0.00016667", "paymentAssetSymbol": "BTC", "seconds": 600,
+                "clientId": "c-1", "memo": "", "tag": ""}
+        sim.fail_next(1, 200, body={"code": 0, "success": True, "message": "", "data": data},
+                      path_contains="/payments")
+        before = datetime.now(UTC)
+        session = await gateway.create_session(
+            request("tb-8-0a0b0c0d", 1000, "USD", kind=InvoiceKind.ONCHAIN)
+        )
+        ends = datetime.fromisoformat(session.payment["attempt_expires_at"].replace("Z", "+00:00"))
+        assert timedelta(seconds=595) < ends - before < timedelta(seconds=605)
+        assert "memo" not in session.payment and "tag" not in session.payment  # empty: none
+
+
+@pytest.mark.parametrize(
+    ("raw", "state"),
+    [
+        ("confirming", PaymentState.PENDING),  # older notes' status
+        ("paid_less", PaymentState.UNDERPAID),  # older notes' status (now a callback event)
+        ("refunding-new", PaymentState.PENDING),  # a status nobody documented yet
+    ],
+)
+async def test_older_and_unknown_statuses_are_never_final(raw: str, state: PaymentState) -> None:
+    async with MixPaySimulator(payee_id=PAYEE) as sim, httpx.AsyncClient() as client:
+        gateway = MixPayGateway(
+            client, payee_id=PAYEE, settlement_asset_id=USDT_ERC20, api_url=sim.url
+        )
+        reference = "tb-2-0a0b0c0d"
+        session = await gateway.create_session(request(reference, 1000, "USD"))
+        sim.underpay(session.session_id)
+        data = sim.result_object(sim.sessions[session.session_id], {"payment"})
+        data["status"] = raw
+        sim.fail_next(1, 200, body={"code": 0, "success": True, "message": "", "data": data})
+        status = await gateway.get_status(session.session_id, reference)
+        assert status.state is state and status.raw_status == raw
+        assert status.processing  # never expired locally while MixPay still works on it

@@ -618,7 +618,7 @@ async def test_webhook_delivery_with_secret_and_retry(emu: BotApiEmulator, bot: 
     try:
         user = emu.add_user(1001, "Mia")
         await emu.send_message(user, "queued before")
-        with pytest.raises(BadRequest, match="(?i)https url must be provided"):
+        with pytest.raises(BadRequest, match=r"(?i)https url must be provided"):
             await bot.set_webhook(f"http://127.0.0.1:{port}/hook")  # Telegram: HTTPS only
         emu.violations.clear()
         assert await bot.set_webhook(
