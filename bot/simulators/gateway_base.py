@@ -515,7 +515,7 @@ class GatewaySimulator(ABC, Generic[S]):
 
     @abstractmethod
     def set_status(self, session_id: str, status: str) -> S:
-        """Force a raw gateway status (e.g. MixPay ``confirming``, Mion ``exchanged``)."""
+        """Force a raw gateway status (e.g. MixPay ``auditing``, Mion ``exchanged``)."""
 
     def tick(self) -> None:
         """Apply time-driven transitions (expiry, ...) as of ``sim.now()``."""
