@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from bot.failpoints import crash_point
 from bot.gateways.base import (
@@ -491,7 +492,13 @@ class PaymentsService:
             log.warning("renewing the attempt of invoice %s failed: %s", invoice.id, exc)
             return invoice
         self.metrics.gateway_request(invoice.gateway, "renew", "ok")
-        updated = await self.repo.update_payment(invoice.id, dict(session.payment), self.clock())
+        # What already arrived of an underpayment stays shown across renewals.
+        kept: dict[str, Any] = {
+            k: invoice.payment[k] for k in ("received", "due") if k in invoice.payment
+        }
+        updated = await self.repo.update_payment(
+            invoice.id, {**kept, **session.payment}, self.clock()
+        )
         token = hashlib.sha256(
             str(session.payment.get("ln_invoice") or session.payment.get("address") or now).encode()
         ).hexdigest()[:12]

@@ -181,6 +181,15 @@ async def test_underpayment_tells_customer_and_merchant_what_arrived(
     assert underpaid.status is InvoiceStatus.PENDING and underpaid.underpaid
     query = [r.query for r in mixpay.requests if r.path == "/v1/payments_result"][-1]
     assert query["with"] == "payment"
+    # The on-chain quote is refreshed every few seconds here: what arrived stays shown.
+    refreshes = sum(1 for r in mixpay.requests if r.path == "/v1/payments/refresh")
+    await bot.emu.wait_for(
+        lambda: sum(1 for r in mixpay.requests if r.path == "/v1/payments/refresh") > refreshes,
+        timeout=10,
+    )
+    await bot.emu.wait_for(lambda: photo.edits >= 2, timeout=5)
+    kept = await stored(bot, invoice)
+    assert kept.payment["received"] == received and f"{received} of {due}" in photo.content
 
     mixpay.pay(sid)  # the rest arrives
     await bot.emu.wait_for(lambda: "PAID" in photo.content, timeout=10)
