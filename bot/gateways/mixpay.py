@@ -176,12 +176,12 @@ def _positive(value: Any) -> Decimal | None:
 
 
 def _amount_text(value: Any, symbol: Any) -> str | None:
+    """'0.00008333 BTC' from MixPay's amount and symbol; None when nothing (or 0) is there."""
     amount = _positive(value)
     if amount is None:
         return None
-    return f"{decimal_text(amount)} {symbol}".strip() if isinstance(symbol, str) else (
-        decimal_text(amount)
-    )
+    unit = symbol.strip() if isinstance(symbol, str) else ""
+    return f"{decimal_text(amount)} {unit}".strip()
 
 
 class MixPayGateway(Gateway):
