@@ -25,6 +25,7 @@ from bot.simulators.miraclepay import MiraclePaySimulator
 from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 from bot.simulators.telegram import BotApiEmulator
 from bot.simulators.telegram_models import MessageRecord
+from bot.simulators.tls import TlsFront
 from storage import open_repository
 from storage.base import Repository
 from storage.models import Invoice
@@ -104,6 +105,7 @@ class Stack:
     tracker: Tracker = field(init=False)
     bot: ChildProcess | None = None
     http_port: int = 0
+    front: TlsFront | None = None  # webhook mode: the HTTPS PUBLIC_URL in front of the bot
     db_path: Path = field(init=False)
     repo: Repository | None = None
     startup_seconds: float = 0.0
@@ -158,8 +160,6 @@ class Stack:
             "LOG_LEVEL": "WARNING",
             "INSTANCE_ID": "bench",
         }
-        if webhooks:
-            env["PUBLIC_URL"] = f"http://127.0.0.1:{self.http_port}"
         return env
 
     async def start_bot(self, *, webhooks: bool, pending: int, timeout: float = 60.0) -> None:
@@ -167,7 +167,11 @@ class Stack:
         _remove_database(self.db_path)
         await seed_pending(self.db_path, pending, merchant_ids(min(self.merchants, 500)))
         drop = {name.upper() for name in Settings.model_fields} | {"PORT", "HTTP_PORT"}
-        env = child_env(self.bot_env(webhooks=webhooks), drop)
+        bot_env = self.bot_env(webhooks=webhooks)
+        if webhooks:  # PUBLIC_URL must be HTTPS: TLS ends at a local front, as at a proxy
+            self.front = TlsFront(self.http_port)
+            bot_env["PUBLIC_URL"] = await self.front.start()
+        env = child_env(bot_env, drop)
         self.bot = ChildProcess("bot", env, self.work_dir, self.work_dir / "bot.log")
         await self.bot.start()
         await self._wait_ready(webhooks=webhooks, timeout=timeout)
@@ -202,6 +206,9 @@ class Stack:
         if self.bot is not None:
             await self.bot.stop()
             self.bot = None
+        if self.front is not None:
+            await self.front.stop()
+            self.front = None
 
     def bot_sample(self) -> Any:
         assert self.bot is not None

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.gateways.mixpay import payment_asset_problem, quote_asset_problem
+
 GatewayName = Literal["sandbox", "mion", "mixpay", "miraclepay"]
 GATEWAY_NAMES: tuple[GatewayName, ...] = ("sandbox", "mion", "mixpay", "miraclepay")
 
@@ -202,6 +204,30 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"DEFAULT_GATEWAY={self.default_gateway} but that gateway's credentials are not set"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_url_is_https(self) -> Settings:
+        # Telegram delivers webhooks and MixPay sends callbacks only to HTTPS URLs.
+        if self.http_listen_port is not None and self.public_url is not None and (
+            not self.public_url.startswith("https://")
+        ):
+            raise ValueError(
+                "PUBLIC_URL must start with https:// in webhook mode (Telegram and MixPay "
+                "call only HTTPS URLs; end TLS at a proxy in front of HTTP_PORT)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _mixpay_assets_usable(self) -> Settings:
+        if "mixpay" not in self.available_gateways():
+            return self
+        quote = quote_asset_problem(self.mixpay_quote_asset_id)
+        if quote is not None:
+            raise ValueError(f"MIXPAY_QUOTE_ASSET_ID: {quote}")
+        payment = payment_asset_problem(self.mixpay_payment_asset_id)
+        if payment is not None:
+            raise ValueError(f"MIXPAY_PAYMENT_ASSET_ID: {payment}")
         return self
 
     # -- derived --------------------------------------------------------------------------

@@ -161,6 +161,34 @@ EN: dict[str, str] = {
     "summary_line": "{status}: {count} · {totals}",
     "summary_empty": "No invoices.",
     "unknown_detail": "less than the amount arrived",
+    # MixPay edge cases (issue 11)
+    "customer_underpaid": (
+        "⚠️ Invoice #{id} ({amount}): only {detail}. Please pay the rest with the same "
+        "payment; it stays open."
+    ),
+    "admin_failed_refund": (
+        "❌ Invoice #{id} failed at {gateway} ({reason}) but {received} arrived: a refund to "
+        "the customer is due · merchant {merchant}"
+    ),
+    "merchant_failed_refund": (
+        "❌ Invoice #{id} ({amount}) failed at {gateway} ({reason}) but {received} arrived: "
+        "the customer must be refunded."
+    ),
+    "merchant_overpaid": (
+        "💰 Invoice #{id} ({amount}) was overpaid by {surplus} at {gateway}. Refund of the "
+        "surplus: {surplus_status}."
+    ),
+    "surplus_no": "none needed",
+    "surplus_pending": "not yet sent",
+    "surplus_sending": "being sent",
+    "surplus_success": "done",
+    "admin_mismatch": (
+        "🚨 {gateway} reported invoice #{id} ({amount}) as paid, but its payment names payee "
+        "<code>{got_payee}</code>, {got_currency} {got_amount}. It was NOT booked as paid; "
+        "check it at {gateway} · merchant {merchant}"
+    ),
+    "onchain_memo": "⚠️ With memo <code>{memo}</code> (required, or the payment is lost)",
+    "onchain_tag": "⚠️ With destination tag <code>{tag}</code> (required, or the payment is lost)",
     # lists, reports, settings
     "invoices_title": "🧾 <b>Your invoices</b> ({first}–{last} of {total})",
     "invoices_empty": "You have no invoices yet. Create one with <code>/invoice 12.50 Coffee</code>.",
@@ -369,6 +397,36 @@ DE: dict[str, str] = {
     "summary_line": "{status}: {count} · {totals}",
     "summary_empty": "Keine Rechnungen.",
     "unknown_detail": "es kam weniger als der Betrag an",
+    # MixPay-Sonderfälle (Issue 11)
+    "customer_underpaid": (
+        "⚠️ Rechnung Nr. {id} ({amount}): nur {detail}. Bitte zahle den Rest mit derselben "
+        "Zahlung; sie bleibt offen."
+    ),
+    "admin_failed_refund": (
+        "❌ Rechnung Nr. {id} fehlgeschlagen bei {gateway} ({reason}), aber {received} kam an: "
+        "der Kunde muss erstattet werden · Händler {merchant}"
+    ),
+    "merchant_failed_refund": (
+        "❌ Rechnung Nr. {id} ({amount}) ist bei {gateway} fehlgeschlagen ({reason}), aber "
+        "{received} kam an: der Kunde muss erstattet werden."
+    ),
+    "merchant_overpaid": (
+        "💰 Rechnung Nr. {id} ({amount}) wurde bei {gateway} um {surplus} überbezahlt. "
+        "Erstattung des Überschusses: {surplus_status}."
+    ),
+    "surplus_no": "nicht nötig",
+    "surplus_pending": "noch nicht gesendet",
+    "surplus_sending": "wird gesendet",
+    "surplus_success": "erledigt",
+    "admin_mismatch": (
+        "🚨 {gateway} meldet Rechnung Nr. {id} ({amount}) als bezahlt, aber die Zahlung nennt "
+        "Empfänger <code>{got_payee}</code>, {got_currency} {got_amount}. Sie wurde NICHT als "
+        "bezahlt gebucht; prüfe sie bei {gateway} · Händler {merchant}"
+    ),
+    "onchain_memo": "⚠️ Mit Memo <code>{memo}</code> (Pflicht, sonst geht die Zahlung verloren)",
+    "onchain_tag": (
+        "⚠️ Mit Destination-Tag <code>{tag}</code> (Pflicht, sonst geht die Zahlung verloren)"
+    ),
     "invoices_title": "🧾 <b>Deine Rechnungen</b> ({first}–{last} von {total})",
     "invoices_empty": (
         "Du hast noch keine Rechnungen. Erstelle eine mit <code>/invoice 12,50 Kaffee</code>."

@@ -23,6 +23,16 @@ _EXPONENTS: dict[str, int] = {
     "JOD": 3,
     "TND": 3,
 }
+# ISO 4217 currencies whose minor unit is a hundredth, spelled out so that a code nobody
+# listed is known to be unknown (`known_exponent`): a gateway quoting in it must not guess.
+_TWO_DECIMALS = frozenset(
+    {
+        "AED", "ARS", "AUD", "BDT", "BGN", "BRL", "CAD", "CHF", "CNY", "COP", "CZK", "DKK",
+        "EGP", "EUR", "GBP", "GEL", "HKD", "HUF", "IDR", "ILS", "INR", "KES", "KZT", "MAD",
+        "MXN", "MYR", "NGN", "NOK", "NZD", "PEN", "PHP", "PKR", "PLN", "QAR", "RON", "RSD",
+        "RUB", "SAR", "SEK", "SGD", "THB", "TRY", "TWD", "UAH", "USD", "ZAR",
+    }
+)
 _SYMBOLS: dict[str, str] = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": "CHF"}
 _CURRENCY_RE = re.compile(r"^[A-Za-z]{3,5}$")
 # Digits with at most one decimal separator; no sign, exponent, spaces or thousands groups.
@@ -69,6 +79,30 @@ class AmountError(ValueError):
 def exponent(currency: str) -> int:
     """How many decimals the currency's minor unit has (EUR 2, JPY 0)."""
     return _EXPONENTS.get(currency.upper(), 2)
+
+
+def known_exponent(currency: str) -> int | None:
+    """The currency's decimals when Tillbot knows them for certain (JPY 0, KWD 3, EUR 2),
+    else None: for amounts a gateway quotes in its own unit, where a guess would misbook."""
+    code = currency.upper()
+    if code in _EXPONENTS:
+        return _EXPONENTS[code]
+    return 2 if code in _TWO_DECIMALS else None
+
+
+def minor_from_plain(text: object, currency: str) -> int | None:
+    """An API's decimal text ('12.5', '1250', 10) in minor units of `currency`, exactly;
+    None when absent, not a plain decimal, or finer than the currency's minor unit."""
+    places = known_exponent(currency)
+    if places is None or isinstance(text, bool) or not isinstance(text, str | int):
+        return None
+    cleaned = str(text).strip()
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", cleaned):
+        return None
+    value = Decimal(cleaned).scaleb(places)
+    if value != value.to_integral_value():
+        return None
+    return int(value)
 
 
 def is_currency_code(text: str) -> bool:

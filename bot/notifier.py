@@ -484,6 +484,20 @@ class Notifier:
                 "⌛🚫❌ "
             ),
         }
+        common["received"] = escape(str(payload.get("received") or "—"))
+        common["surplus"] = escape(str(payload.get("surplus") or "—"))
+        common["surplus_status"] = _surplus_status(language, payload.get("surplus_status"))
+        if item.event is OutboxEvent.MISMATCH:
+            return t(
+                language,
+                "admin_mismatch",
+                got_payee=escape(str(payload.get("payee") or "—")),
+                got_currency=escape(str(payload.get("currency") or "—")),
+                got_amount=escape(_minor_text(payload.get("amount_minor"), payload, language)),
+                **common,
+            )
+        if item.kind is OutboxKind.RECEIPT and item.event is OutboxEvent.UNDERPAID:
+            return t(language, "customer_underpaid", **common)
         if item.kind is OutboxKind.RECEIPT:
             common["merchant"] = escape(merchant or str(invoice.merchant_id))
             return t(
@@ -493,11 +507,46 @@ class Notifier:
                 reference=escape(invoice.gateway_session_id or "—"),
                 **common,
             )
+        if item.event is OutboxEvent.OVERPAID:
+            return t(language, "merchant_overpaid", **common)
+        if item.event is OutboxEvent.FAILED and payload.get("refund_due"):
+            key = "admin_failed_refund" if item.kind is OutboxKind.ADMIN else "merchant_failed_refund"
+            return t(language, key, **common)
         prefix = "admin" if item.kind is OutboxKind.ADMIN else "merchant"
         return t(language, f"{prefix}_{item.event.value}", **common)
 
 
+def _surplus_status(language: str, status: object) -> str:
+    """MixPay's `surplusStatus` (no, pending, sending, success) in the reader's language."""
+    texts = {
+        "no": t(language, "surplus_no"),
+        "pending": t(language, "surplus_pending"),
+        "sending": t(language, "surplus_sending"),
+        "success": t(language, "surplus_success"),
+    }
+    return texts.get(str(status), "—")
+
+
+def _minor_text(value: object, payload: dict[str, object], language: str) -> str:
+    """A mismatching amount in the currency the gateway named ('—' when it named none)."""
+    currency = payload.get("currency")
+    if isinstance(value, int) and not isinstance(value, bool) and isinstance(currency, str):
+        return format_amount(value, currency, language)
+    return "—"
+
+
 def _underpaid_detail(invoice: Invoice, payload: dict[str, object], language: str) -> str:
+    received = payload.get("received")
+    if isinstance(received, str) and received:
+        due = payload.get("due")
+        return t(
+            language,
+            "status_underpaid",
+            paid=received,
+            amount=due if isinstance(due, str) and due else format_amount(
+                invoice.amount_minor, invoice.currency, language
+            ),
+        ).removeprefix("⚠️ ")
     paid = payload.get("paid_amount_minor")
     if isinstance(paid, int):
         return t(

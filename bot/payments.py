@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from bot.failpoints import crash_point
 from bot.gateways.base import (
@@ -451,6 +452,36 @@ class PaymentsService:
         moved = await self._move(replace(invoice, not_found_count=count), InvoiceStatus.FAILED, gone)
         return moved.status is not InvoiceStatus.PENDING
 
+    async def _alert_mismatch(self, invoice: Invoice, status: SessionStatus) -> None:
+        """Tell each admin once that a gateway reported a payment that does not match the
+        invoice (payee, currency or amount): it was not booked."""
+        got = {
+            "payee": status.payee or "—",
+            "currency": status.currency or "—",
+            "amount_minor": status.amount_minor,
+            "raw_status": status.raw_status,
+        }
+        await self._enqueue(
+            [
+                NewOutbox(
+                    kind=OutboxKind.ADMIN,
+                    event=OutboxEvent.MISMATCH,
+                    invoice_id=invoice.id,
+                    chat_id=admin,
+                    payload=got,
+                    dedupe_key=f"i{invoice.id}:mismatch:admin:{admin}",
+                )
+                for admin in sorted(self.policy.admin_ids)
+            ]
+        )
+
+    async def _refund_due_after_close(self, invoice: Invoice, status: SessionStatus) -> None:
+        """Money arrived for an invoice we had already closed (expired, cancelled) and the
+        gateway failed the payment: the merchant and admins must refund it."""
+        messages = await self.repo.messages_for(invoice.id)
+        rows = self._notices(invoice, OutboxEvent.FAILED, messages, status)
+        await self._enqueue([replace(r, dedupe_key=f"{r.dedupe_key}:refund") for r in rows])
+
     async def _alert_auth(self, gateway_name: str, exc: GatewayError) -> None:
         """Tell each admin once (per gateway and day) that a gateway rejects our credentials."""
         if gateway_name in self._auth_alerted:
@@ -502,7 +533,7 @@ class PaymentsService:
         if invoice.expires_at is not None and now >= invoice.expires_at:
             return invoice
         try:
-            session = await gateway.renew_attempt(invoice.gateway_session_id)
+            session = await gateway.renew_payment(invoice.gateway_session_id, invoice.payment)
         except GatewayComplianceBlocked as exc:
             self.metrics.gateway_request(invoice.gateway, "renew", _outcome(exc))
             return await self._compliance_blocked(invoice, exc)
@@ -511,7 +542,13 @@ class PaymentsService:
             log.warning("renewing the attempt of invoice %s failed: %s", invoice.id, exc)
             return invoice
         self.metrics.gateway_request(invoice.gateway, "renew", "ok")
-        updated = await self.repo.update_payment(invoice.id, dict(session.payment), self.clock())
+        # What already arrived of an underpayment stays shown across renewals.
+        kept: dict[str, Any] = {
+            k: invoice.payment[k] for k in ("received", "due") if k in invoice.payment
+        }
+        updated = await self.repo.update_payment(
+            invoice.id, {**kept, **session.payment}, self.clock()
+        )
         token = hashlib.sha256(
             str(session.payment.get("ln_invoice") or session.payment.get("address") or now).encode()
         ).hexdigest()[:12]
@@ -579,9 +616,9 @@ class PaymentsService:
                 at = min(at, max(attempt_end - self.policy.renew_before, now))
             if (
                 invoice.expires_at is not None
-                and at > invoice.expires_at + self.policy.expiry_grace
+                and now < invoice.expires_at + self.policy.expiry_grace < at
             ):
-                at = max(invoice.expires_at + self.policy.expiry_grace, now)
+                at = invoice.expires_at + self.policy.expiry_grace
             return at
         if invoice.status in (
             InvoiceStatus.EXPIRED, InvoiceStatus.CANCELLED, InvoiceStatus.FAILED
@@ -601,8 +638,9 @@ class PaymentsService:
         now = self.clock()
         state = status.state
         if state is PaymentState.PAID and not self._matches(invoice, status):
+            await self._alert_mismatch(invoice, status)
             return invoice
-        if state is PaymentState.PAID and _is_short(invoice, status):
+        if state is PaymentState.PAID and not status.strict_match and _is_short(invoice, status):
             state = PaymentState.UNDERPAID
         if state is PaymentState.PAID:
             late = invoice.status is not InvoiceStatus.PENDING
@@ -612,6 +650,8 @@ class PaymentsService:
         if state is PaymentState.UNDERPAID:
             return await self._underpaid(invoice, status)
         if invoice.status is not InvoiceStatus.PENDING:
+            if state is PaymentState.FAILED and status.refund_due:
+                await self._refund_due_after_close(invoice, status)
             return invoice
         if state is PaymentState.EXPIRED:
             return await self._move(invoice, InvoiceStatus.EXPIRED, status)
@@ -619,18 +659,33 @@ class PaymentsService:
             return await self._move(invoice, InvoiceStatus.FAILED, status)
         if state is PaymentState.CANCELLED:
             return await self._move(invoice, InvoiceStatus.CANCELLED, status)
-        if invoice.expires_at is not None and now > invoice.expires_at + self.policy.expiry_grace:
+        if (
+            not status.processing
+            and invoice.expires_at is not None
+            and now > invoice.expires_at + self.policy.expiry_grace
+        ):
             # The gateway still says pending long after our expiry: stop asking the customer
-            # (a payment that still lands later is reported as late).
+            # (a payment that still lands later is reported as late). Not while the gateway
+            # says it is still at work (MixPay confirming, auditing): it ends those itself.
             return await self._move(invoice, InvoiceStatus.EXPIRED, status)
         if status.raw_status != invoice.raw_status:
             await self.repo.record_observation(invoice.id, raw_status=status.raw_status, now=now)
         return invoice
 
     def _matches(self, invoice: Invoice, status: SessionStatus) -> bool:
-        """A status is about this invoice: payee and currency agree where the gateway says."""
+        """A status is about this invoice: payee and currency agree where the gateway says;
+        with `strict_match`, payee, currency and amount must all be present and equal."""
         gateway = self.gateways.get(invoice.gateway)
         expected_payee = getattr(gateway, "payee_id", None)
+        if status.strict_match and (
+            status.payee is None
+            or status.payee != expected_payee
+            or status.currency is None
+            or status.currency.upper() != invoice.currency.upper()
+            or status.amount_minor != invoice.amount_minor
+        ):
+            log.warning("invoice %s: paid status does not match the invoice; ignored", invoice.id)
+            return False
         if (
             status.payee is not None
             and expected_payee is not None
@@ -699,6 +754,11 @@ class PaymentsService:
     async def _underpaid(self, invoice: Invoice, status: SessionStatus) -> Invoice:
         if invoice.underpaid or invoice.status is InvoiceStatus.PAID:
             return invoice
+        if status.received:
+            # Shown on the invoice itself: what arrived, and what was due.
+            shown = {"received": status.received, "due": status.due}
+            payment = {**invoice.payment, **{k: v for k, v in shown.items() if v}}
+            await self.repo.update_payment(invoice.id, payment, self.clock())
         await self.repo.record_observation(
             invoice.id, raw_status=status.raw_status, now=self.clock(), underpaid=True
         )
@@ -746,19 +806,44 @@ class PaymentsService:
             "reason": status.failure_reason,
             "detail": status.detail,
             "paid_amount_minor": status.paid_amount_minor,
+            "received": status.received,
+            "due": status.due,
+            "refund_due": status.refund_due or None,
+            "surplus": status.surplus,
+            "surplus_status": status.surplus_status,
         }
         payload: dict[str, object] = {k: v for k, v in detail.items() if v is not None}
         if previous is not None:
             payload["previous"] = previous.value
         rows: list[NewOutbox] = []
-        if event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID):
-            customers = sorted(
-                {
-                    m.chat_id
-                    for m in messages
-                    if m.role is MessageRole.CUSTOMER and m.chat_id is not None
-                }
+        customers = sorted(
+            {m.chat_id for m in messages if m.role is MessageRole.CUSTOMER and m.chat_id is not None}
+        )
+        if event is OutboxEvent.UNDERPAID and status.received:
+            # The customer is told what arrived and that the rest is still due.
+            rows += [
+                NewOutbox(
+                    kind=OutboxKind.RECEIPT,
+                    event=event,
+                    invoice_id=invoice.id,
+                    chat_id=chat,
+                    payload=payload,
+                    dedupe_key=f"i{invoice.id}:underpaid:c{chat}",
+                )
+                for chat in customers
+            ]
+        if event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID) and status.surplus:
+            rows.append(
+                NewOutbox(
+                    kind=OutboxKind.MERCHANT,
+                    event=OutboxEvent.OVERPAID,
+                    invoice_id=invoice.id,
+                    chat_id=invoice.merchant_id,
+                    payload=payload,
+                    dedupe_key=f"i{invoice.id}:overpaid:merchant",
+                )
             )
+        if event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID):
             rows += [
                 NewOutbox(
                     kind=OutboxKind.RECEIPT,

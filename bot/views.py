@@ -61,6 +61,15 @@ def format_time(value: datetime | None) -> str:
 def status_label(invoice: Invoice, language: str) -> str:
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
     if invoice.status is InvoiceStatus.PENDING and invoice.underpaid:
+        received = invoice.payment.get("received")
+        if isinstance(received, str) and received:
+            due = invoice.payment.get("due")
+            return t(
+                language,
+                "status_underpaid",
+                paid=escape(received),
+                amount=escape(due) if isinstance(due, str) and due else amount,
+            )
         return t(language, "status_underpaid_unknown", amount=amount)
     if invoice.status is InvoiceStatus.PAID and invoice.late:
         return t(language, "status_paid_late")
@@ -101,7 +110,7 @@ def payment_lines(invoice: Invoice, language: str) -> list[str]:
             )
         ]
     if invoice.kind is InvoiceKind.ONCHAIN and payment.get("address"):
-        return [
+        lines = [
             t(
                 language,
                 "onchain_lines",
@@ -110,6 +119,12 @@ def payment_lines(invoice: Invoice, language: str) -> list[str]:
                 address=escape(str(payment["address"])),
             )
         ]
+        # Without its memo or destination tag such a transfer cannot be credited.
+        if payment.get("memo"):
+            lines.append(t(language, "onchain_memo", memo=escape(str(payment["memo"]))))
+        if payment.get("tag"):
+            lines.append(t(language, "onchain_tag", tag=escape(str(payment["tag"]))))
+        return lines
     checkout = payment.get("checkout_amount_minor")
     commission = payment.get("commission_minor")
     if (
@@ -266,6 +281,8 @@ def qr_for(invoice: Invoice) -> bytes:
             str(payment["address"]),
             _opt(payment.get("crypto_amount")),
             _opt(payment.get("crypto_symbol")),
+            memo=_opt(payment.get("memo")),
+            tag=_opt(payment.get("tag")),
         )
     )
 

@@ -75,6 +75,8 @@ class OutboxEvent(StrEnum):
     GATEWAY_SETUP = "gateway_setup"  # a gateway's setup is incomplete (checked at start)
     COMPLIANCE = "compliance"  # the gateway blocks the payment until the customer gives details
     DAILY_SUMMARY = "daily_summary"
+    MISMATCH = "mismatch"  # a gateway's "paid" names another payee/currency/amount (once)
+    OVERPAID = "overpaid"  # more than due arrived (MixPay's surplus), told to the merchant
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

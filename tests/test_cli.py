@@ -53,6 +53,15 @@ def run_bot(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.Compl
         ({"TELEGRAM_BOT_TOKEN": TOKEN, "DEFAULT_GATEWAY": "mion"}, "DEFAULT_GATEWAY"),
         ({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": "ftp://x"}, "TELEGRAM_API_URL"),
         ({"TELEGRAM_BOT_TOKEN": TOKEN, "POLL_INTERVAL_SECONDS": "0"}, "POLL_INTERVAL_SECONDS"),
+        # Webhook mode: Telegram and MixPay call only HTTPS URLs (issue 11).
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "HTTP_PORT": "8080", "PUBLIC_URL": "http://bot.example"},
+         "PUBLIC_URL"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "MIXPAY_PAYEE_ID": "p", "MIXPAY_SETTLEMENT_ASSET_ID": "s",
+          "MIXPAY_QUOTE_ASSET_ID": "4d8c508b-91c5-375b-92b0-ee702ed2dac5"},
+         "MIXPAY_QUOTE_ASSET_ID"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "MIXPAY_PAYEE_ID": "p", "MIXPAY_SETTLEMENT_ASSET_ID": "s",
+          "MIXPAY_PAYMENT_ASSET_ID": "6cfe566e-4aad-470b-8c9a-2fd35b49c68d"},
+         "MIXPAY_PAYMENT_ASSET_ID"),
     ],
 )
 def test_bad_settings_stop_with_one_line_and_status_2(

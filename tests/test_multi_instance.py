@@ -24,6 +24,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from bot.simulators.mion import MionSimulator
 from bot.simulators.telegram import BotApiEmulator
+from bot.simulators.tls import server_context
 from storage import open_repository
 from storage.base import Repository
 from storage.models import (
@@ -63,7 +64,10 @@ class RoundRobinProxy:
         self._session = ClientSession(timeout=ClientTimeout(total=10))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        # TLS ends here, as at a real load balancer: PUBLIC_URL must be HTTPS.
+        await web.TCPSite(
+            self._runner, "127.0.0.1", self.port, ssl_context=server_context()
+        ).start()
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -198,7 +202,7 @@ async def test_three_instances_share_the_work_and_survive_kills(
                 "DEFAULT_GATEWAY": "mion",
                 "SANDBOX_ENABLED": "false",
                 "HTTP_PORT": str(port),
-                "PUBLIC_URL": f"http://127.0.0.1:{proxy.port}",
+                "PUBLIC_URL": f"https://127.0.0.1:{proxy.port}",
                 "INSTANCE_ID": f"bot-{i}",
                 "POLL_INTERVAL_SECONDS": "1",
                 "POLL_MAX_INTERVAL_SECONDS": "3",

@@ -17,7 +17,8 @@ from aiohttp import web
 from bot.simulators.gateway_base import InvalidTransition, UnsupportedControl
 from bot.simulators.mion import MionSimulator, _hrp_expand, _polymod
 from bot.simulators.miraclepay import MiraclePaySimulator
-from bot.simulators.mixpay import BTC, MixPaySimulator
+from bot.simulators.mixpay import BTC, STATUSES, MixPaySimulator
+from bot.simulators.tls import server_context
 
 MION_KEY = "mion-test-key"
 PAYEE = "payee-0001"
@@ -54,9 +55,9 @@ class Receiver:
         app.router.add_post("/cb", self.handle)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=server_context())
         await site.start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/cb"
+        self.url = f"https://127.0.0.1:{self.runner.addresses[0][1]}/cb"  # MixPay: HTTPS only
 
     async def stop(self) -> None:
         if self.runner:
@@ -517,7 +518,7 @@ async def test_mixpay_callback_retries_until_success(
 
 async def test_mixpay_errors(client: httpx.AsyncClient) -> None:
     clock = FakeClock()
-    async with MixPaySimulator(payee_id=PAYEE, callback_allow_http=False, clock=clock) as sim:
+    async with MixPaySimulator(payee_id=PAYEE, clock=clock) as sim:
         now = int(clock().timestamp())
 
         async def create(**over: Any) -> dict[str, Any]:
@@ -531,7 +532,7 @@ async def test_mixpay_errors(client: httpx.AsyncClient) -> None:
         assert (await create(quoteAssetId="USD"))["code"] == 10003
         assert (await create(payeeId="someone-else"))["code"] == 10001
         assert (await create(remark="x" * 51))["code"] == 1017
-        assert (await create(callbackUrl="http://example.com/cb"))["code"] == 10061
+        assert (await create(callbackUrl="http://example.com/cb"))["code"] == 1017
         assert (await create(callbackEvent="bogus"))["code"] == 10131
         assert (await create(expiredTimestamp=now + 5))["code"] == 10063
         assert (await create(expiredTimestamp=now + 2880 * 60))["code"] == 10064
@@ -580,12 +581,18 @@ async def test_mixpay_onchain_payment_and_controls(
     assert got["quoteAmount"] == "12.50" and got["payableAmount"] == "13.5"
 
     mixpay.underpay(trace)
-    result = (await client.get(f"{mixpay.url}/payments_result", params={"traceId": trace})).json()
-    assert result["data"]["status"] == "paid_less"
+    result = (await client.get(f"{mixpay.url}/payments_result",
+                               params={"traceId": trace, "with": "payment"})).json()
+    # The newest docs: an underpayment is `pending` with payment.isFullyPaid false.
+    assert result["data"]["status"] == "pending"
+    assert result["data"]["payment"]["isFullyPaid"] is False
+    assert result["data"]["payment"]["isMultiPay"] is True
     assert result["data"]["paymentAmount"] == "0.00008333"
     assert result["data"]["payableAmount"] == "0.00016667"
     mixpay.expire(trace)
     assert mixpay.sessions[trace].failure_code == "40024"
+    failed = (await client.get(f"{mixpay.url}/payments_result", params={"traceId": trace})).json()
+    assert failed["data"]["paymentAmount"] == "0.00008333"  # what arrived: refund due
 
     for order, action, code in (("cxl-0001", "cancel", "40032"), ("exp-0001", "expire", "40000")):
         r = await client.post(f"{mixpay.url}/one_time_payment", data=otp(orderId=order))
@@ -595,11 +602,12 @@ async def test_mixpay_onchain_payment_and_controls(
 
     r = await client.post(f"{mixpay.url}/one_time_payment", data=otp(orderId="walk-0001"))
     sid = r.json()["data"]["code"]
-    for status in ("confirming", "pending"):
+    for status in ("pending", "auditing"):
         mixpay.set_status(sid, status)
         got = (await client.get(f"{mixpay.url}/payments_result",
-                                params={"traceId": sid})).json()["data"]
-        assert got["status"] == status
+                                params={"traceId": sid, "with": "payment"})).json()["data"]
+        assert got["status"] == status and got["payment"]["isFullyPaid"] is True
+        assert got["confirmations"] == (1 if status == "pending" else -1)
     mixpay.pay(sid)
     assert mixpay.sessions[sid].status == "success"
     with pytest.raises(InvalidTransition):
@@ -757,3 +765,64 @@ async def test_miraclepay_expiry_and_lost_create(client: httpx.AsyncClient) -> N
         clock.advance(hours=24)
         status = (await client.get(f"{url}/{prompt.id}", headers=basic())).json()
         assert status["status"] == "expired" and status["blockchainId"] == "btc"
+
+
+async def test_mixpay_statuses_are_the_documented_ones(
+    mixpay: MixPaySimulator, client: httpx.AsyncClient
+) -> None:
+    """payments-results.md: unpaid, pending (processing), failed, auditing and success; the
+    older notes' `confirming` and `paid_less` statuses are not answered any more."""
+    assert set(STATUSES) == {"unpaid", "pending", "auditing", "success", "failed"}
+    r = await client.post(f"{mixpay.url}/one_time_payment", data=otp(orderId="docs-0001"))
+    sid = r.json()["data"]["code"]
+    for status in ("confirming", "paid_less"):
+        with pytest.raises(ValueError, match="status must be one of"):
+            mixpay.set_status(sid, status)
+
+
+async def test_mixpay_deadline_does_not_fail_a_payment_still_confirming(
+    client: httpx.AsyncClient,
+) -> None:
+    clock = FakeClock()
+    async with MixPaySimulator(payee_id=PAYEE, clock=clock) as sim:
+        now = int(clock().timestamp())
+        r = await client.post(f"{sim.url}/one_time_payment",
+                              data=otp(orderId="slow-0001", expiredTimestamp=now + 600))
+        sid = r.json()["data"]["code"]
+        sim.set_status(sid, "pending")
+        clock.advance(seconds=700)
+        sim.tick()
+        got = (await client.get(f"{sim.url}/payments_result", params={"traceId": sid})).json()
+        assert got["data"]["status"] == "pending" and got["data"]["confirmations"] > -1
+        sim.pay(sid)
+        got = (await client.get(f"{sim.url}/payments_result", params={"traceId": sid})).json()
+        assert got["data"]["status"] == "success"
+
+
+async def test_mixpay_overpayment_and_failure_with_money(
+    mixpay: MixPaySimulator, client: httpx.AsyncClient
+) -> None:
+    body = otp(orderId="over-0001", quoteAmount="10", paymentAssetId=BTC, isChain=True)
+    trace = (await client.post(f"{mixpay.url}/payments", json=body)).json()["data"]["traceId"]
+    mixpay.pay(trace, amount=Decimal("0.0002"))
+    got = (await client.get(f"{mixpay.url}/payments_result", params={"traceId": trace})).json()
+    assert got["data"]["status"] == "success"
+    assert got["data"]["surplusAmount"] == "0.00003333"
+    assert got["data"]["surplusStatus"] == "pending"
+
+    body = otp(orderId="wrong-0001", quoteAmount="10", paymentAssetId=BTC, isChain=True)
+    trace = (await client.post(f"{mixpay.url}/payments", json=body)).json()["data"]["traceId"]
+    await client.post(f"{mixpay.root_url}/_sim/sessions/{trace}/fail",
+                      json={"code": "40020", "paid": "0.0001"})
+    got = (await client.get(f"{mixpay.url}/payments_result", params={"traceId": trace})).json()
+    assert got["data"]["status"] == "failed" and got["data"]["failureCode"] == "40020"
+    assert got["data"]["paymentAmount"] == "0.0001"
+
+
+async def test_mixpay_refuses_http_callback_urls(
+    mixpay: MixPaySimulator, client: httpx.AsyncClient
+) -> None:
+    r = await client.post(f"{mixpay.url}/one_time_payment",
+                          data=otp(orderId="http-0001", callbackUrl="http://127.0.0.1:9/cb"))
+    assert r.json()["code"] == 1017 and "HTTPS" in r.json()["message"]
+    assert not mixpay.sessions

@@ -44,6 +44,7 @@ from telegram.ext import (
 from bot.simulators.telegram import BotApiEmulator, RateLimits
 from bot.simulators.telegram_format import EntityParseError, parse_formatted
 from bot.simulators.telegram_spec import load_spec
+from bot.simulators.tls import server_context
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*attribute `retry_after` will be of type"),
@@ -611,14 +612,17 @@ async def test_webhook_delivery_with_secret_and_retry(emu: BotApiEmulator, bot: 
     server_app.router.add_post("/hook", hook)
     runner = web.AppRunner(server_app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context())
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
         user = emu.add_user(1001, "Mia")
         await emu.send_message(user, "queued before")
+        with pytest.raises(BadRequest, match=r"(?i)https url must be provided"):
+            await bot.set_webhook(f"http://127.0.0.1:{port}/hook")  # Telegram: HTTPS only
+        emu.violations.clear()
         assert await bot.set_webhook(
-            f"http://127.0.0.1:{port}/hook", secret_token="s3cr3t", drop_pending_updates=True
+            f"https://127.0.0.1:{port}/hook", secret_token="s3cr3t", drop_pending_updates=True
         )
         with pytest.raises(Conflict, match="webhook is active"):
             await bot.get_updates()

@@ -13,6 +13,7 @@ import pytest
 from bot.payments import reference_for
 from bot.simulators.mion import MionSimulator
 from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from bot.simulators.tls import TlsFront, client_context
 from storage.models import InvoiceStatus, NewOutbox, OutboxEvent, OutboxKind
 from tests.conftest import Harness, free_port
 
@@ -32,12 +33,17 @@ async def mixpay() -> AsyncIterator[MixPaySimulator]:
 
 
 @pytest.fixture
-async def webbot(harness: Harness, mion: MionSimulator, mixpay: MixPaySimulator) -> Harness:
-    """The bot in webhook mode with Mion and MixPay, polling slowly so callbacks show."""
+async def webbot(
+    harness: Harness, mion: MionSimulator, mixpay: MixPaySimulator
+) -> AsyncIterator[Harness]:
+    """The bot in webhook mode with Mion and MixPay, polling slowly so callbacks show; its
+    PUBLIC_URL is an HTTPS front on 127.0.0.1 (TLS ends there, as at a load balancer)."""
     port = free_port()
+    front = TlsFront(port)
+    await front.start()
     await harness.start(
         http_port=port,
-        public_url=f"http://127.0.0.1:{port}",
+        public_url=front.url,
         mion_api_url=mion.url,
         mion_api_key=MION_KEY,
         mixpay_api_url=mixpay.url,
@@ -47,7 +53,9 @@ async def webbot(harness: Harness, mion: MionSimulator, mixpay: MixPaySimulator)
         poll_interval_seconds=30,
         callback_poll_interval_seconds=60,
     )
-    return harness
+    yield harness
+    await harness.stop()
+    await front.stop()
 
 
 def base(h: Harness) -> str:
@@ -73,7 +81,7 @@ async def test_telegram_webhook_without_the_secret_is_403(
                                           "entities": [{"type": "bot_command", "offset": 0,
                                                         "length": 8}]}}
     headers = {"X-Telegram-Bot-Api-Secret-Token": header} if header else {}
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(verify=client_context()) as client:
         response = await client.post(f"{base(webbot)}/telegram", json=update, headers=headers)
     assert response.status_code == 403
     await asyncio.sleep(0.3)
@@ -102,7 +110,7 @@ async def test_forged_malformed_duplicate_and_out_of_order_callbacks(
     reply, invoice = await webbot.invoice(webbot.merchant, "/invoice 3 Tea")
     url = f"{base(webbot)}/webhooks/mion"
     status_object = mion.status_object(mion.sessions[invoice.gateway_session_id or ""])
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(verify=client_context()) as client:
         unknown = await client.post(url, json={**status_object, "paymentSessionId": "nope"})
         assert unknown.status_code == 404
         malformed = await client.post(url, content=b"{not json", headers={
@@ -135,7 +143,7 @@ async def test_mixpay_callback_is_answered_success_and_rechecked(
     url = f"{base(webbot)}/webhooks/mixpay"
     session = mixpay.session(reference_for(invoice))
     body = {"orderId": reference_for(invoice), "traceId": session.id, "payeeId": DEFAULT_PAYEE_ID}
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(verify=client_context()) as client:
         wrong_payee = await client.post(url, json={**body, "payeeId": "someone-else"})
         assert wrong_payee.status_code == 404
         mixpay.callbacks_enabled = False  # deliver by hand: exactly one, then a repeat
@@ -149,7 +157,7 @@ async def test_mixpay_callback_is_answered_success_and_rechecked(
 
 async def test_healthz_and_metrics(webbot: Harness) -> None:
     await webbot.invoice(webbot.merchant, "/invoice 5 Tea")
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(verify=client_context()) as client:
         health = await client.get(f"{base(webbot)}/healthz")
         metrics = await client.get(f"{base(webbot)}/metrics")
     assert health.status_code == 200 and health.json()["ok"] is True, health.json()

@@ -144,6 +144,21 @@ class SessionStatus:
     detail: str | None = None
     expires_at: datetime | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # The gateway is still working on this payment (money may be on its way or confirming):
+    # a pending status with this flag is never turned into a local expiry.
+    processing: bool = False
+    # PAID counts only when payee, currency and amount are all present and equal to the
+    # invoice's (MixPay's security guideline); anything else never pays and alerts admins.
+    strict_match: bool = False
+    # What the payer sent and what was due, as the gateway writes them ("0.0001 BTC"), for
+    # underpaid, overpaid and failed-with-money notices.
+    received: str | None = None
+    due: str | None = None
+    # Money arrived but the payment failed: the payer must be refunded.
+    refund_due: bool = False
+    # An overpayment ("0.00001 BTC") and the gateway's refund status of it.
+    surplus: str | None = None
+    surplus_status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +206,10 @@ class Gateway(ABC):
     async def renew_attempt(self, session_id: str) -> PaymentSession:
         """Request a new payment attempt (Mion point of sale Lightning)."""
         raise GatewayUnsupported(f"{self.name} cannot renew payment attempts", gateway=self.name)
+
+    async def renew_payment(self, session_id: str, payment: Mapping[str, Any]) -> PaymentSession:
+        """Renew with what the current payment data says (MixPay sends back its clientId)."""
+        return await self.renew_attempt(session_id)
 
     async def register_callback(self, session_id: str, url: str) -> None:
         """Ask the gateway to POST status changes to `url` (Mion's status webhook)."""

@@ -19,11 +19,29 @@ one-time payment's `code` is its `traceId` (MixPay's refresh docs: "If you are u
 payment API, it's the data.code field"), so a payment found that way gets its checkout link
 back from the `traceId`.
 
-Choices: failureCode 40000 (payment overtime) maps to EXPIRED, 40032 (cancelled) to
-CANCELLED, every other failure to FAILED with MixPay's reason. `paid_less` is UNDERPAID
-(not final); the detail names what arrived in crypto (MixPay reports no quote-currency
-amount for it). A payments_result that does not know the order yet (no payer has opened the
-link) is PENDING with raw status "not-found".
+Statuses (`payments_result?...&with=payment`, MixPay's newest docs):
+* `success` is PAID only when `payeeId`, `quoteAssetId` and `quoteAmount` are all present and
+  equal to the invoice's (`strict_match`: the payment service fails closed and alerts the
+  admins once); `surplusAmount` > 0 is an overpayment the merchant is told of, with
+  `surplusStatus` (MixPay's refund of it).
+* `pending` with `payment.isFullyPaid: false` is UNDERPAID (what arrived and what is due, in
+  crypto: MixPay reports no quote-currency amount for it); so is `paid_less` (older notes).
+* `failed`: money arrived (`paymentAmount` > 0) -> FAILED with `refund_due`, whatever the
+  code (never silently "expired"); else failureCode 40000 (payment overtime) -> EXPIRED,
+  40032 (cancelled, older notes) -> CANCELLED, every other code -> FAILED with the reason.
+* Every other status (`unpaid`, `pending` with confirmations, `auditing`, and any status we
+  do not know) is PENDING with `processing`: MixPay is still at work and fails the order
+  itself at `expiredTimestamp`, so it is never expired locally (the countdown reaching zero
+  does not by itself mean the order failed).
+* A payments_result that does not know the order yet (no payer has opened the link) is
+  PENDING with raw status "not-found" (and may expire locally).
+
+Quote amounts are written and read with the quote asset's own decimals (`bot.money`: JPY 0,
+KWD 3, most 2); a quote asset whose decimals are unknown is refused at start
+(`quote_asset_problem`). On-chain payment assets that need a memo or tag carry it in the
+message and the QR payload; one whose memo no QR payload can carry is refused at start
+(`payment_asset_problem`). `callbackUrl` is sent only when it is HTTPS (MixPay takes no
+other); the on-chain refresh sends back the payment's `clientId`.
 """
 
 from __future__ import annotations
@@ -36,6 +54,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -69,9 +88,9 @@ from bot.gateways.http import (
     decimal_text,
     default_error,
     iso_z,
-    minor_from_text,
     parse_time,
 )
+from bot.money import known_exponent, minor_from_plain
 from storage.models import InvoiceKind
 
 logger = logging.getLogger("bot.gateways.mixpay")
@@ -86,7 +105,20 @@ REMARK_MAX = 50
 _ONE_TIME_EXPIRY = (timedelta(seconds=60), timedelta(minutes=2880) - timedelta(seconds=60))
 _ONCHAIN_EXPIRY = (timedelta(seconds=60), timedelta(minutes=240) - timedelta(seconds=60))
 
+# Documented non-final statuses (`confirming` is from the older notes); anything else that
+# is not final is treated the same way, with a warning.
 PENDING_STATUSES = frozenset({"unpaid", "confirming", "pending", "auditing"})
+
+# On-chain payment assets (Mixin asset ids) whose transfers need a memo or a tag: (symbol,
+# field, whether a QR payment URI carries it; bot/qr.py builds those URIs).
+XRP = "23dfb5a5-5d7b-48b6-905f-3970e3176e27"
+XLM = "56e63c06-b506-4ec5-885a-4a5ac17b83c1"
+EOS = "6cfe566e-4aad-470b-8c9a-2fd35b49c68d"
+MEMO_ASSETS: dict[str, tuple[str, str, bool]] = {
+    XRP: ("XRP", "tag", True),  # ripple:<address>?dt=<tag>
+    XLM: ("XLM", "memo", True),  # SEP-0007 web+stellar:pay?...&memo=<memo>
+    EOS: ("EOS", "memo", False),  # no payment URI a wallet scans carries an EOS memo
+}
 
 # Top-level API codes (MixPay's error-codes page).
 _RATE_LIMITED = {1429}
@@ -108,6 +140,48 @@ def _code(value: Any) -> int | None:
 def _currency_of(asset_id: str) -> str:
     """MixPay's fiat quote ids are lowercase ISO codes ('usd'); crypto ones are UUIDs."""
     return asset_id.upper() if len(asset_id) == 3 and asset_id.isalpha() else asset_id
+
+
+def quote_asset_problem(quote_asset_id: str) -> str | None:
+    """Why MIXPAY_QUOTE_ASSET_ID cannot be used (its decimals are unknown), or None."""
+    asset = quote_asset_id.strip().lower()
+    if known_exponent(_currency_of(asset)) is None:
+        return (
+            f"quote asset {asset!r} has decimals Tillbot does not know; use a fiat currency "
+            "id such as usd, eur, jpy or kwd"
+        )
+    return None
+
+
+def payment_asset_problem(payment_asset_id: str | None) -> str | None:
+    """Why MIXPAY_PAYMENT_ASSET_ID cannot be used (it needs a memo no QR can carry), or None."""
+    known = MEMO_ASSETS.get((payment_asset_id or "").strip().lower())
+    if known is not None and not known[2]:
+        return (
+            f"payment asset {known[0]} needs a {known[1]} with every transfer and Tillbot "
+            "cannot put it in a QR code; choose another asset"
+        )
+    return None
+
+
+def _positive(value: Any) -> Decimal | None:
+    """A positive decimal amount from MixPay's text ('0.0001'), else None."""
+    if value is None or isinstance(value, bool | float):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() and amount > 0 else None
+
+
+def _amount_text(value: Any, symbol: Any) -> str | None:
+    """'0.00008333 BTC' from MixPay's amount and symbol; None when nothing (or 0) is there."""
+    amount = _positive(value)
+    if amount is None:
+        return None
+    unit = symbol.strip() if isinstance(symbol, str) else ""
+    return f"{decimal_text(amount)} {unit}".strip()
 
 
 class MixPayGateway(Gateway):
@@ -143,6 +217,11 @@ class MixPayGateway(Gateway):
         self.settlement_asset_id = settlement_asset_id
         self.quote_asset_id = quote_asset_id.strip().lower()
         self.payment_asset_id = payment_asset_id or None
+        for problem in (quote_asset_problem(quote_asset_id), payment_asset_problem(payment_asset_id)):
+            if problem is not None:
+                raise ValueError(problem)
+        self.quote_currency = _currency_of(self.quote_asset_id)
+        self.quote_places = known_exponent(self.quote_currency) or 0
         self.expiry = expiry
         self.checkout_base = checkout_url if checkout_url.endswith("/") else checkout_url + "/"
         # The budget's clock and sleep: `clock` (monotonic seconds) and the adapter's `sleep`.
@@ -171,7 +250,7 @@ class MixPayGateway(Gateway):
     # -- currencies and budget ----------------------------------------------------------------
     @property
     def currencies(self) -> tuple[str, ...]:
-        return (_currency_of(self.quote_asset_id),)
+        return (self.quote_currency,)
 
     def accepts_currency(self, currency: str) -> bool:
         return currency.strip().upper() == self.currencies[0].upper()
@@ -286,8 +365,11 @@ class MixPayGateway(Gateway):
             payment["attempt_expires_at"] = iso_z(expire)
         for key in ("memo", "tag"):
             value = data.get(key)
-            if isinstance(value, str) and value:
-                payment[key] = value
+            if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+                payment[key] = str(value)
+        client_id = data.get("clientId")
+        if isinstance(client_id, str) and client_id:
+            payment["client_id"] = client_id  # sent back on refresh
         return trace_id, payment, data
 
     def _result(self, body: Any) -> dict[str, Any] | None:
@@ -308,41 +390,53 @@ class MixPayGateway(Gateway):
         quote_asset = data.get("quoteAssetId")
         currency = _currency_of(quote_asset) if isinstance(quote_asset, str) else None
         payee = data.get("payeeId")
+        symbol = data.get("paymentSymbol")
         common: dict[str, Any] = {
             "raw_status": raw_status,
-            "amount_minor": minor_from_text(data.get("quoteAmount")),
+            "amount_minor": minor_from_plain(data.get("quoteAmount"), self.quote_currency),
             "currency": currency,
             "payee": payee if isinstance(payee, str) else None,
             "expires_at": parse_time(data.get("expiredAt")),
             "raw": dict(data),
+            "strict_match": True,
+            "received": _amount_text(data.get("paymentAmount"), symbol),
+            "due": _amount_text(data.get("payableAmount"), data.get("payableSymbol") or symbol),
         }
         if raw_status == "success":
             paid_at = parse_time(data.get("date")) or self._now()
-            return SessionStatus(state=PaymentState.PAID, paid_at=paid_at, **common)
-        if raw_status == "paid_less":
-            paid = data.get("paymentAmount")
-            symbol = data.get("paymentSymbol") or ""
-            detail = f"{paid} {symbol}".strip() + " received" if paid not in (None, "") else None
-            payable = data.get("payableAmount")
-            if detail and payable not in (None, ""):
-                detail += f" of {payable} {data.get('payableSymbol') or symbol}".rstrip()
-            return SessionStatus(state=PaymentState.UNDERPAID, detail=detail, **common)
+            surplus = _amount_text(data.get("surplusAmount"), symbol)
+            status_text = data.get("surplusStatus")
+            return SessionStatus(
+                state=PaymentState.PAID, paid_at=paid_at, surplus=surplus,
+                surplus_status=status_text if surplus and isinstance(status_text, str) else None,
+                **common,
+            )
+        payment = data.get("payment")
+        not_fully_paid = isinstance(payment, Mapping) and payment.get("isFullyPaid") is False
+        if raw_status == "paid_less" or (raw_status == "pending" and not_fully_paid):
+            return SessionStatus(
+                state=PaymentState.UNDERPAID, processing=True,
+                detail=common["received"], **common,
+            )
         if raw_status == "failed":
             failure_code = str(data.get("failureCode") or "").strip()
             reason = str(data.get("failureReason") or "").strip()
             reason = reason or (f"failure code {failure_code}" if failure_code else "failed")
-            if failure_code == "40000":
+            if common["received"] is not None:
+                state = PaymentState.FAILED  # money arrived: a refund is due, never "expired"
+            elif failure_code == "40000":
                 state = PaymentState.EXPIRED
             elif failure_code == "40032":
                 state = PaymentState.CANCELLED
             else:
                 state = PaymentState.FAILED
             return SessionStatus(
-                state=state, failure_reason=reason, detail=failure_code or None, **common
+                state=state, failure_reason=reason, detail=failure_code or None,
+                refund_due=common["received"] is not None, **common,
             )
         if raw_status not in PENDING_STATUSES:
             logger.warning("mixpay: unknown payment status %r, treated as pending", raw_status)
-        return SessionStatus(state=PaymentState.PENDING, **common)
+        return SessionStatus(state=PaymentState.PENDING, processing=True, **common)
 
     # -- operations ---------------------------------------------------------------------------
     def _unsupported(self, request: SessionRequest) -> GatewayError | None:
@@ -395,7 +489,9 @@ class MixPayGateway(Gateway):
         expires_at = self._expires(request, _ONCHAIN_EXPIRY if onchain else _ONE_TIME_EXPIRY)
         body: dict[str, Any] = {
             "payeeId": self.payee_id,
-            "quoteAmount": decimal_text(decimal_from_minor(request.amount_minor)),
+            "quoteAmount": decimal_text(
+                decimal_from_minor(request.amount_minor, self.quote_places)
+            ),
             "quoteAssetId": self.quote_asset_id,
             "settlementAssetId": self.settlement_asset_id,
             "orderId": request.reference,
@@ -404,8 +500,8 @@ class MixPayGateway(Gateway):
         remark = request.description.strip()[:REMARK_MAX]
         if remark:
             body["remark"] = remark
-        if request.callback_url:
-            body["callbackUrl"] = request.callback_url
+        if request.callback_url and request.callback_url.startswith("https://"):
+            body["callbackUrl"] = request.callback_url  # MixPay calls only HTTPS URLs
         if onchain:
             body["paymentAssetId"] = self.payment_asset_id
             body["isChain"] = True
@@ -465,12 +561,19 @@ class MixPayGateway(Gateway):
 
     async def renew_attempt(self, session_id: str) -> PaymentSession:
         """Refresh an on-chain payment's quote (a new amount and expiry; same traceId)."""
-        trace_id, payment, raw = await self.http.request(
-            "POST", "/payments/refresh", json_body={"traceId": session_id},
-            parse=self._onchain_payment,
+        return await self.renew_payment(session_id, {})
+
+    async def renew_payment(self, session_id: str, payment: Mapping[str, Any]) -> PaymentSession:
+        """Refresh an on-chain payment's quote, sending back its original `clientId`."""
+        body: dict[str, Any] = {"traceId": session_id}
+        client_id = payment.get("client_id")
+        if isinstance(client_id, str) and client_id:
+            body["clientId"] = client_id
+        trace_id, renewed, raw = await self.http.request(
+            "POST", "/payments/refresh", json_body=body, parse=self._onchain_payment,
         )
         return PaymentSession(
-            session_id=trace_id, kind=InvoiceKind.ONCHAIN, payment=payment, raw=raw
+            session_id=trace_id, kind=InvoiceKind.ONCHAIN, payment=renewed, raw=raw
         )
 
     async def get_status(self, session_id: str, reference: str) -> SessionStatus:
@@ -478,6 +581,7 @@ class MixPayGateway(Gateway):
             params = {"orderId": reference, "payeeId": self.payee_id}
         else:
             params = {"traceId": session_id}
+        params["with"] = "payment"  # isFullyPaid tells an underpayment apart
         try:
             data = await self.http.request(
                 "GET", "/payments_result", params=params, parse=self._result

@@ -100,6 +100,8 @@ from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 import httpx
 from aiohttp import web
 
+from bot.simulators.tls import client_context
+
 log = logging.getLogger(__name__)
 
 FaultKind = Literal["fail", "hang", "malformed", "lose_create"]
@@ -400,7 +402,10 @@ class GatewaySimulator(ABC, Generic[S]):
         bound_port = int(addresses[0][1]) if addresses else port
         url_host = f"[{host}]" if ":" in host else host
         self._root_url = f"http://{url_host}:{bound_port}"
-        self._http = httpx.AsyncClient(timeout=self.callback_timeout, trust_env=False)
+        # Callbacks go to HTTPS URLs; the local test certificate is trusted too (tls.py).
+        self._http = httpx.AsyncClient(
+            timeout=self.callback_timeout, trust_env=False, verify=client_context()
+        )
         self._ticker = asyncio.create_task(self._tick_loop(), name=f"{self.name}-sim-ticker")
         return self.url
 
@@ -510,7 +515,7 @@ class GatewaySimulator(ABC, Generic[S]):
 
     @abstractmethod
     def set_status(self, session_id: str, status: str) -> S:
-        """Force a raw gateway status (e.g. MixPay ``confirming``, Mion ``exchanged``)."""
+        """Force a raw gateway status (e.g. MixPay ``auditing``, Mion ``exchanged``)."""
 
     def tick(self) -> None:
         """Apply time-driven transitions (expiry, ...) as of ``sim.now()``."""

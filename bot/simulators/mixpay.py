@@ -17,27 +17,36 @@ No API key. Request bodies may be form-encoded or JSON (query parameters are mer
 Every answer is the envelope ``{code, success, message, data, timestampMs}``; ``code: 0`` is
 success, errors have ``data: []``.
 
-Documented behaviour followed: parameters and limits of ``one_time_payment``/``payments``
-(orderId 6-36 of ``[A-Za-z0-9_-]`` or a UUID traceId, remark max 50, callbackUrl HTTPS,
-callbackEvent ``settle|pending|paid_less``, expiredTimestamp more than 10 s and less than
-2880 min ahead), the ``payments_result`` fields and statuses (``unpaid``, ``confirming``,
-``paid_less``, ``pending``, ``auditing``, ``success``, ``failed``), ``failureCode``
-(a string: "0" unless failed; 40000 timeout, 40020 wrong asset, 40024 underpaid at the
-deadline, 40032 cancelled), the rate limit (60 requests a minute for all APIs together,
-code 1429, headers ``x-ratelimit-limit``/``x-ratelimit-remaining``) and the callback
-(POST JSON ``{orderId, traceId, payeeId}``; acknowledged only by HTTP 200 with
-``{"code": "SUCCESS"}``; MixPay's schedule 0/15/15/30/180/1800x4/3600 s, 10 tries,
-is compressed by ``callback_retry_delays``, default 0, 0.1, 0.1, 0.2, 0.3, 0.3, 0.3, 0.3,
-0.3, 0.5 s). Callback events: ``success`` and ``fail`` always, ``pending``, ``paid_less`` and
-``settle`` when subscribed with ``callbackEvent``.
+Documented behaviour followed (MixPay's developer docs, ``gateway-docs/mixpay/``):
+parameters and limits of ``one_time_payment``/``payments`` (orderId 6-36 of ``[A-Za-z0-9_-]``
+or a UUID traceId, remark max 50, callbackUrl **HTTPS only**, callbackEvent
+``settle|pending|paid_less``, expiredTimestamp more than 10 s and less than 2880 min ahead),
+the ``payments_result`` fields and its statuses ``unpaid``, ``pending`` (processing: paid,
+waiting for confirmations, ``confirmations`` > -1), ``auditing``, ``success`` and ``failed``
+(``payments-results.md``: "This response status returns unpaid, pending(processing), failed,
+auditing and success"), ``with=payment`` (``payment: {isMultiPay, isFullyPaid,
+totalTransactionsAmount}``; an underpayment is ``pending`` with ``isFullyPaid: false``, as
+``payment-callback.md`` "Checking for paid_less" says) and ``with=transactions``,
+``surplusAmount``/``surplusStatus`` for an overpayment, ``failureCode`` (a string: "0"
+unless failed; 40000 "Payment overtime", 40020 "Wrong asset paid", 40021 "Double payment",
+40024 "Wrong Amount paid", 40025 "Too much market volatility.") with ``paymentAmount``
+holding what the payer sent (the ``fail`` event: "paymentAmount is not empty, which
+represents the amount of payment the user has made"), the rate limit (60 requests a minute
+for all APIs together, code 1429, headers ``x-ratelimit-limit``/``x-ratelimit-remaining``)
+and the callback (POST JSON ``{orderId, traceId, payeeId}``; acknowledged only by HTTP 200
+with ``{"code": "SUCCESS"}``; MixPay's schedule 0/15/15/30/180/1800x4/3600 s, 10 tries, is
+compressed by ``callback_retry_delays``, default 0, 0.1, 0.1, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3,
+0.5 s). Callback events: ``success`` and ``fail`` always, ``pending``, ``paid_less`` and
+``settle`` when subscribed with ``callbackEvent``. The older one-page notes also named
+``confirming`` and ``paid_less`` as statuses; the newer docs do not, so this simulator never
+answers them (``paid_less`` is only a callback event).
 
 Choices where the docs are silent (the simulator's, documented here):
 
 * API error codes (from MixPay's error-code table): 1017 parameter error (missing/invalid
   parameter, invalid body), 10001 unknown payeeId (when the simulator has a ``payee_id``),
-  10002 unknown payment asset, 10003 quote asset not supported, 10061 callback URL not HTTPS
-  (only with ``callback_allow_http=False``; the default True accepts http for local tests),
-  10063/10064 expiredTimestamp below the minimum / above the maximum, 10131 invalid
+  10002 unknown payment asset, 10003 quote asset not supported, 1017 for a callbackUrl
+  that is not HTTPS (the docs say only that it must be HTTPS), 10063/10064 expiredTimestamp below the minimum / above the maximum, 10131 invalid
   callbackEvent, 10062 **unknown order or trace** (``payments_result``,
   ``payments/refresh``), 10020 re-creating an order that already succeeded, 10065
   re-creating an order that failed, 10084 refreshing a trace that is final or has no payment
@@ -52,6 +61,8 @@ Choices where the docs are silent (the simulator's, documented here):
   existing order attaches the payment asset to it (one trace, as the lifecycle doc says).
 * ``data.code`` of ``one_time_payment`` is the traceId (a given ``traceId`` sets it, as the
   doc says; otherwise a new UUID), so ``payments_result?traceId=<code>`` works.
+* ``quoteAmount`` with more decimals than the quote asset's ``decimalDigit`` (fiat: JPY 0,
+  KWD 3, the others 2) is a parameter error (1017).
 * ``quoteAmount`` is kept exactly as received (the string, or the JSON number's text) and
   returned unchanged by ``payments_result``.
 * ``paymentAmount`` for a payment asset is ``quoteAmount * price(quote) / price(asset)``,
@@ -62,15 +73,23 @@ Choices where the docs are silent (the simulator's, documented here):
 * ``payments_result`` also returns ``orderId`` and ``expiredAt`` (the order deadline as Unix
   seconds, null without ``expiredTimestamp``); ``date`` is the payment time (creation time
   while unpaid) in Unix seconds; ``settleStatus`` is ``pending`` until success, then
-  ``success``; ``confirmations`` is -1 except while ``pending`` (1).
+  ``success``; ``confirmations`` is -1 except while ``pending`` (``confirmations``, default 1).
+  ``payment.isMultiPay`` is true (the rest of an underpayment can be paid on the same link).
 * Without ``expiredTimestamp`` a payment never expires by itself. At the deadline an unpaid
-  payment fails with 40000 "Payment overtime", a ``paid_less`` one with 40024.
-* Controls: ``pay`` -> ``success`` (``set_status(id, "confirming"|"pending"|"auditing")``
-  walks through intermediate states), ``underpay(fraction)`` -> ``paid_less``,
-  ``fail(id, reason)`` -> ``failed`` with ``failureCode`` = the reason when it is a code
-  (else ``code=``, default 40020) and ``failureReason`` from MixPay's table (or the text),
-  ``expire`` -> ``failed`` 40000 "Payment overtime" (40024 when ``paid_less``),
-  ``cancel`` -> ``failed`` 40032 "Payment cancelled". Controls accept a traceId or orderId.
+  payment fails with 40000 "Payment overtime", an underpaid one with 40024 (``paymentAmount``
+  keeps what arrived: a refund is due). A payment fully received and still ``pending`` or
+  ``auditing`` at the deadline is NOT failed: the countdown reaching zero does not by itself
+  mean the order failed; it turns ``success`` when confirmed.
+* Controls: ``pay`` -> ``success`` (``amount`` is what this transfer sends; below what is
+  still due it leaves the payment underpaid, above it leaves a ``surplusAmount`` with
+  ``surplusStatus`` ``pending``), ``set_status(id, "pending"|"auditing")`` (the full amount
+  received, not yet confirmed/reviewed), ``underpay(fraction)`` -> ``pending`` with
+  ``isFullyPaid: false``, ``fail(id, reason, paid=)`` -> ``failed`` with ``failureCode`` =
+  the reason when it is a code (else ``code=``, default 40020) and ``failureReason`` from
+  MixPay's table (or the text); 40020, 40021 and 40025 mean money arrived, so ``paymentAmount``
+  is what is due unless ``paid`` says otherwise; ``expire`` -> ``failed`` 40000 "Payment
+  overtime" (40024 when underpaid), ``cancel`` -> ``failed`` 40032 "Payment cancelled"
+  (from the older notes). Controls accept a traceId or orderId.
 * Rate limit: a sliding window of ``rate_limit_window`` (60) seconds over
   ``rate_limit_time`` (default ``time.monotonic``); refused requests do not count. Past the
   limit: HTTP 429, code 1429, ``Retry-After`` (seconds until a slot frees). ``sim.
@@ -107,7 +126,7 @@ from bot.simulators.gateway_base import (
 )
 from bot.simulators.mion import make_bech32_address
 
-STATUSES = ("unpaid", "confirming", "paid_less", "pending", "auditing", "success", "failed")
+STATUSES = ("unpaid", "pending", "auditing", "success", "failed")
 FINAL_STATUSES = frozenset({"success", "failed"})
 CALLBACK_EVENTS = frozenset({"settle", "pending", "paid_less", "success", "fail"})
 FAILURE_REASONS: dict[str, str] = {
@@ -128,7 +147,6 @@ API_MESSAGES: dict[int, str] = {
     10002: "The currency does not exist or does not supported exchanging.",
     10003: "Does not support this quote asset.",
     10020: "The trace or merchant order has already completed.",
-    10061: "The callback URL must use HTTPS.",
     10062: "The requested order does not exist.",
     10063: "The requested expiration is below the accepted minimum.",
     10064: "The requested expiration exceeds the accepted maximum.",
@@ -136,6 +154,8 @@ API_MESSAGES: dict[int, str] = {
     10084: "The trace is not available for the requested operation.",
     10131: "The requested callback event is invalid.",
 }
+# Failures in which the payer's money arrived (wrong asset, double payment, volatility).
+_MONEY_ARRIVED = frozenset({"40020", "40021", "40025"})
 _HTTP_STATUS: dict[int, int] = {
     -1: 500, 404: 404, 1429: 429, 10062: 404, 10020: 409, 10065: 409, 10084: 409,
 }
@@ -157,6 +177,7 @@ class MixPayAsset:
     chain: str = "bitcoin"  # "bitcoin" | "ethereum" | "tron" | "mixin": address style
     decimals: int = 8
     version: str = ""
+    memo_field: str = ""  # "memo" or "tag": deposits to a shared address need one
 
 
 BTC = "c6d0c728-2624-429b-8e0d-d9d19b6592fa"
@@ -164,6 +185,9 @@ ETH = "43d61dcd-e413-450d-80b8-101d5e903357"
 USDT_ERC20 = "4d8c508b-91c5-375b-92b0-ee702ed2dac5"
 USDT_TRC20 = "b91e18ff-a9ae-3dc7-8679-e935d9a4b34b"
 TRX = "25dabac5-056a-48ff-b9f9-f67395dc407c"
+XRP = "23dfb5a5-5d7b-48b6-905f-3970e3176e27"
+XLM = "56e63c06-b506-4ec5-885a-4a5ac17b83c1"
+EOS = "6cfe566e-4aad-470b-8c9a-2fd35b49c68d"
 
 DEFAULT_ASSETS: tuple[MixPayAsset, ...] = (
     MixPayAsset(BTC, "BTC", Decimal("60000"), "bitcoin"),
@@ -171,6 +195,9 @@ DEFAULT_ASSETS: tuple[MixPayAsset, ...] = (
     MixPayAsset(USDT_ERC20, "USDT", Decimal("1"), "ethereum", version="ERC20"),
     MixPayAsset(USDT_TRC20, "USDT", Decimal("1"), "tron", version="TRC20"),
     MixPayAsset(TRX, "TRX", Decimal("0.1"), "tron"),
+    MixPayAsset(XRP, "XRP", Decimal("0.5"), "ripple", decimals=6, memo_field="tag"),
+    MixPayAsset(XLM, "XLM", Decimal("0.1"), "stellar", decimals=7, memo_field="memo"),
+    MixPayAsset(EOS, "EOS", Decimal("0.8"), "eos", decimals=4, memo_field="memo"),
 )
 DEFAULT_FIAT_PRICES_USD: dict[str, Decimal] = {
     "usd": Decimal("1"),
@@ -180,10 +207,12 @@ DEFAULT_FIAT_PRICES_USD: dict[str, Decimal] = {
     "cad": Decimal("0.73"),
     "aud": Decimal("0.66"),
     "jpy": Decimal("0.0067"),
+    "kwd": Decimal("3.25"),
     "cny": Decimal("0.14"),
     "hkd": Decimal("0.128"),
     "sgd": Decimal("0.74"),
 }
+FIAT_DECIMALS: dict[str, int] = {"jpy": 0, "kwd": 3}  # the others have 2
 _EXPLORERS = {
     "bitcoin": "https://blockchair.com/bitcoin/transaction/{txid}",
     "ethereum": "https://etherscan.io/tx/0x{txid}",
@@ -220,7 +249,8 @@ class MixPaySession(SimSession):
     is_chain: bool = False
     via: str = "one_time_payment"  # or "payments"
     client_ids: list[str] = field(default_factory=list)
-    payment_amount: Decimal | None = None  # recognized amount
+    payment_amount: Decimal | None = None  # recognized amount, all transfers together
+    pending_confirmations: int = 1  # `confirmations` while `pending`
     surplus_amount: Decimal = Decimal(0)
     txid: str = ""
     block_explorer_url: str = ""
@@ -229,6 +259,7 @@ class MixPaySession(SimSession):
     failure_reason: str = ""
     settle_status: str = "pending"
     destination: str = ""
+    deposit_memo: str = ""  # the memo or tag of `destination`, when the asset needs one
     quote_expire: int | None = None
 
     @property
@@ -261,7 +292,6 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
         assets: Iterable[MixPayAsset] = DEFAULT_ASSETS,
         fiat_prices_usd: Mapping[str, Decimal] | None = None,
         *,
-        callback_allow_http: bool = True,
         quote_ttl: timedelta = _DEFAULT_QUOTE_TTL,
         error_http_status: bool = True,
         rate_limit_window: float = 60.0,
@@ -292,7 +322,6 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
             if quote_assets is not None
             else frozenset(self.fiat_prices_usd) | frozenset(self.assets)
         )
-        self.callback_allow_http = callback_allow_http
         self.quote_ttl = quote_ttl
         self.error_http_status = error_http_status
         self.checkout_base = checkout_base
@@ -347,6 +376,18 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
         if asset is None:
             return None
         return self.convert(Decimal(session.quote_amount), session.quote_asset_id, asset, ROUND_UP)
+
+    def quote_decimals(self, asset_id: str) -> int:
+        """`decimalDigit` of a quote asset (fiat: its ISO 4217 minor unit)."""
+        asset = self.assets.get(asset_id)
+        return asset.decimals if asset else FIAT_DECIMALS.get(asset_id, 2)
+
+    def fully_paid(self, session: MixPaySession) -> bool:
+        """Whether what arrived covers what is due (``payment.isFullyPaid``)."""
+        paid, payable = session.payment_amount, self.payable_amount(session)
+        if paid is None or paid <= 0:
+            return False
+        return payable is None or paid >= payable
 
     def _find_session(self, key: str) -> MixPaySession | None:
         for (_, order_id), sid in self._by_order.items():
@@ -513,6 +554,13 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
             raise _ApiError(1017, "Parameter error: quoteAssetId is required")
         if quote_asset_id not in self.quote_assets:
             raise _ApiError(10003)
+        places = amount.normalize().as_tuple().exponent
+        if isinstance(places, int) and -places > self.quote_decimals(quote_asset_id):
+            raise _ApiError(
+                1017,
+                f"Parameter error: quoteAmount has more decimals than {quote_asset_id} "
+                f"allows ({self.quote_decimals(quote_asset_id)})",
+            )
         settlement_asset_id = self._text(params, "settlementAssetId")
         if not settlement_asset_id:
             raise _ApiError(1017, "Parameter error: settlementAssetId is required")
@@ -534,8 +582,8 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
         if callback_url is not None:
             if not is_http_url(callback_url):
                 raise _ApiError(1017, "Parameter error: callbackUrl must be a URL")
-            if not self.callback_allow_http and not is_http_url(callback_url, https_only=True):
-                raise _ApiError(10061)
+            if not is_http_url(callback_url, https_only=True):
+                raise _ApiError(1017, "Parameter error: callbackUrl must be an HTTPS URL")
         events_text = self._text(params, "callbackEvent")
         events: tuple[str, ...] = ()
         if events_text is not None:
@@ -626,6 +674,10 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
             session.client_ids.append(client_id)
         if session.is_chain and not session.destination:
             session.destination = make_address(asset.chain)
+            if asset.memo_field == "tag":
+                session.deposit_memo = str(secrets.randbelow(2**32 - 1) + 1)
+            elif asset.memo_field:
+                session.deposit_memo = "mp" + secrets.token_hex(8)
         settle_asset = self.assets.get(session.settlement_asset_id)
         settle_amount = (
             self.convert(Decimal(session.quote_amount), session.quote_asset_id, settle_asset,
@@ -646,13 +698,17 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
             "paymentAmount": _fmt(payable),
             "quoteAmount": session.quote_amount,
             "estimatedSettlementAmount": _fmt(settle_amount) if settle_amount else "",
-            "memo": "" if session.is_chain else _mixin_memo(session),
+            "memo": (
+                (session.deposit_memo if asset.memo_field == "memo" else "")
+                if session.is_chain
+                else _mixin_memo(session)
+            ),
             "recipient": "" if session.is_chain else str(uuid.uuid5(uuid.NAMESPACE_DNS, "mixpay")),
             "settlementAssetSymbol": self._symbol(session.settlement_asset_id),
             "paymentAssetSymbol": asset.symbol,
             "quoteAssetSymbol": self._symbol(session.quote_asset_id),
             "destination": session.destination if session.is_chain else "",
-            "tag": "",
+            "tag": session.deposit_memo if session.is_chain and asset.memo_field == "tag" else "",
         }
 
     def result_object(self, session: MixPaySession, with_: Iterable[str] = ()) -> dict[str, Any]:
@@ -711,8 +767,8 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
         wanted = set(with_)
         if "payment" in wanted:
             data["payment"] = {
-                "isMultiPay": session.is_chain,
-                "isFullyPaid": session.status in ("pending", "auditing", "success"),
+                "isMultiPay": True,
+                "isFullyPaid": self.fully_paid(session),
                 "totalTransactionsAmount": _fmt(paid) if paid is not None else "0",
             }
         if "transactions" in wanted:
@@ -807,7 +863,7 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
                 "symbol": self._symbol(asset_id),
                 "assetId": asset_id,
                 "isAsset": 1 if asset else 0,
-                "decimalDigit": asset.decimals if asset else 2,
+                "decimalDigit": self.quote_decimals(asset_id),
                 "minQuoteAmount": "0.00000001" if asset else "0.01",
                 "maxQuoteAmount": "1000000",
             })
@@ -825,14 +881,17 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
     def _advance(self, session: MixPaySession, now: datetime) -> None:
         if session.expires_at is None or now < session.expires_at:
             return
+        # Only what is not (fully) paid fails at the deadline: a payment received in full and
+        # still confirming or under review goes on to `success`.
         if session.status == "unpaid":
             self._fail_with(session, "40000", None, session.expires_at)
-        elif session.status == "paid_less":
+        elif session.status == "pending" and not self.fully_paid(session):
             self._fail_with(session, "40024", None, session.expires_at)
 
     def _on_status_change(self, session: MixPaySession, old: str) -> None:
-        event = {"success": "success", "failed": "fail", "pending": "pending",
-                 "paid_less": "paid_less"}.get(session.status)
+        event = {"success": "success", "failed": "fail", "pending": "pending"}.get(session.status)
+        if event == "pending" and not self.fully_paid(session):
+            event = "paid_less"
         if event is None:
             return
         if event in ("success", "fail") or event in session.callback_events:
@@ -857,13 +916,18 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
 
     # -- controls -------------------------------------------------------------------------------
 
-    def _record_payment(
-        self, session: MixPaySession, amount: Decimal | None, at: datetime | None
-    ) -> None:
+    def _ensure_asset(self, session: MixPaySession) -> MixPayAsset:
+        """The payment asset; the payer picks BTC when the payment named none we know."""
         asset = self.payment_asset(session)
         if asset is None:
             asset = self.assets.get(BTC) or next(iter(self.assets.values()))
             session.payment_asset_id = asset.asset_id
+        return asset
+
+    def _record_payment(
+        self, session: MixPaySession, amount: Decimal | None, at: datetime | None
+    ) -> None:
+        asset = self._ensure_asset(session)
         if amount is None:
             amount = self.payable_amount(session) or Decimal(0)
         session.payment_amount = amount
@@ -889,6 +953,7 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
         payment_asset_id: str | None = None,
         amount: Decimal | None = None,
     ) -> MixPaySession:
+        """A transfer of `amount` (default: all that is still due) arrives and is confirmed."""
         session = self.session(session_id)
         self._advance(session, self.now())
         if session.status == "success":
@@ -898,16 +963,20 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
             if payment_asset_id not in self.assets:
                 raise ValueError(f"unknown asset {payment_asset_id}")
             session.payment_asset_id = payment_asset_id
+        self._ensure_asset(session)
+        before = session.payment_amount or Decimal(0)
         payable = self.payable_amount(session)
-        if amount is not None and payable is not None and amount < payable:
-            self._record_payment(session, amount, at)
-            self._set_status(session, "paid_less", at)
+        if amount is None:
+            amount = max(Decimal(0), (payable or Decimal(0)) - before)
+        self._record_payment(session, before + amount, at)
+        session.failure_code, session.failure_reason = "0", ""
+        if not self.fully_paid(session):
+            session.confirmations = session.pending_confirmations
+            self._set_status(session, "pending", at)
             return session
-        self._record_payment(session, amount, at)
         if payable is not None and session.payment_amount is not None:
             session.surplus_amount = max(Decimal(0), session.payment_amount - payable)
         session.confirmations = -1
-        session.failure_code, session.failure_reason = "0", ""
         self._set_status(session, "success", at)
         session.settle_status = "success"
         if "settle" in session.callback_events:
@@ -915,26 +984,19 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
         return session
 
     def underpay(self, session_id: str, paid_fraction: Decimal = Decimal("0.5")) -> MixPaySession:
+        """Less than is due arrives: ``pending`` with ``payment.isFullyPaid: false``."""
         session = self.session(session_id)
         self._check_open(session)
         fraction = Decimal(paid_fraction)
         if not 0 < fraction < 1:
             raise ValueError("paid_fraction must be between 0 and 1")
-        payable = self.payable_amount(session)
+        self._ensure_asset(session)
+        payable = self.payable_amount(session) or Decimal(0)
         asset = self.payment_asset(session)
-        amount = None
-        if payable is not None and asset is not None:
-            amount = (payable * fraction).quantize(
-                Decimal(1).scaleb(-asset.decimals), rounding=ROUND_DOWN
-            )
-        self._record_payment(session, amount, None)
-        if amount is None:  # the asset was only now chosen
-            payable = self.payable_amount(session) or Decimal(0)
-            session.payment_amount = (payable * fraction).quantize(
-                Decimal("0.00000001"), rounding=ROUND_DOWN
-            )
-        session.confirmations = -1
-        self._set_status(session, "paid_less")
+        places = Decimal(1).scaleb(-(asset.decimals if asset else 8))
+        self._record_payment(session, (payable * fraction).quantize(places, ROUND_DOWN), None)
+        session.confirmations = session.pending_confirmations
+        self._set_status(session, "pending")
         return session
 
     def _fail_with(
@@ -946,8 +1008,14 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
         self._set_status(session, "failed", at)
 
     def fail(
-        self, session_id: str, reason: str | int | None = None, *, code: str | int | None = None
+        self,
+        session_id: str,
+        reason: str | int | None = None,
+        *,
+        code: str | int | None = None,
+        paid: Decimal | None = None,
     ) -> MixPaySession:
+        """The payment fails; `paid` is what the payer sent (refund due)."""
         session = self.session(session_id)
         self._check_open(session)
         text: str | None = None
@@ -955,13 +1023,19 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
             code = str(reason).strip()
         elif reason is not None:
             text = str(reason)
-        self._fail_with(session, str(code or "40020"), text)
+        code_text = str(code or "40020")
+        if paid is not None:
+            self._record_payment(session, paid, None)
+        elif code_text in _MONEY_ARRIVED and not session.payment_amount:
+            self._record_payment(session, None, None)
+        self._fail_with(session, code_text, text)
         return session
 
     def expire(self, session_id: str) -> MixPaySession:
         session = self.session(session_id)
         self._check_open(session)
-        self._fail_with(session, "40024" if session.status == "paid_less" else "40000", None)
+        underpaid = session.status == "pending" and not self.fully_paid(session)
+        self._fail_with(session, "40024" if underpaid else "40000", None)
         return session
 
     def cancel(self, session_id: str) -> MixPaySession:
@@ -978,19 +1052,13 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
             return self.pay(session_id, force=True)
         if status == "failed":
             return self.fail(session_id)
-        if status == "paid_less":
-            return self.underpay(session_id)
         if status == "unpaid":
             session.payment_amount = None
             session.txid = session.block_explorer_url = ""
             session.paid_at = None
-        else:  # confirming, pending, auditing: the full amount was recognized
-            if session.payment_amount is None or (
-                (payable := self.payable_amount(session)) is not None
-                and session.payment_amount < payable
-            ):
-                self._record_payment(session, None, None)
-        session.confirmations = 1 if status == "pending" else -1
+        elif not self.fully_paid(session):  # pending, auditing: the full amount was received
+            self._record_payment(session, None, None)
+        session.confirmations = session.pending_confirmations if status == "pending" else -1
         self._set_status(session, status)
         return session
 
@@ -1007,10 +1075,12 @@ class MixPaySimulator(GatewaySimulator[MixPaySession]):
     def _http_fail(self, session_id: str, params: dict[str, Any]) -> MixPaySession:
         reason = params.get("reason")
         code = params.get("code")
+        paid = parse_decimal(params.get("paid")) if params.get("paid") is not None else None
         return self.fail(
             session_id,
             None if reason is None else str(reason),
             code=None if code is None else str(code),
+            paid=paid,
         )
 
 
@@ -1035,10 +1105,19 @@ def _mixin_memo(session: MixPaySession) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
 def make_address(chain: str) -> str:
     """A random, plausibly shaped deposit address for the chain."""
     if chain == "ethereum":
         return "0x" + secrets.token_hex(20)
+    if chain == "ripple":
+        return "r" + "".join(secrets.choice(_BASE58) for _ in range(33))
+    if chain == "stellar":
+        return "G" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(55))
+    if chain == "eos":
+        return "mixpay" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz12345") for _ in range(6))
     if chain == "tron":
         alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
         return "T" + "".join(secrets.choice(alphabet) for _ in range(33))

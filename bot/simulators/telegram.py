@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from aiohttp import BodyPartReader, ClientSession, ClientTimeout, web
+from aiohttp import BodyPartReader, ClientSession, ClientTimeout, TCPConnector, web
 
 from bot.simulators.telegram_format import EntityParseError, parse_formatted, utf16_len
 from bot.simulators.telegram_models import (
@@ -55,6 +55,7 @@ from bot.simulators.telegram_models import (
     StoredFile,
 )
 from bot.simulators.telegram_spec import ApiSpec, UploadedFile, load_spec
+from bot.simulators.tls import client_context
 
 __all__ = [
     "ApiError",
@@ -1563,7 +1564,7 @@ class BotApiEmulator:
         if not url:
             return await self._delete_webhook(params, files)
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts.scheme != "https" or not parts.netloc:  # Telegram takes only HTTPS
             raise ApiError(
                 400,
                 "Bad Request: bad webhook: An HTTPS URL must be provided for webhook",
@@ -2027,7 +2028,10 @@ class BotApiEmulator:
 
     async def _deliver(self, update: dict[str, Any]) -> bool:
         if self._session is None:
-            self._session = ClientSession(timeout=ClientTimeout(total=10))
+            # Webhooks are HTTPS; the local test certificate is trusted too (tls.py).
+            self._session = ClientSession(
+                timeout=ClientTimeout(total=10), connector=TCPConnector(ssl=client_context())
+            )
         headers = {"Content-Type": "application/json"}
         if self.webhook_secret:
             headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook_secret
