@@ -26,7 +26,7 @@ import pytest
 
 T = TypeVar("T")
 
-AREAS = ("properties", "faults", "secrets", "access", "crash")
+AREAS = ("properties", "faults", "secrets", "access", "crash", "hostile")
 
 
 @dataclass

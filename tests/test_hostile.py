@@ -1,0 +1,182 @@
+"""Hostile input and bad luck against a real `python -m bot` process (issue 17, points 3, 4,
+5, 8 and 10): forged and replayed gateway callbacks, half-open and slow HTTP clients,
+deeply nested JSON, a /metrics token, and a database file removed while the bot runs.
+
+The bot runs in webhook mode (`HTTP_PORT` and `PUBLIC_URL` on 127.0.0.1) against the Bot
+API emulator and the Mion and MixPay simulators, which live in this test process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.simulators.mion import MionSimulator
+from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from bot.simulators.telegram import BotApiEmulator
+from bot.simulators.telegram_models import EmuUser, MessageRecord
+from tests.botproc import BotProcess
+from tests.conftest import ADMIN_ID, MERCHANT_ID, TOKEN, free_port
+from tests.reliability_stats import record
+
+pytest_plugins = ["tests.reliability_stats"]
+
+MION_KEY = "mion-hostile-MARKER-key-3e7a"
+WEBHOOK_SECRET = "hook-hostile-MARKER-secret-51f0"
+METRICS_TOKEN = "metrics-MARKER-token-SECRET-8d2b6e"
+
+
+@dataclass
+class Bot:
+    emu: BotApiEmulator
+    mion: MionSimulator
+    mixpay: MixPaySimulator
+    proc: BotProcess
+    port: int
+    db: Path
+    merchant: EmuUser
+    admin: EmuUser
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, **env: str) -> None:
+        self.emu.webhook_url = None
+        self.proc.start(**env)
+        await self.emu.wait_for(
+            lambda: self.emu.webhook_url is not None or not self.proc.running, timeout=40
+        )
+        assert self.proc.running, self.proc.output()[-3000:]
+
+    async def command(self, text: str, *, timeout: float = 20.0) -> MessageRecord:
+        before = len(self.emu.bot_messages(self.merchant))
+        await self.emu.send_message(self.merchant, text)
+
+        def reply() -> MessageRecord | None:
+            messages = self.emu.bot_messages(self.merchant)
+            return messages[before] if len(messages) > before else None
+
+        return await self.emu.wait_for(reply, timeout=timeout)
+
+    def rows(self, sql: str) -> list[tuple[object, ...]]:
+        db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
+
+
+@pytest.fixture
+async def bot(emulator: BotApiEmulator, tmp_path: Path) -> AsyncIterator[Bot]:
+    """A real bot process in webhook mode with Mion and MixPay (started by each test)."""
+    mion = MionSimulator(api_key=MION_KEY)
+    mixpay = MixPaySimulator(payee_id=DEFAULT_PAYEE_ID)
+    await mion.start()
+    await mixpay.start()
+    port = free_port()
+    db = tmp_path / "hostile.db"
+    env = {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_API_URL": emulator.url,
+        "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "ADMIN_IDS": str(ADMIN_ID),
+        "MERCHANT_IDS": str(MERCHANT_ID),
+        "MION_API_URL": mion.url,
+        "MION_API_KEY": MION_KEY,
+        "MIXPAY_API_URL": mixpay.url,
+        "MIXPAY_PAYEE_ID": DEFAULT_PAYEE_ID,
+        "MIXPAY_SETTLEMENT_ASSET_ID": USDT_ERC20,
+        "DEFAULT_GATEWAY": "mion",
+        "HTTP_PORT": str(port),
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "POLL_INTERVAL_SECONDS": "30",
+        "CALLBACK_POLL_INTERVAL_SECONDS": "60",
+        "SANDBOX_ENABLED": "false",
+        "LOG_LEVEL": "INFO",
+    }
+    proc = BotProcess(env, tmp_path / "bot.log")
+    merchant = emulator.add_user(MERCHANT_ID, "Maria", language_code="en")
+    admin = emulator.add_user(ADMIN_ID, "Ada", language_code="en")
+    try:
+        yield Bot(emulator, mion, mixpay, proc, port, db, merchant, admin)
+    finally:
+        await proc.stop()
+        proc.kill()
+        await mion.stop()
+        await mixpay.stop()
+
+
+def link_of(reply: MessageRecord, text: str) -> str:
+    """The URL of the button labelled `text` (what a customer sees)."""
+    markup = reply.reply_markup or {}
+    for row in markup.get("inline_keyboard", []):
+        for button in row:
+            if text in button.get("text", "") and button.get("url"):
+                return str(button["url"])
+    raise AssertionError(f"no {text!r} button in {markup}")
+
+
+# -- 3. callbacks cannot starve a gateway's request budget ------------------------------------
+async def test_forged_mixpay_callbacks_do_not_stall_invoices_or_polls(bot: Bot) -> None:
+    """60 forged callbacks naming a code seen in a checkout link: /invoice still answers at
+    once, and the callbacks cost a handful of MixPay requests, not 60."""
+    await bot.start()
+    reply = await bot.command("/invoice mixpay 10 Lamp")
+    code = link_of(reply, "Pay").rstrip("/").rsplit("/", 1)[1]
+    reads_before = len([r for r in bot.mixpay.requests if "payments_result" in r.path])
+    forged = {"traceId": code, "orderId": "tb-1-00000000", "payeeId": DEFAULT_PAYEE_ID}
+    url = f"{bot.base}/webhooks/mixpay"
+    async with httpx.AsyncClient(timeout=120) as client:
+        flood = [asyncio.ensure_future(client.post(url, json=forged)) for _ in range(60)]
+        await asyncio.sleep(0.5)  # the callbacks are in: now the merchant needs an invoice
+        started = time.monotonic()
+        second = await bot.command("/invoice mixpay 11 Chair", timeout=60)
+        took = time.monotonic() - started
+        answers = await asyncio.gather(*flood)
+    assert "Invoice #2" in second.content, second.content
+    assert took < 5.0, f"/invoice took {took:.1f} s behind 60 forged callbacks"
+    assert all(a.status_code == 200 for a in answers), {a.status_code for a in answers}
+    reads = len([r for r in bot.mixpay.requests if "payments_result" in r.path]) - reads_before
+    assert reads <= 3, f"{reads} MixPay status requests for 60 callbacks"
+    assert bot.mixpay.rate_limited_count == 0
+    record("hostile", tests=1, inputs=60,
+           note=f"60 forged MixPay callbacks: {reads} status reads, /invoice in {took:.1f} s")
+
+
+async def test_replayed_mion_callbacks_are_merged(bot: Bot) -> None:
+    """300 replays of one genuine Mion callback: a few status reads, and the payment that
+    follows is still seen at once."""
+    await bot.start()
+    reply = await bot.command("/invoice 7 Bread")
+    [session] = list(bot.mion.sessions.values())
+    body = bot.mion.status_object(session)
+    url = f"{bot.base}/webhooks/mion"
+
+    def reads() -> int:
+        return len([r for r in bot.mion.requests if r.method == "GET" and session.id in r.path])
+
+    before = reads()
+    async with httpx.AsyncClient(timeout=60) as client:
+        for _ in range(10):
+            batch = [client.post(url, json=body) for _ in range(30)]
+            answers = await asyncio.gather(*batch)
+            assert all(a.status_code == 200 for a in answers)
+        flood_reads = reads() - before
+        assert flood_reads <= 3, f"{flood_reads} Mion status reads for 300 replays"
+        # The merged replays brought one poll forward: the status is read once more soon.
+        await asyncio.sleep(6)
+        assert reads() - before <= flood_reads + 1
+        # A real payment right after the flood still edits the invoice promptly.
+        bot.mion.pay(session.id)
+        await bot.emu.wait_for(lambda: "PAID" in reply.content, timeout=10)
+    record("hostile", tests=1, inputs=300,
+           note=f"300 replayed Mion callbacks: {reads() - before} status reads")
