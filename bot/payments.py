@@ -743,7 +743,10 @@ class PaymentsService:
         gateway = self.gateways.get(gateway_name)
         if gateway is None:
             raise LookupError(gateway_name)
-        hint = gateway.parse_callback(body, content_type)
+        try:
+            hint = gateway.parse_callback(body, content_type)
+        except RecursionError:  # JSON nested deeper than the parser goes: malformed
+            raise ValueError("callback nested too deeply") from None
         invoice: Invoice | None = None
         if hint.session_id:
             invoice = await self.repo.get_invoice_by_session(gateway_name, hint.session_id)

@@ -65,7 +65,8 @@ class WebServer:
         try:
             data = json.loads(await request.read())
             update = Update.de_json(data, self.app.bot)
-        except (ValueError, TypeError, KeyError, AttributeError):  # not an Update's shape
+        # RecursionError: JSON nested deeper than the parser goes is malformed too.
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             return web.json_response({"ok": False, "error": "malformed update"}, status=400)
         await self.app.update_queue.put(update)
         return web.json_response({"ok": True})

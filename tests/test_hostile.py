@@ -22,6 +22,7 @@ from bot.simulators.mion import MionSimulator
 from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 from bot.simulators.telegram import BotApiEmulator
 from bot.simulators.telegram_models import EmuUser, MessageRecord
+from bot.web import SECRET_HEADER
 from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, MERCHANT_ID, TOKEN, free_port
 from tests.reliability_stats import record
@@ -180,3 +181,26 @@ async def test_replayed_mion_callbacks_are_merged(bot: Bot) -> None:
         await bot.emu.wait_for(lambda: "PAID" in reply.content, timeout=10)
     record("hostile", tests=1, inputs=300,
            note=f"300 replayed Mion callbacks: {reads() - before} status reads")
+
+
+# -- 5. deeply nested JSON is a malformed body ------------------------------------------------
+async def test_deeply_nested_json_is_400_not_a_traceback(bot: Bot) -> None:
+    await bot.start()
+    nested = [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 20_000 + b"1" + b"}" * 20_000]
+    tried = 0
+    async with httpx.AsyncClient(base_url=bot.base, timeout=20) as client:
+        for body in nested:
+            for path, headers in (
+                ("/webhooks/mion", {}),
+                ("/webhooks/mixpay", {}),
+                ("/telegram", {SECRET_HEADER: WEBHOOK_SECRET}),
+            ):
+                answer = await client.post(
+                    path, content=body, headers={"content-type": "application/json", **headers}
+                )
+                tried += 1
+                assert answer.status_code == 400, (path, answer.status_code, answer.text[:200])
+        assert (await client.get("/healthz")).status_code == 200
+    output = bot.proc.output()
+    assert "RecursionError" not in output and "Traceback" not in output, output[-2000:]
+    record("hostile", tests=1, inputs=tried, note=f"{tried} deeply nested JSON bodies: all 400")
