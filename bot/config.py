@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     http_port: int | None = None
     port: int | None = None
     public_url: str | None = None
+    metrics_token: SecretStr | None = None  # GET /metrics then needs "Bearer <token>"
 
     # Sandbox gateway (a local simulator started inside the bot)
     sandbox_enabled: bool = True
@@ -204,6 +205,7 @@ class Settings(BaseSettings):
             self.telegram_webhook_secret,
             self.mion_api_key,
             self.miraclepay_api_key,
+            self.metrics_token,
         ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 

@@ -106,7 +106,21 @@ class WebServer:
         return web.json_response(body, status=200 if ok else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text; with METRICS_TOKEN set, only for `Authorization: Bearer <it>`."""
         services = self.app.bot_data
+        token = services.settings.metrics_token
+        if token is not None:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            expected = token.get_secret_value().encode()
+            if not (
+                scheme.lower() == "bearer"
+                and hmac.compare_digest(given.strip().encode(), expected)
+            ):
+                return web.json_response(
+                    {"error": "unauthorized"},
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
         counts = {status.value: n for status, n in (await services.repo.count_by_status()).items()}
         text = services.metrics.render(counts)
         return web.Response(

@@ -204,3 +204,39 @@ async def test_deeply_nested_json_is_400_not_a_traceback(bot: Bot) -> None:
     output = bot.proc.output()
     assert "RecursionError" not in output and "Traceback" not in output, output[-2000:]
     record("hostile", tests=1, inputs=tried, note=f"{tried} deeply nested JSON bodies: all 400")
+
+
+# -- 10. /metrics behind a bearer token --------------------------------------------------------
+async def test_metrics_token(bot: Bot) -> None:
+    await bot.start(METRICS_TOKEN=METRICS_TOKEN, LOG_LEVEL="DEBUG")
+    tried = 0
+    async with httpx.AsyncClient(base_url=bot.base, timeout=10) as client:
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong-token"},
+            {"Authorization": f"Basic {METRICS_TOKEN}"},
+            {"Authorization": f"Bearer {METRICS_TOKEN[:-1]}"},
+            {"Authorization": "Bearer"},
+        ):
+            refused = await client.get("/metrics", headers=headers)
+            tried += 1
+            assert refused.status_code == 401, (headers, refused.status_code)
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+            assert "tillbot_" not in refused.text
+        allowed = await client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert allowed.status_code == 200 and "tillbot_invoices" in allowed.text
+        assert (await client.get("/healthz")).status_code == 200  # health stays open
+    await bot.proc.stop()
+    middle = METRICS_TOKEN[8:20]
+    assert middle not in bot.proc.output()
+    record("hostile", tests=1, inputs=tried + 1, note=f"/metrics: {tried} wrong tokens, all 401")
+
+
+def test_metrics_token_is_a_redacted_secret() -> None:
+    from bot.config import Settings
+    from bot.logsafe import install_redaction, redact
+
+    settings = Settings(telegram_bot_token=TOKEN, metrics_token=METRICS_TOKEN, _env_file=None)
+    assert METRICS_TOKEN in settings.secrets()
+    install_redaction(settings.secrets())
+    assert METRICS_TOKEN not in redact(f"GET /metrics Authorization: Bearer {METRICS_TOKEN}")
