@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     port: int | None = None
     public_url: str | None = None
     metrics_token: SecretStr | None = None  # GET /metrics then needs "Bearer <token>"
+    http_max_connections: int = Field(default=256, ge=8, le=100_000)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    http_body_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
 
     # Sandbox gateway (a local simulator started inside the bot)
     sandbox_enabled: bool = True

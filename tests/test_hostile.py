@@ -9,6 +9,8 @@ API emulator and the Mion and MixPay simulators, which live in this test process
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -240,3 +242,83 @@ def test_metrics_token_is_a_redacted_secret() -> None:
     assert METRICS_TOKEN in settings.secrets()
     install_redaction(settings.secrets())
     assert METRICS_TOKEN not in redact(f"GET /metrics Authorization: Bearer {METRICS_TOKEN}")
+
+
+# -- 4. slow and half-open clients ------------------------------------------------------------
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """True when the server closed (or reset) this connection."""
+    try:
+        data = sock.recv(65536)
+    except BlockingIOError:
+        return False
+    except OSError:  # reset
+        return True
+    return data == b"" or b"HTTP/1.1 408" in data or b"HTTP/1.1 400" in data
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts /proc/<pid>/fd")
+async def test_half_open_and_slow_clients_do_not_exhaust_the_server(bot: Bot) -> None:
+    """300 connections that never finish their headers (the cap is 64), and slow bodies:
+    /healthz answers at once, the process holds a bounded number of descriptors, every
+    half-open connection is closed after the header timeout, and the log stays small."""
+    await bot.start(
+        HTTP_MAX_CONNECTIONS="64", HTTP_HEADER_TIMEOUT_SECONDS="2", HTTP_BODY_TIMEOUT_SECONDS="2"
+    )
+    pid = bot.proc.pid
+    async with httpx.AsyncClient(base_url=bot.base, timeout=10) as client:
+        assert (await client.get("/healthz")).status_code == 200
+    fds_before = open_fds(pid)
+    log_before = len(bot.proc.output())
+    half_open: list[socket.socket] = []
+    slow_bodies: list[socket.socket] = []
+    try:
+        for i in range(300):
+            sock = socket.create_connection(("127.0.0.1", bot.port), timeout=5)
+            sock.sendall(b"POST /telegram HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + str(i).encode())
+            sock.setblocking(False)
+            half_open.append(sock)
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", bot.port), timeout=5)
+            sock.sendall(
+                b"POST /webhooks/mion HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\": 1"
+            )
+            sock.setblocking(False)
+            slow_bodies.append(sock)
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        async with httpx.AsyncClient(base_url=bot.base, timeout=10) as client:
+            health = await client.get("/healthz")
+        health_seconds = time.monotonic() - started
+        assert health.status_code == 200, health.text
+        assert health_seconds < 1.5, f"/healthz took {health_seconds:.2f} s"
+        fds_during = open_fds(pid)
+        assert fds_during <= fds_before + 64 + 8, (fds_before, fds_during)
+        # Every half-open connection is closed by the server after the header timeout,
+        # and every slow body gets 408.
+        deadline = time.monotonic() + 8
+        pending = half_open + slow_bodies
+        while pending and time.monotonic() < deadline:
+            pending = [s for s in pending if not closed_by_server(s)]
+            await asyncio.sleep(0.2)
+        assert not pending, f"{len(pending)} of 305 slow connections still open"
+        assert open_fds(pid) <= fds_before + 8  # (keep-alive connections come and go)
+    finally:
+        for sock in half_open + slow_bodies:
+            sock.close()
+    async with httpx.AsyncClient(base_url=bot.base, timeout=10) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    assert 'tillbot_http_connections_dropped_total{reason="evicted"}' in metrics
+    grown = len(bot.proc.output()) - log_before
+    assert grown < 2000, bot.proc.output()[log_before:][:2000]
+    record(
+        "hostile", tests=1, inputs=305,
+        note=f"300 half-open + 5 slow-body connections (cap 64): /healthz in "
+        f"{health_seconds:.2f} s, {fds_during - fds_before} more descriptors, all closed, "
+        f"log +{grown} bytes",
+    )
