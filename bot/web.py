@@ -284,17 +284,26 @@ class WebServer:
         return web.json_response(dict(payload), status=status)
 
     async def healthz(self, request: web.Request) -> web.Response:
-        """200 when storage answers and the watcher ticked recently; 503 otherwise."""
+        """200 when storage takes a write, its file is the one opened, and the watcher and
+        the notifier are alive; 503 otherwise."""
         services = self.app.bot_data
         try:
             storage_ok = await services.repo.ping()
         except Exception:
             storage_ok = False
+        watch = services.storage_watch
+        database = await watch.tick() if watch is not None else None
+        if storage_ok and watch is not None:
+            storage_ok = await watch.takes_writes()
         watcher = services.watcher
         watcher_ok = watcher is not None and watcher.alive(services.clock())
         notifier_ok = services.notifier is not None and services.notifier.alive
-        ok = storage_ok and watcher_ok and notifier_ok
-        body = {"ok": ok, "storage": storage_ok, "watcher": watcher_ok, "notifier": notifier_ok}
+        ok = storage_ok and database is None and watcher_ok and notifier_ok
+        body: dict[str, object] = {
+            "ok": ok, "storage": storage_ok, "watcher": watcher_ok, "notifier": notifier_ok
+        }
+        if database is not None:
+            body["database"] = f"file {database} while running"
         return web.json_response(body, status=200 if ok else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -322,3 +322,63 @@ async def test_half_open_and_slow_clients_do_not_exhaust_the_server(bot: Bot) ->
         f"{health_seconds:.2f} s, {fds_during - fds_before} more descriptors, all closed, "
         f"log +{grown} bytes",
     )
+
+
+# -- 8. a database that vanishes or stops taking writes ---------------------------------------
+NEW_DATABASE_LINE = "started on a NEW, EMPTY database"
+
+
+async def test_database_removed_while_running_is_noticed(bot: Bot) -> None:
+    """The SQLite file deleted under the running bot: /healthz says so (503) and each admin
+    is told once; the restart that creates a new database says so in one line."""
+    await bot.start()
+    assert bot.proc.output().count(NEW_DATABASE_LINE) == 1  # the first start made it
+    reply = await bot.command("/invoice 5 Tea")
+    assert "Invoice #1" in reply.content
+    async with httpx.AsyncClient(base_url=bot.base, timeout=10) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{bot.db}{suffix}").unlink(missing_ok=True)
+        health = await client.get("/healthz")
+        assert health.status_code == 503, health.text
+        assert health.json()["database"] == "file removed while running"
+        notices = await bot.emu.wait_for(
+            lambda: [m for m in bot.emu.bot_messages(bot.admin) if "database" in m.content],
+            timeout=15,
+        )
+        await asyncio.sleep(6)  # the watch job ticks again: still one notice
+        assert (await client.get("/healthz")).status_code == 503
+    notices = [m for m in bot.emu.bot_messages(bot.admin) if "database" in m.content]
+    assert len(notices) == 1, [m.content for m in notices]
+    assert "removed" in notices[0].content
+    await bot.proc.stop()
+    await bot.start()
+    output = bot.proc.output()
+    assert output.count(NEW_DATABASE_LINE) == 2
+    line = next(x for x in output.splitlines()[::-1] if NEW_DATABASE_LINE in x)
+    assert str(bot.db) in line and "WARNING" in line
+    record("hostile", tests=1, inputs=1, faults=1,
+           note="database file deleted while running: /healthz 503, one admin notice")
+
+
+async def test_healthz_fails_when_storage_takes_no_writes(bot: Bot) -> None:
+    """Another process holds SQLite's write lock: reads still work, writes do not, and
+    /healthz says so."""
+    await bot.start()
+    async with httpx.AsyncClient(base_url=bot.base, timeout=20) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        locker = sqlite3.connect(bot.db, timeout=1, isolation_level=None)
+        try:
+            locker.execute("BEGIN EXCLUSIVE")
+            started = time.monotonic()
+            health = await client.get("/healthz")
+            took = time.monotonic() - started
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert health.status_code == 503 and health.json()["storage"] is False, health.text
+        assert took < 6.0
+        await asyncio.sleep(3)  # the write that timed out gives up; the lock is free again
+        assert (await client.get("/healthz")).status_code == 200
+    record("hostile", tests=1, inputs=1, faults=1,
+           note=f"write lock held elsewhere: /healthz 503 in {took:.1f} s")
