@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_SECONDS = 5.0
 WRITE_CHECK_TIMEOUT_SECONDS = 3.0
-PROBLEM_KEYS = {"removed": "storage_problem_removed", "replaced": "storage_problem_replaced"}
 
 # (admin chat id, text) -> sent; the wiring passes the bot's send_message.
 SendFn = Callable[[int, str], Awaitable[object]]
@@ -70,8 +69,8 @@ class StorageWatch:
                 language = await self.language_of(admin)
             except Exception:  # storage itself may be failing: English it is
                 language = "en"
-            what = t(language, PROBLEM_KEYS.get(problem, "storage_problem_replaced"))
-            text = t(language, "admin_storage_lost", problem=what)
+            key = "storage_problem_removed" if problem == "removed" else "storage_problem_replaced"
+            text = t(language, "admin_storage_lost", problem=t(language, key))
             try:
                 await self.send(admin, text)
             except Exception:
