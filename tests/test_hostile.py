@@ -382,3 +382,54 @@ async def test_healthz_fails_when_storage_takes_no_writes(bot: Bot) -> None:
         assert (await client.get("/healthz")).status_code == 200
     record("hostile", tests=1, inputs=1, faults=1,
            note=f"write lock held elsewhere: /healthz 503 in {took:.1f} s")
+
+
+class _Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class _Inner(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.made = self.lost = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost += 1
+
+
+def test_connection_guard_evicts_half_open_first_and_spares_busy_ones() -> None:
+    from bot.web import ConnectionGuard
+
+    dropped: list[str] = []
+    guard = ConnectionGuard(_Inner, 3, on_drop=dropped.append)
+    conns = [guard() for _ in range(3)]
+    transports = [_Transport() for _ in range(3)]
+    for conn, transport in zip(conns, transports, strict=True):
+        conn.connection_made(transport)
+    guard.mark(transports[0], busy=True)  # a request in progress
+    guard.mark(transports[1], busy=True)
+    guard.mark(transports[1], busy=False)  # answered: an idle keep-alive connection
+    fourth, t4 = guard(), _Transport()
+    fourth.connection_made(t4)  # the half-open one (never answered) goes first
+    assert transports[2].aborted and not transports[1].aborted and not transports[0].aborted
+    guard.mark(t4, busy=True)
+    fifth, t5 = guard(), _Transport()
+    fifth.connection_made(t5)  # then idle ones that were served
+    assert transports[1].aborted and not transports[0].aborted and not t4.aborted
+    guard.mark(t5, busy=True)
+    sixth, t6 = guard(), _Transport()
+    sixth.connection_made(t6)  # everyone busy: the newcomer is refused
+    assert t6.aborted and not sixth.admitted
+    assert dropped == ["evicted", "evicted", "refused"]
+    sixth.connection_lost(None)  # a refused connection never reaches aiohttp's protocol
+    assert isinstance(sixth.inner, _Inner) and sixth.inner.made == sixth.inner.lost == 0
+    conns[2].connection_lost(None)  # the evicted one's loss is passed on once
+    assert isinstance(conns[2].inner, _Inner) and conns[2].inner.lost == 1
+    assert len(guard.open) == 3
