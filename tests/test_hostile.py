@@ -69,13 +69,6 @@ class Bot:
 
         return await self.emu.wait_for(reply, timeout=timeout)
 
-    def rows(self, sql: str) -> list[tuple[object, ...]]:
-        db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
-        try:
-            return db.execute(sql).fetchall()
-        finally:
-            db.close()
-
 
 @pytest.fixture
 async def bot(emulator: BotApiEmulator, tmp_path: Path) -> AsyncIterator[Bot]:
