@@ -800,14 +800,13 @@ class PaymentsService:
                 return invoice
 
     async def _poll_soon(self, invoice: Invoice, at: datetime) -> None:
-        """Bring the watcher's next poll of a pending invoice forward to `at` (once per merge
-        window): it then reads the status paced like any poll."""
-        if invoice.status is not InvoiceStatus.PENDING or invoice.id in self._callback_followup:
+        """Bring the watcher's next poll of an invoice it still watches (pending, or expired
+        or cancelled and watched for a late payment) forward to `at`, once per merge window:
+        it then reads the status paced like any poll."""
+        if invoice.id in self._callback_followup:
             return
         current = await self.repo.get_invoice(invoice.id)
-        if current is None or current.status is not InvoiceStatus.PENDING:
-            return
-        if current.next_poll_at is not None and current.next_poll_at <= at:
+        if current is None or current.next_poll_at is None or current.next_poll_at <= at:
             return
         self._callback_followup.add(invoice.id)
         await self.repo.reschedule(invoice.id, next_poll_at=at, owner="", now=self.clock())
