@@ -8,8 +8,8 @@ GET  /metrics               Prometheus text format (behind METRICS_TOKEN when se
 Slow and half-open clients cannot exhaust the process: a connection must finish a request's
 headers within HTTP_HEADER_TIMEOUT_SECONDS of opening (or of its previous request: idle
 keep-alive connections close then too), a body must arrive within HTTP_BODY_TIMEOUT_SECONDS
-(else 408), and at most HTTP_MAX_CONNECTIONS connections are open (never more than half the
-process's file-descriptor limit). A new connection beyond the cap closes the oldest one
+(else 408), and at most HTTP_MAX_CONNECTIONS connections are open (with those accepted in one
+go, never more than half the process's file-descriptor limit). A new connection beyond the cap closes the oldest one
 that is not in the middle of a request (half-open ones first), or is refused when every
 connection is busy; neither writes a log line.
 """
@@ -148,13 +148,16 @@ class _OncePerMinute(logging.Filter):
 _ACCEPT_LOG_FILTER = _OncePerMinute()
 
 
-def connection_cap(wanted: int) -> int:
-    """HTTP_MAX_CONNECTIONS, but never more than half the file descriptors the process may
-    open: the rest is for storage, Telegram and the gateways."""
+def connection_limits(wanted: int) -> tuple[int, int]:
+    """(connections, backlog): HTTP_MAX_CONNECTIONS, but with the connections accepted in
+    one go (asyncio accepts up to `backlog` at a time, before any can be closed) never
+    more than half the file descriptors the process may open: the rest is for storage,
+    Telegram and the gateways."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft <= 0:
-        return wanted
-    return max(8, min(wanted, soft // 2))
+        return wanted, 128
+    backlog = max(4, min(128, soft // 8))
+    return max(4, min(wanted, soft // 2 - backlog)), backlog
 
 
 class WebServer:
@@ -189,15 +192,14 @@ class WebServer:
         await self._runner.setup()
         server = self._runner.server
         assert server is not None
+        limit, backlog = connection_limits(settings.http_max_connections)
         self.guard = ConnectionGuard(
-            server,
-            connection_cap(settings.http_max_connections),
-            on_drop=lambda reason: metrics.http_connection_dropped(reason),
+            server, limit, on_drop=lambda reason: metrics.http_connection_dropped(reason)
         )
         logging.getLogger("asyncio").addFilter(_ACCEPT_LOG_FILTER)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self.guard, self.host, self.port, backlog=128, reuse_address=True
+            self.guard, self.host, self.port, backlog=backlog, reuse_address=True
         )
         sockets = list(self._server.sockets)
         self.bound_port = sockets[0].getsockname()[1] if sockets else self.port

@@ -379,6 +379,43 @@ async def test_healthz_fails_when_storage_takes_no_writes(bot: Bot) -> None:
            note=f"write lock held elsewhere: /healthz 503 in {took:.1f} s")
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts /proc/<pid>/fd")
+async def test_half_open_clients_never_run_the_process_out_of_descriptors(bot: Bot) -> None:
+    """The finding itself: a process allowed 256 descriptors, 300 half-open connections.
+    Before, accept() failed with "too many open files" (one log line each) and so did new
+    gateway connections; now the cap (half the limit) holds and /invoice still works."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # inherited by the bot process
+    bot.emu.webhook_url = None
+    try:
+        bot.proc.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    await bot.emu.wait_for(lambda: bot.emu.webhook_url is not None, timeout=40)
+    log_before = len(bot.proc.output())
+    half_open: list[socket.socket] = []
+    try:
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", bot.port), timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            half_open.append(sock)
+        await asyncio.sleep(0.5)
+        assert open_fds(bot.proc.pid) < 256 - 20
+        reply = await bot.command("/invoice 9 Soup", timeout=20)  # Telegram in, Mion out
+        assert "Invoice #1" in reply.content, reply.content
+        async with httpx.AsyncClient(base_url=bot.base, timeout=10) as client:
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        for sock in half_open:
+            sock.close()
+    grown = bot.proc.output()[log_before:]
+    assert "Too many open files" not in grown and "accept" not in grown, grown[:2000]
+    record("hostile", tests=1, inputs=300,
+           note="300 half-open connections, 256 descriptors allowed: /invoice still works")
+
+
 class _Transport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
