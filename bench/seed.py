@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from bot.domain.models import InvoiceKind, NewInvoice, utcnow
 from storage import open_repository
-from storage.models import InvoiceKind, NewInvoice, utcnow
 
 # Per gateway: currency, checkout URL prefix (as the adapters make them).
 GATEWAY_SHAPES: dict[str, tuple[str, str]] = {

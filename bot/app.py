@@ -34,6 +34,7 @@ from telegram.request import HTTPXRequest
 
 from bot.config import Settings
 from bot.context import Services, TillbotApp, TillbotContext
+from bot.domain.models import utcnow
 from bot.gateways.base import GatewayError
 from bot.gateways.registry import build_gateways
 from bot.handlers import admin, customer, inline, lists, merchant, users
@@ -56,7 +57,6 @@ from bot.views import (
 )
 from bot.watcher import Watcher
 from storage import StorageError, open_repository, parse_sqlite_url
-from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 from telegram import User
 from telegram.ext import Application, CallbackContext, ExtBot
 
+from bot.domain.models import UserPrefs, utcnow
 from bot.i18n import resolve_language
 from bot.metrics import Metrics
 from bot.views import ViewContext
-from storage.models import UserPrefs, utcnow
 
 if TYPE_CHECKING:
     import httpx

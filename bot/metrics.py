@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from storage.models import Invoice
+    from bot.domain.models import Invoice
 
 # Seconds from a payment (paidAt at the gateway) to the edit of the invoice message.
 DELAY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

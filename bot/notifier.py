@@ -29,10 +29,18 @@ from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
+from bot.domain.models import (
+    Invoice,
+    InvoiceMessage,
+    InvoiceStatus,
+    OutboxEvent,
+    OutboxItem,
+    OutboxKind,
+)
+from bot.domain.money import format_amount
 from bot.failpoints import crash_point
 from bot.i18n import t
 from bot.metrics import Metrics
-from bot.money import format_amount
 from bot.views import (
     ViewContext,
     format_time,
@@ -42,14 +50,6 @@ from bot.views import (
     render_qr,
 )
 from storage.base import Repository
-from storage.models import (
-    Invoice,
-    InvoiceMessage,
-    InvoiceStatus,
-    OutboxEvent,
-    OutboxItem,
-    OutboxKind,
-)
 
 log = logging.getLogger(__name__)
 

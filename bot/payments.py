@@ -17,6 +17,20 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from bot.domain.models import (
+    Invoice,
+    InvoiceKind,
+    InvoiceMessage,
+    InvoiceStatus,
+    MessageRole,
+    NewInvoice,
+    NewOutbox,
+    OutboxEvent,
+    OutboxKind,
+    Transition,
+    allowed_sources,
+)
+from bot.domain.money import AmountError, is_currency_code, parse_amount
 from bot.failpoints import crash_point
 from bot.gateways.base import (
     Gateway,
@@ -31,22 +45,8 @@ from bot.gateways.base import (
 from bot.gateways.budget import BudgetDeferred, callback_requests
 from bot.ids import parse_invoice_id
 from bot.metrics import Metrics
-from bot.money import AmountError, is_currency_code, parse_amount
 from bot.text import strip_controls
 from storage.base import Repository
-from storage.models import (
-    Invoice,
-    InvoiceKind,
-    InvoiceMessage,
-    InvoiceStatus,
-    MessageRole,
-    NewInvoice,
-    NewOutbox,
-    OutboxEvent,
-    OutboxKind,
-    Transition,
-    allowed_sources,
-)
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
+from bot.domain.money import format_amount, format_decimal
 from bot.i18n import t
-from bot.money import format_amount, format_decimal
 from bot.qr import lightning_uri, onchain_uri, qr_png
-from storage.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
 
 CALLBACK_SIMULATE = "sim"
 CALLBACK_CANCEL = "cancel"

@@ -13,9 +13,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from bot.domain.models import Invoice
 from bot.payments import PaymentsService
 from storage.base import Repository
-from storage.models import Invoice
 
 log = logging.getLogger(__name__)
 

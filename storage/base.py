@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from types import EllipsisType
 from typing import Any
 
-from storage.models import (
+from bot.domain.models import (
     Invoice,
     InvoiceMessage,
     InvoiceStatus,

@@ -26,6 +26,21 @@ from urllib.parse import quote
 
 import aiosqlite
 
+from bot.domain.models import (
+    FINAL_STATUSES,
+    Invoice,
+    InvoiceMessage,
+    InvoiceStatus,
+    Merchant,
+    NewInvoice,
+    NewOutbox,
+    OutboxItem,
+    Transition,
+    UserPrefs,
+    allowed_sources,
+    from_ms,
+    to_ms,
+)
 from storage.base import Repository, StorageError
 from storage.migrations import (
     DUE_INVOICES_WHERE,
@@ -48,21 +63,6 @@ from storage.migrations.columns import (
     message_from_row,
     outbox_from_row,
     prefs_from_row,
-)
-from storage.models import (
-    FINAL_STATUSES,
-    Invoice,
-    InvoiceMessage,
-    InvoiceStatus,
-    Merchant,
-    NewInvoice,
-    NewOutbox,
-    OutboxItem,
-    Transition,
-    UserPrefs,
-    allowed_sources,
-    from_ms,
-    to_ms,
 )
 
 log = logging.getLogger(__name__)

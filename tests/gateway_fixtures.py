@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.domain.models import InvoiceKind
 from bot.gateways.base import Gateway, SessionRequest
 from bot.gateways.budget import RequestBudget
 from bot.gateways.http import Backoff
@@ -36,7 +37,6 @@ from bot.simulators.gateway_base import GatewaySimulator, RecordedRequest
 from bot.simulators.mion import MionSimulator
 from bot.simulators.miraclepay import MiraclePaySimulator
 from bot.simulators.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
-from storage.models import InvoiceKind
 
 MION_KEY = "mion-key-MARKER-7d1f0c93"
 MIRACLE_CLIENT_ID = "mp-client-MARKER-2b9a41"

@@ -23,10 +23,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bot.domain.models import to_ms
 from storage import postgres as pg_backend
 from storage import sqlite as sqlite_backend
 from storage.base import Repository
-from storage.models import to_ms
 from storage.postgres import PostgresRepository
 from storage.sqlite import SqliteRepository
 

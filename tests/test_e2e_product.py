@@ -22,11 +22,7 @@ from typing import Any
 import pytest
 
 from bot.context import TillbotContext
-from bot.handlers import admin
-from bot.payments import InvoiceDraft, reference_for
-from bot.simulators.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
-from bot.simulators.telegram_models import EmuUser, MessageRecord
-from storage.models import (
+from bot.domain.models import (
     Invoice,
     InvoiceKind,
     InvoiceStatus,
@@ -35,6 +31,10 @@ from storage.models import (
     OutboxEvent,
     Transition,
 )
+from bot.handlers import admin
+from bot.payments import InvoiceDraft, reference_for
+from bot.simulators.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from bot.simulators.telegram_models import EmuUser, MessageRecord
 from tests.conftest import ADMIN_ID, MERCHANT_ID, Harness
 
 CUSTOMER_DE_ID, ADMIN_DE_ID = 2003, 9010

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from bot.domain.models import InvoiceStatus
 from bot.simulators.telegram_models import MessageRecord
-from storage.models import InvoiceStatus
 from tests.conftest import Harness
 
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.domain.models import InvoiceStatus, utcnow
 from bot.i18n import t
 from bot.simulators.mion import MionSimulator
 from bot.simulators.telegram_models import MessageRecord
 from storage import StorageError
-from storage.models import InvoiceStatus, utcnow
 from tests.conftest import Harness
 from tests.reliability_stats import record
 

@@ -21,6 +21,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.config import Settings
+from bot.domain.models import InvoiceKind
 from bot.gateways.base import (
     GatewayAuthError,
     GatewayComplianceBlocked,
@@ -36,7 +37,6 @@ from bot.gateways.miraclepay import MiraclePayGateway
 from bot.gateways.mixpay import MixPayGateway
 from bot.gateways.registry import build_gateways
 from bot.gateways.sandbox import SandboxGateway, start_sandbox
-from storage.models import InvoiceKind
 from tests.gateway_fixtures import (
     CASES,
     MION_KEY,

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.domain.models import InvoiceKind
 from bot.gateways.base import (
     GatewayAuthError,
     GatewayError,
@@ -39,7 +40,6 @@ from bot.gateways.http import (
 )
 from bot.gateways.mion import MionGateway
 from bot.gateways.mixpay import MixPayGateway
-from storage.models import InvoiceKind
 
 NOW = datetime(2026, 11, 21, 22, 0, 0, tzinfo=UTC)
 SECRET = "s3cr3t-MARKER-key-0042"

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.domain.models import InvoiceStatus, OutboxEvent
 from bot.handlers.lists import PERIODS
 from bot.handlers.menu import COMMANDS, Role, description
 from bot.handlers.merchant import NO_GATEWAY_FOR
 from bot.i18n import CATALOGUES, DE, EN, LANGUAGES, resolve_language, t
 from bot.simulators.telegram_format import parse_formatted
 from bot.views import CANCEL_NOTES, error_text
-from storage.models import InvoiceStatus, OutboxEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted(

@@ -22,6 +22,7 @@ import zxingcpp
 from PIL import Image
 
 from bot.config import Settings, SettingsError, load_settings
+from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus
 from bot.gateways.base import (
     GatewayAuthError,
     GatewayError,
@@ -42,7 +43,6 @@ from bot.simulators.mixpay import (
     XRP,
     MixPaySimulator,
 )
-from storage.models import Invoice, InvoiceKind, InvoiceStatus
 from tests.conftest import TOKEN, Harness
 
 PAYEE = DEFAULT_PAYEE_ID

@@ -22,12 +22,7 @@ import httpx
 import pytest
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
-from bot.simulators.mion import MionSimulator
-from bot.simulators.telegram import BotApiEmulator
-from bot.simulators.tls import server_context
-from storage import open_repository
-from storage.base import Repository
-from storage.models import (
+from bot.domain.models import (
     Invoice,
     InvoiceKind,
     InvoiceMessage,
@@ -35,6 +30,11 @@ from storage.models import (
     MessageRole,
     NewInvoice,
 )
+from bot.simulators.mion import MionSimulator
+from bot.simulators.telegram import BotApiEmulator
+from bot.simulators.tls import server_context
+from storage import open_repository
+from storage.base import Repository
 from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, TOKEN, free_port
 from tests.storage_fixtures import require_postgres

@@ -35,6 +35,24 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from bot.domain.models import (
+    ALLOWED_TRANSITIONS,
+    Invoice,
+    InvoiceMessage,
+    InvoiceStatus,
+    MessageRole,
+    OutboxEvent,
+    OutboxKind,
+)
+from bot.domain.money import (
+    KNOWN_CURRENCIES,
+    AmountError,
+    exponent,
+    format_amount,
+    parse_amount,
+    plain_decimal,
+    to_decimal,
+)
 from bot.gateways.base import (
     CallbackHint,
     Gateway,
@@ -49,15 +67,6 @@ from bot.gateways.base import (
 )
 from bot.i18n import LANGUAGES, t
 from bot.metrics import Metrics
-from bot.money import (
-    KNOWN_CURRENCIES,
-    AmountError,
-    exponent,
-    format_amount,
-    parse_amount,
-    plain_decimal,
-    to_decimal,
-)
 from bot.payments import (
     InputError,
     InvoiceDraft,
@@ -68,15 +77,6 @@ from bot.payments import (
 from bot.web import SECRET_HEADER
 from storage import open_repository
 from storage.base import Repository
-from storage.models import (
-    ALLOWED_TRANSITIONS,
-    Invoice,
-    InvoiceMessage,
-    InvoiceStatus,
-    MessageRole,
-    OutboxEvent,
-    OutboxKind,
-)
 from tests.conftest import (
     ADMIN_ID,
     CUSTOMER_ID,

@@ -12,10 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from storage import StorageError, open_repository
-from storage.base import Repository
-from storage.migrations import LATEST_VERSION, MIGRATIONS, pending_migrations
-from storage.models import (
+from bot.domain.models import (
     Invoice,
     InvoiceKind,
     InvoiceMessage,
@@ -28,6 +25,9 @@ from storage.models import (
     Transition,
     UserPrefs,
 )
+from storage import StorageError, open_repository
+from storage.base import Repository
+from storage.migrations import LATEST_VERSION, MIGRATIONS, pending_migrations
 from tests.storage_fixtures import (
     Backend,
     backend,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.domain.models import Invoice, InvoiceKind, NewInvoice
 from storage import StorageError, open_repository
-from storage.models import Invoice, InvoiceKind, NewInvoice
 from storage.sqlite import SqliteRepository
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -91,7 +91,7 @@ _CHILD = """
 import asyncio, json, os, sys
 from datetime import UTC, datetime
 from storage import StorageError
-from storage.models import Invoice, InvoiceKind, NewInvoice
+from bot.domain.models import Invoice, InvoiceKind, NewInvoice
 from storage.sqlite import SqliteRepository
 loop = asyncio.new_event_loop()
 if os.geteuid() == 0:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.domain.models import InvoiceKind, InvoiceStatus, NewInvoice, OutboxEvent
 from bot.gateways.base import PaymentState, SessionStatus
 from bot.gateways.budget import RequestBudget
 from bot.gateways.mion import MionGateway
@@ -26,7 +27,6 @@ from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 from bot.watcher import Watcher
 from storage import open_repository
 from storage.base import Repository
-from storage.models import InvoiceKind, InvoiceStatus, NewInvoice, OutboxEvent
 
 ADMINS = frozenset({9001, 9002})
 PENDING = 10_000

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from storage.models import InvoiceKind
+from bot.domain.models import InvoiceKind
 
 
 class GatewayError(Exception):

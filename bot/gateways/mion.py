@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import httpx
 
+from bot.domain.models import InvoiceKind
 from bot.gateways.base import (
     CallbackHint,
     Gateway,
@@ -55,7 +56,6 @@ from bot.gateways.http import (
     iso_z,
     parse_time,
 )
-from storage.models import InvoiceKind
 
 logger = logging.getLogger("bot.gateways.mion")
 

@@ -40,6 +40,7 @@ from urllib.parse import quote
 
 import httpx
 
+from bot.domain.models import InvoiceKind
 from bot.gateways.base import (
     Gateway,
     GatewayAuthError,
@@ -68,7 +69,6 @@ from bot.gateways.http import (
     minor_from_text,
     parse_time,
 )
-from storage.models import InvoiceKind
 
 logger = logging.getLogger("bot.gateways.miraclepay")
 

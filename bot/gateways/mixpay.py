@@ -36,7 +36,7 @@ Statuses (`payments_result?...&with=payment`, MixPay's newest docs):
 * A payments_result that does not know the order yet (no payer has opened the link) is
   PENDING with raw status "not-found" (and may expire locally).
 
-Quote amounts are written and read with the quote asset's own decimals (`bot.money`: JPY 0,
+Quote amounts are written and read with the quote asset's own decimals (`bot.domain.money`: JPY 0,
 KWD 3, most 2); a quote asset whose decimals are unknown is refused at start
 (`quote_asset_problem`). On-chain payment assets that need a memo or tag carry it in the
 message and the QR payload; one whose memo no QR payload can carry is refused at start
@@ -60,6 +60,8 @@ from urllib.parse import parse_qs, quote
 
 import httpx
 
+from bot.domain.models import InvoiceKind
+from bot.domain.money import known_exponent, minor_from_plain
 from bot.gateways.base import (
     CallbackHint,
     Gateway,
@@ -90,8 +92,6 @@ from bot.gateways.http import (
     iso_z,
     parse_time,
 )
-from bot.money import known_exponent, minor_from_plain
-from storage.models import InvoiceKind
 
 logger = logging.getLogger("bot.gateways.mixpay")
 

@@ -26,11 +26,11 @@ from urllib.parse import quote
 
 import httpx
 
+from bot.domain.models import InvoiceKind
 from bot.gateways.base import GatewayError, PaymentSession, SessionRequest
 from bot.gateways.http import Backoff, NowFn, RandomFn, SleepFn
 from bot.gateways.mion import MionApi, MionGateway
 from bot.simulators.mion import MionSimulator
-from storage.models import InvoiceKind
 
 logger = logging.getLogger("bot.gateways.sandbox")
 

@@ -10,14 +10,14 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, MessageOriginUs
 from telegram.constants import ParseMode
 
 from bot.context import TillbotContext
+from bot.domain.models import Invoice, NewOutbox, OutboxEvent, OutboxKind
+from bot.domain.money import format_amount
 from bot.handlers.common import answer, callback_parts, is_admin, language, reply, show_in_place
 from bot.handlers.menu import refresh_menu
 from bot.handlers.merchant import help_command
 from bot.i18n import t
 from bot.ids import parse_user_id
-from bot.money import format_amount
 from bot.views import CALLBACK_MERCHANT
-from storage.models import Invoice, NewOutbox, OutboxEvent, OutboxKind
 
 MAX_LISTED = 50  # merchants shown by /merchants (with a Remove button for the first 20)
 MAX_BUTTONS = 20

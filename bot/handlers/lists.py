@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
 
 from bot.context import TillbotContext
+from bot.domain.models import Invoice, MessageRole
+from bot.domain.money import format_amount, to_decimal
 from bot.handlers.common import (
     answer,
     callback_parts,
@@ -21,11 +23,9 @@ from bot.handlers.common import (
 )
 from bot.i18n import t
 from bot.ids import parse_invoice_id, parse_page
-from bot.money import format_amount, to_decimal
 from bot.payments import NotAllowed
 from bot.text import strip_controls
 from bot.views import CALLBACK_PAGE, CALLBACK_SHOW, status_label
-from storage.models import Invoice, MessageRole
 
 PAGE_SIZE = 8
 PERIODS = {"today": None, "week": timedelta(days=7), "month": timedelta(days=30), "all": None}

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from storage.models import (
+from bot.domain.models import (
     Invoice,
     InvoiceKind,
     InvoiceMessage,
