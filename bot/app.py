@@ -35,6 +35,7 @@ from telegram.request import HTTPXRequest
 from bot.config import Settings
 from bot.context import Services, TillbotApp, TillbotContext
 from bot.domain.models import utcnow
+from bot.domain.polling import PaymentPolicy
 from bot.gateways.base import GatewayError
 from bot.gateways.registry import build_gateways
 from bot.handlers import admin, customer, inline, lists, merchant, users
@@ -42,7 +43,7 @@ from bot.handlers.common import reply
 from bot.handlers.menu import register_commands
 from bot.logsafe import install_redaction
 from bot.notifier import Notifier, TelegramLimiter
-from bot.payments import PaymentPolicy, PaymentsService
+from bot.services.payments import PaymentsService
 from bot.storage_watch import WATCH_INTERVAL_SECONDS, StorageWatch
 from bot.views import (
     CALLBACK_CANCEL,

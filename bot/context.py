@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from bot.gateways.base import Gateway
     from bot.gateways.sandbox import SandboxRuntime
     from bot.notifier import Notifier
-    from bot.payments import PaymentsService
+    from bot.services.payments import PaymentsService
     from bot.storage_watch import StorageWatch
     from bot.watcher import Watcher
     from bot.web import WebServer

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from bot.domain.models import Invoice
-from bot.payments import PaymentsService
+from bot.services.payments import PaymentsService
 from storage.base import Repository
 
 log = logging.getLogger(__name__)

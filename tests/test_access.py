@@ -11,9 +11,9 @@ import asyncio
 import base64
 import string
 
+from bot.domain.drafts import new_public_token, reference_for
 from bot.domain.models import Invoice, InvoiceStatus, MessageRole
 from bot.i18n import t
-from bot.payments import new_public_token, reference_for
 from bot.simulators.telegram_models import EmuUser, MessageRecord
 from tests.conftest import MERCHANT_ID, STRANGER_ID, Harness
 from tests.reliability_stats import record

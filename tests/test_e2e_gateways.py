@@ -14,8 +14,8 @@ import pytest
 import zxingcpp
 from PIL import Image
 
+from bot.domain.drafts import reference_for
 from bot.domain.models import Invoice, InvoiceStatus
-from bot.payments import reference_for
 from bot.simulators.gateway_base import GatewaySimulator
 from bot.simulators.mion import MionSimulator
 from bot.simulators.miraclepay import MiraclePaySimulator

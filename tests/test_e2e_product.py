@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from bot.context import TillbotContext
+from bot.domain.drafts import InvoiceDraft, reference_for
 from bot.domain.models import (
     Invoice,
     InvoiceKind,
@@ -32,7 +33,6 @@ from bot.domain.models import (
     Transition,
 )
 from bot.handlers import admin
-from bot.payments import InvoiceDraft, reference_for
 from bot.simulators.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 from bot.simulators.telegram_models import EmuUser, MessageRecord
 from tests.conftest import ADMIN_ID, MERCHANT_ID, Harness

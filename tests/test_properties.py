@@ -35,6 +35,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from bot.domain.drafts import InputError, InvoiceDraft, parse_invoice_args
 from bot.domain.models import (
     ALLOWED_TRANSITIONS,
     Invoice,
@@ -53,6 +54,7 @@ from bot.domain.money import (
     plain_decimal,
     to_decimal,
 )
+from bot.domain.polling import PaymentPolicy
 from bot.gateways.base import (
     CallbackHint,
     Gateway,
@@ -67,13 +69,7 @@ from bot.gateways.base import (
 )
 from bot.i18n import LANGUAGES, t
 from bot.metrics import Metrics
-from bot.payments import (
-    InputError,
-    InvoiceDraft,
-    PaymentPolicy,
-    PaymentsService,
-    parse_invoice_args,
-)
+from bot.services.payments import PaymentsService
 from bot.web import SECRET_HEADER
 from storage import open_repository
 from storage.base import Repository

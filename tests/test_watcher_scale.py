@@ -15,13 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.domain.drafts import reference_for
 from bot.domain.models import InvoiceKind, InvoiceStatus, NewInvoice, OutboxEvent
+from bot.domain.polling import PaymentPolicy
 from bot.gateways.base import PaymentState, SessionStatus
 from bot.gateways.budget import RequestBudget
 from bot.gateways.mion import MionGateway
 from bot.gateways.mixpay import MixPayGateway
 from bot.notifier import TelegramLimiter
-from bot.payments import PaymentPolicy, PaymentsService, reference_for
+from bot.services.payments import PaymentsService
 from bot.simulators.mion import MionSimulator
 from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 from bot.watcher import Watcher
@@ -237,7 +239,7 @@ async def test_wrong_credentials_tell_the_admins_once(tmp_path: Path) -> None:
                 default_gateway="mion", admin_ids=ADMINS, merchant_ids=frozenset({1001})
             )
             creating = PaymentsService(repo, {"mion": good}, policy, clock=clock.now)
-            from bot.payments import InvoiceDraft
+            from bot.domain.drafts import InvoiceDraft
 
             invoice = await creating.create_invoice(1001, InvoiceDraft("5", "Tea"))
             polling = PaymentsService(repo, {"mion": bad}, policy, clock=clock.now)

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from bot.domain.drafts import reference_for
 from bot.domain.models import InvoiceStatus, NewOutbox, OutboxEvent, OutboxKind
-from bot.payments import reference_for
 from bot.simulators.mion import MionSimulator
 from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 from bot.simulators.tls import TlsFront, client_context

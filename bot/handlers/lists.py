@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
 
 from bot.context import TillbotContext
+from bot.domain.drafts import NotAllowed
 from bot.domain.models import Invoice, MessageRole
 from bot.domain.money import format_amount, to_decimal
 from bot.handlers.common import (
@@ -23,7 +24,6 @@ from bot.handlers.common import (
 )
 from bot.i18n import t
 from bot.ids import parse_invoice_id, parse_page
-from bot.payments import NotAllowed
 from bot.text import strip_controls
 from bot.views import CALLBACK_PAGE, CALLBACK_SHOW, status_label
 

@@ -9,6 +9,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 
 from bot.context import TillbotContext
+from bot.domain.drafts import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
 from bot.domain.models import InvoiceKind, MessageRole
 from bot.domain.money import format_decimal
 from bot.gateways.base import GatewayError
@@ -27,7 +28,6 @@ from bot.handlers.customer import open_invoice
 from bot.handlers.menu import Role, help_lines, refresh_menu, role_of
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, t
 from bot.ids import parse_invoice_id
-from bot.payments import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
 from bot.views import CALLBACK_CANCEL, CALLBACK_SETTINGS, error_text
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,250 @@
+"""What to tell whom when an invoice moves: the outbox rows, decided here and nowhere else.
+
+Each row carries a dedupe key, so deciding twice (a retry, a second instance) never tells
+anyone twice; the notifier turns the rows into Telegram messages and edits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import date
+
+from bot.domain.models import (
+    Invoice,
+    InvoiceMessage,
+    InvoiceStatus,
+    MessageRole,
+    NewOutbox,
+    OutboxEvent,
+    OutboxKind,
+)
+from bot.gateways.base import SessionStatus
+
+
+def event_for_move(status: InvoiceStatus, late: bool) -> OutboxEvent:
+    """The event an invoice moving to `status` is told as."""
+    if status is InvoiceStatus.PAID:
+        return OutboxEvent.LATE_PAID if late else OutboxEvent.PAID
+    return OutboxEvent(status.value)
+
+
+def event_for(invoice: Invoice) -> OutboxEvent:
+    """The event a message showing `invoice` as it is now is edited for."""
+    if invoice.status is InvoiceStatus.PENDING:
+        return OutboxEvent.UNDERPAID if invoice.underpaid else OutboxEvent.RENEWED
+    return event_for_move(invoice.status, invoice.late)
+
+
+def edits(
+    invoice: Invoice,
+    event: OutboxEvent,
+    *,
+    messages: Iterable[InvoiceMessage],
+    suffix: str = "",
+) -> list[NewOutbox]:
+    """Re-render every stored message that shows the invoice."""
+    return [
+        NewOutbox(
+            kind=OutboxKind.EDIT,
+            event=event,
+            invoice_id=invoice.id,
+            chat_id=m.chat_id,
+            message_row_id=m.id,
+            dedupe_key=f"i{invoice.id}:{event}{suffix}:edit:m{m.id}",
+        )
+        for m in messages
+        if m.id is not None
+    ]
+
+
+def catch_up_edit(current: Invoice, message: InvoiceMessage) -> NewOutbox:
+    """A message sent while the invoice moved on: one edit to show it as it is now."""
+    return NewOutbox(
+        kind=OutboxKind.EDIT,
+        event=event_for(current),
+        invoice_id=current.id,
+        chat_id=message.chat_id,
+        message_row_id=message.id,
+        dedupe_key=f"i{current.id}:catchup:{current.status}:m{message.id}",
+    )
+
+
+def notices(
+    invoice: Invoice,
+    event: OutboxEvent,
+    messages: Sequence[InvoiceMessage],
+    status: SessionStatus,
+    admin_ids: Iterable[int],
+    previous: InvoiceStatus | None = None,
+) -> list[NewOutbox]:
+    """The new messages an event sends: receipts to customers, notices to the merchant
+    and to admins."""
+    admins = sorted(admin_ids)
+    detail = {
+        "raw_status": status.raw_status,
+        "reason": status.failure_reason,
+        "detail": status.detail,
+        "paid_amount_minor": status.paid_amount_minor,
+        "received": status.received,
+        "due": status.due,
+        "refund_due": status.refund_due or None,
+        "surplus": status.surplus,
+        "surplus_status": status.surplus_status,
+    }
+    payload: dict[str, object] = {k: v for k, v in detail.items() if v is not None}
+    if previous is not None:
+        payload["previous"] = previous.value
+    rows: list[NewOutbox] = []
+    customers = sorted(
+        {m.chat_id for m in messages if m.role is MessageRole.CUSTOMER and m.chat_id is not None}
+    )
+    if event is OutboxEvent.UNDERPAID and status.received:
+        # The customer is told what arrived and that the rest is still due.
+        rows += [
+            NewOutbox(
+                kind=OutboxKind.RECEIPT,
+                event=event,
+                invoice_id=invoice.id,
+                chat_id=chat,
+                payload=payload,
+                dedupe_key=f"i{invoice.id}:underpaid:c{chat}",
+            )
+            for chat in customers
+        ]
+    if event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID) and status.surplus:
+        rows.append(
+            NewOutbox(
+                kind=OutboxKind.MERCHANT,
+                event=OutboxEvent.OVERPAID,
+                invoice_id=invoice.id,
+                chat_id=invoice.merchant_id,
+                payload=payload,
+                dedupe_key=f"i{invoice.id}:overpaid:merchant",
+            )
+        )
+    if event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID):
+        rows += [
+            NewOutbox(
+                kind=OutboxKind.RECEIPT,
+                event=event,
+                invoice_id=invoice.id,
+                chat_id=chat,
+                payload=payload,
+                dedupe_key=f"i{invoice.id}:receipt:c{chat}",
+            )
+            for chat in customers
+        ]
+    if event in (
+        OutboxEvent.PAID,
+        OutboxEvent.LATE_PAID,
+        OutboxEvent.UNDERPAID,
+        OutboxEvent.FAILED,
+    ):
+        rows += [
+            NewOutbox(
+                kind=OutboxKind.ADMIN,
+                event=event,
+                invoice_id=invoice.id,
+                chat_id=admin,
+                payload=payload,
+                dedupe_key=f"i{invoice.id}:{event}:admin:{admin}",
+            )
+            for admin in admins
+        ]
+    if event in (OutboxEvent.LATE_PAID, OutboxEvent.UNDERPAID, OutboxEvent.FAILED) and (
+        invoice.merchant_id not in admins
+    ):
+        rows.append(
+            NewOutbox(
+                kind=OutboxKind.MERCHANT,
+                event=event,
+                invoice_id=invoice.id,
+                chat_id=invoice.merchant_id,
+                payload=payload,
+                dedupe_key=f"i{invoice.id}:{event}:merchant",
+            )
+        )
+    return rows
+
+
+def mismatch_alerts(
+    invoice: Invoice, status: SessionStatus, admin_ids: Iterable[int]
+) -> list[NewOutbox]:
+    """Each admin, once: a gateway's "paid" names another payee, currency or amount."""
+    got = {
+        "payee": status.payee or "—",
+        "currency": status.currency or "—",
+        "amount_minor": status.amount_minor,
+        "raw_status": status.raw_status,
+    }
+    return [
+        NewOutbox(
+            kind=OutboxKind.ADMIN,
+            event=OutboxEvent.MISMATCH,
+            invoice_id=invoice.id,
+            chat_id=admin,
+            payload=got,
+            dedupe_key=f"i{invoice.id}:mismatch:admin:{admin}",
+        )
+        for admin in sorted(admin_ids)
+    ]
+
+
+def auth_alerts(
+    gateway_name: str, message: str, day: date, admin_ids: Iterable[int]
+) -> list[NewOutbox]:
+    """Each admin, once per gateway and day: the gateway rejects our credentials."""
+    return [
+        NewOutbox(
+            kind=OutboxKind.ADMIN,
+            event=OutboxEvent.GATEWAY_AUTH,
+            chat_id=admin,
+            payload={"gateway": gateway_name, "message": message[:300]},
+            dedupe_key=f"gwauth:{gateway_name}:{day.isoformat()}:{admin}",
+        )
+        for admin in sorted(admin_ids)
+    ]
+
+
+def setup_alerts(
+    gateway_name: str, problems: Sequence[str], day: date, admin_ids: Iterable[int]
+) -> list[NewOutbox]:
+    """Each admin, once per problem and day: what a gateway's setup check found."""
+    rows = []
+    for problem in problems:
+        digest = hashlib.sha256(problem.encode()).hexdigest()[:8]
+        rows += [
+            NewOutbox(
+                kind=OutboxKind.ADMIN,
+                event=OutboxEvent.GATEWAY_SETUP,
+                chat_id=admin,
+                payload={"gateway": gateway_name, "message": problem[:300]},
+                dedupe_key=f"gwsetup:{gateway_name}:{day.isoformat()}:{digest}:{admin}",
+            )
+            for admin in sorted(admin_ids)
+        ]
+    return rows
+
+
+def compliance_notice(invoice: Invoice, missing_fields: Sequence[str]) -> NewOutbox:
+    """The merchant, once: the gateway blocks new attempts until the customer gives details."""
+    return NewOutbox(
+        kind=OutboxKind.MERCHANT,
+        event=OutboxEvent.COMPLIANCE,
+        invoice_id=invoice.id,
+        chat_id=invoice.merchant_id,
+        payload={"reason": ", ".join(missing_fields)} if missing_fields else {},
+        dedupe_key=f"i{invoice.id}:compliance:merchant",
+    )
+
+
+def daily_summary(day: date, admin: int, lines: str) -> NewOutbox:
+    """One admin's summary of a day's invoices (the lines in the admin's language)."""
+    return NewOutbox(
+        kind=OutboxKind.ADMIN,
+        event=OutboxEvent.DAILY_SUMMARY,
+        chat_id=admin,
+        payload={"date": day.isoformat(), "lines": lines},
+        dedupe_key=f"daily:{day.isoformat()}:{admin}",
+    )

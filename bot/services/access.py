@@ -1,0 +1,62 @@
+"""Who may do what: admins (from settings), merchants (settings and database), and each
+user's preferences (/settings choices, what Telegram last said about them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.domain.drafts import NotAllowed
+from bot.domain.models import Merchant, UserPrefs
+from bot.services.core import ServiceCore
+
+
+class AccessService:
+    """Roles, the merchant list, and user preferences."""
+
+    def __init__(self, core: ServiceCore) -> None:
+        self.core = core
+        self.repo = core.repo
+
+    def is_admin(self, user_id: int) -> bool:
+        return self.core.is_admin(user_id)
+
+    async def is_merchant(self, user_id: int) -> bool:
+        policy = self.core.policy
+        return (
+            user_id in policy.admin_ids
+            or user_id in policy.merchant_ids
+            or await self.repo.is_merchant(user_id)
+        )
+
+    async def require_merchant(self, user_id: int) -> None:
+        if not await self.is_merchant(user_id):
+            raise NotAllowed("not a merchant")
+
+    async def list_merchants(self) -> Sequence[Merchant]:
+        """The merchants added in the bot (those from settings are not stored)."""
+        return await self.repo.list_merchants()
+
+    async def add_merchant(self, user_id: int, *, added_by: int) -> bool:
+        """False when they already were one."""
+        return await self.repo.add_merchant(user_id, added_by=added_by, now=self.core.clock())
+
+    async def remove_merchant(self, user_id: int) -> bool:
+        """False when they were not one (in the database)."""
+        return await self.repo.remove_merchant(user_id)
+
+    async def prefs(self, user_id: int) -> UserPrefs:
+        return await self.repo.get_prefs(user_id)
+
+    async def choose_gateway(self, user_id: int, gateway: str) -> UserPrefs:
+        """A merchant's default gateway (/settings)."""
+        return await self.repo.set_prefs(user_id, gateway=gateway)
+
+    async def choose_language(self, user_id: int, language: str | None) -> UserPrefs:
+        """A user's language (/settings); None follows Telegram's language."""
+        return await self.repo.set_prefs(user_id, language=language)
+
+    async def note_telegram(
+        self, user_id: int, telegram_language: str | None, name: str | None
+    ) -> UserPrefs:
+        """Store what Telegram last said about a user (language_code, display name)."""
+        return await self.repo.set_prefs(user_id, telegram_language=telegram_language, name=name)

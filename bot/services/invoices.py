@@ -1,0 +1,265 @@
+"""Creating invoices (validate, store, open the gateway session), finding them for the
+people allowed to see them, and the merchant's actions on one (cancel, sandbox payment)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from bot.domain import notices
+from bot.domain.drafts import (
+    KIND_GATEWAYS,
+    InputError,
+    InvoiceDraft,
+    NotAllowed,
+    new_public_token,
+    reference_for,
+)
+from bot.domain.models import (
+    Invoice,
+    InvoiceKind,
+    InvoiceMessage,
+    InvoiceStatus,
+    NewInvoice,
+    Transition,
+)
+from bot.domain.money import AmountError, parse_amount
+from bot.domain.polling import UNFINISHED_CREATION_AFTER, expiry_for, first_poll_delay
+from bot.gateways.base import (
+    Gateway,
+    GatewayAuthError,
+    GatewayError,
+    PaymentState,
+    SessionRequest,
+    SessionStatus,
+)
+from bot.services.access import AccessService
+from bot.services.alerts import Alerts
+from bot.services.core import ServiceCore, outcome
+from bot.services.sync import StatusSync
+from bot.text import strip_controls
+
+log = logging.getLogger(__name__)
+
+
+class InvoiceService:
+    """One merchant's invoices, from the command to the open gateway session."""
+
+    def __init__(
+        self, core: ServiceCore, access: AccessService, sync: StatusSync, alerts: Alerts
+    ) -> None:
+        self.core = core
+        self.repo = core.repo
+        self.access = access
+        self.sync = sync
+        self.alerts = alerts
+
+    # -- choosing a gateway ---------------------------------------------------------------
+    async def merchant_gateway(self, user_id: int) -> str:
+        """The merchant's /settings gateway, else DEFAULT_GATEWAY."""
+        prefs = await self.repo.get_prefs(user_id)
+        if prefs.gateway and prefs.gateway in self.core.gateways:
+            return prefs.gateway
+        return self.core.policy.default_gateway
+
+    def gateway_for_kind(self, kind: InvoiceKind) -> str | None:
+        """The gateway for /pos (Mion, else the sandbox's Lightning) or /onchain (MixPay
+        with a payment asset); None when no configured gateway can take that kind."""
+        gateways = self.core.gateways
+        for name in KIND_GATEWAYS.get(kind, tuple(gateways)):
+            gw = gateways.get(name)
+            if gw is not None and kind in gw.kinds:
+                return name
+        return None
+
+    # -- creating -------------------------------------------------------------------------
+    def validate(self, draft: InvoiceDraft, gateway_name: str) -> tuple[int, str, str, Gateway]:
+        """Check a draft without side effects: (amount_minor, currency, description, gateway)."""
+        gateways, policy = self.core.gateways, self.core.policy
+        gateway = gateways.get(gateway_name)
+        if gateway is None:
+            raise InputError(
+                "gateway_unavailable", gateway=gateway_name, available=", ".join(gateways)
+            )
+        if draft.kind not in gateway.kinds:
+            raise InputError("kind_unsupported", gateway=gateway.title)
+        currency = (draft.currency or self._default_currency_for(gateway)).upper()
+        if not gateway.accepts_currency(currency):
+            raise InputError(
+                "currency_unsupported",
+                gateway=gateway.title,
+                currency=currency,
+                accepted=", ".join(gateway.currencies),
+            )
+        try:
+            amount = parse_amount(draft.amount_text, currency, policy.max_amount)
+        except AmountError as exc:
+            raise InputError(f"amount_{exc.code}", **exc.params) from None
+        description = strip_controls(draft.description)  # no NUL or terminal escapes stored
+        if len(description) > policy.max_description_length:
+            raise InputError("description_too_long", maximum=policy.max_description_length)
+        return amount, currency, description, gateway
+
+    def _default_currency_for(self, gateway: Gateway) -> str:
+        default = self.core.policy.default_currency
+        if gateway.accepts_currency(default):
+            return default
+        return gateway.currencies[0] if gateway.currencies else default
+
+    async def create_invoice(self, user_id: int, draft: InvoiceDraft) -> Invoice:
+        """Validate, store a pending invoice, create its gateway session, and return it.
+
+        Raises NotAllowed, InputError (nothing stored, nothing sent to a gateway), or
+        GatewayError (the invoice is stored as failed with the reason).
+        """
+        core = self.core
+        await self.access.require_merchant(user_id)
+        gateway_name = draft.gateway or await self.merchant_gateway(user_id)
+        amount, currency, description, gateway = self.validate(draft, gateway_name)
+        now = core.clock()
+        expiry = expiry_for(core.policy, gateway_name, draft.kind)
+        invoice = await self.repo.create_invoice(
+            NewInvoice(
+                public_token=new_public_token(),
+                merchant_id=user_id,
+                amount_minor=amount,
+                currency=currency,
+                description=description,
+                gateway=gateway_name,
+                kind=draft.kind,
+                created_at=now,
+                expires_at=now + expiry,
+                next_poll_at=now + UNFINISHED_CREATION_AFTER,
+            )
+        )
+        request = SessionRequest(
+            reference=reference_for(invoice),
+            amount_minor=amount,
+            currency=currency,
+            description=description,
+            kind=draft.kind,
+            expires_in=expiry,
+            callback_url=core.callback_url(gateway_name),
+        )
+        try:
+            session = await gateway.create_session(request)
+        except GatewayError as exc:
+            core.metrics.gateway_request(gateway_name, "create", outcome(exc))
+            await self._fail_creation(invoice, exc)
+            raise
+        core.metrics.gateway_request(gateway_name, "create", "ok")
+        invoice = await self.repo.attach_session(
+            invoice.id,
+            gateway_session_id=session.session_id,
+            checkout_url=session.checkout_url,
+            payment=dict(session.payment),
+            expires_at=session.expires_at or invoice.expires_at,
+            next_poll_at=now + first_poll_delay(core.policy, draft.kind),
+            now=core.clock(),
+        )
+        await self._register_callback(gateway, invoice)
+        return invoice
+
+    async def _fail_creation(self, invoice: Invoice, exc: GatewayError) -> None:
+        if isinstance(exc, GatewayAuthError):
+            await self.alerts.auth_failed(invoice.gateway, exc)
+        await self.repo.transition(
+            Transition(
+                invoice_id=invoice.id,
+                expected=frozenset({InvoiceStatus.PENDING}),
+                new_status=InvoiceStatus.FAILED,
+                at=self.core.clock(),
+                raw_status="create_failed",
+                failure_reason=exc.user_message[:500],
+            )
+        )
+
+    async def _register_callback(self, gateway: Gateway, invoice: Invoice) -> None:
+        url = self.core.callback_url(invoice.gateway)
+        if not (url and gateway.supports_callbacks and invoice.gateway_session_id):
+            return
+        try:
+            await gateway.register_callback(invoice.gateway_session_id, url)
+        except GatewayError as exc:
+            # Polling still watches the invoice; a lost webhook only costs latency.
+            log.warning("webhook registration failed for invoice %s: %s", invoice.id, exc)
+
+    # -- showing --------------------------------------------------------------------------
+    async def remember_message(
+        self, message: InvoiceMessage, shown: InvoiceStatus
+    ) -> InvoiceMessage:
+        """Store a message that shows an invoice; if the invoice moved on while the message
+        was being sent, queue an edit so it does not stay stale."""
+        stored = await self.repo.add_message(message)
+        current = await self.repo.get_invoice(message.invoice_id)
+        if current is not None and current.status != shown and stored.id is not None:
+            await self.core.enqueue([notices.catch_up_edit(current, stored)])
+        return stored
+
+    async def invoice_for_customer(self, public_token: str) -> Invoice | None:
+        """The invoice a share link names; None for anything else."""
+        if not public_token or len(public_token) > 64:
+            return None
+        return await self.repo.get_invoice_by_token(public_token)
+
+    async def invoice_of_sandbox_session(self, session_id: str) -> Invoice | None:
+        """The invoice a sandbox checkout link (a session id) names."""
+        return await self.repo.get_invoice_by_session("sandbox", session_id) if session_id else None
+
+    async def invoice_of(self, user_id: int, invoice_id: int) -> Invoice:
+        """A merchant's own invoice (admins may see any); NotAllowed otherwise."""
+        invoice = await self.repo.get_invoice(invoice_id)
+        if invoice is None or (
+            invoice.merchant_id != user_id and not self.core.is_admin(user_id)
+        ):
+            raise NotAllowed("not your invoice")
+        return invoice
+
+    async def page_of(
+        self, merchant_id: int, page: int, page_size: int
+    ) -> tuple[int, int, Sequence[Invoice]]:
+        """One page of a merchant's invoices, newest first: (total, page shown, invoices);
+        a page past the end shows the last one."""
+        total = await self.repo.count_invoices(merchant_id)
+        if total == 0:
+            return 0, 0, []
+        page = min(page, (total - 1) // page_size)
+        invoices = await self.repo.list_invoices(
+            merchant_id, limit=page_size, offset=page * page_size
+        )
+        return total, page, invoices
+
+    # -- merchant actions -----------------------------------------------------------------
+    async def cancel(self, user_id: int, invoice_id: int) -> tuple[Invoice, bool]:
+        """Cancel a pending invoice: at the gateway when it can, locally otherwise.
+        Returns (invoice, cancelled_at_gateway)."""
+        invoice = await self.invoice_of(user_id, invoice_id)
+        if invoice.status is not InvoiceStatus.PENDING:
+            raise InputError("not_pending", status=invoice.status.value)
+        gateway = self.core.gateways.get(invoice.gateway)
+        at_gateway = False
+        if gateway is not None and gateway.supports_cancel and invoice.gateway_session_id:
+            try:
+                at_gateway = await gateway.cancel(invoice.gateway_session_id)
+            except GatewayError as exc:
+                log.warning(
+                    "cancel at %s failed for invoice %s: %s", invoice.gateway, invoice.id, exc
+                )
+        status = SessionStatus(
+            state=PaymentState.CANCELLED,
+            raw_status="cancelled" if at_gateway else "cancelled_locally",
+        )
+        updated = await self.sync.move(invoice, InvoiceStatus.CANCELLED, status)
+        if updated.status is not InvoiceStatus.CANCELLED:
+            raise InputError("not_pending", status=updated.status.value)
+        return updated, at_gateway
+
+    async def simulate_payment(self, invoice: Invoice) -> Invoice:
+        """Sandbox: pay the session at the simulator, then learn of it like any payment."""
+        gateway = self.core.gateways.get(invoice.gateway)
+        if gateway is None or not gateway.can_simulate or invoice.gateway_session_id is None:
+            raise InputError("cannot_simulate")
+        if invoice.status is not InvoiceStatus.PENDING:
+            return invoice
+        await gateway.simulate_payment(invoice.gateway_session_id)
+        return await self.sync.refresh(invoice)
