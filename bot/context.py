@@ -80,7 +80,7 @@ class Services:
     async def prefs(self, user_id: int) -> UserPrefs:
         cached = self._prefs.get(user_id)
         if cached is None:
-            cached = await self.repo.get_prefs(user_id)
+            cached = await self.payments.access.prefs(user_id)
             if len(self._prefs) > 10_000:
                 self._prefs.clear()
             self._prefs[user_id] = cached
@@ -112,7 +112,7 @@ class Services:
         name = user.full_name[:128] or prefs.name
         if (code, name) == (prefs.telegram_language, prefs.name):
             return
-        self._prefs[user.id] = await self.repo.set_prefs(user.id, telegram_language=code, name=name)
+        self._prefs[user.id] = await self.payments.access.note_telegram(user.id, code, name)
 
 
 class TillbotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], Services]):

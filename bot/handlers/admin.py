@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from collections.abc import Sequence
 from html import escape
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, MessageOriginUser, Update
 from telegram.constants import ParseMode
 
 from bot.context import TillbotContext
-from bot.domain.models import Invoice, NewOutbox, OutboxEvent, OutboxKind
+from bot.domain.models import Invoice
 from bot.domain.money import format_amount
 from bot.handlers.common import answer, callback_parts, is_admin, language, reply, show_in_place
 from bot.handlers.menu import refresh_menu
@@ -50,7 +50,7 @@ async def _list(update: Update, context: TillbotContext) -> None:
     if chat is None:
         return
     lang = await language(update, context)
-    stored = (await services.repo.list_merchants())[:MAX_LISTED]
+    stored = list(await services.payments.access.list_merchants())[:MAX_LISTED]
     lines = [
         t(
             lang,
@@ -92,12 +92,12 @@ async def _change(update: Update, context: TillbotContext, action: str, user_id:
     user = update.effective_user
     assert user is not None
     if action == "add":
-        added = await services.repo.add_merchant(user_id, added_by=user.id, now=services.clock())
+        added = await services.payments.access.add_merchant(user_id, added_by=user.id)
         key = "merchant_added" if added else "merchant_exists"
     elif user_id in services.settings.merchant_ids:
         key = "merchant_in_settings"
     else:
-        removed = await services.repo.remove_merchant(user_id)
+        removed = await services.payments.access.remove_merchant(user_id)
         key = "merchant_removed" if removed else "merchant_not_found"
     if key in ("merchant_added", "merchant_removed"):
         await refresh_menu(context.bot, services, user_id)
@@ -166,29 +166,14 @@ async def merchant_button(update: Update, context: TillbotContext) -> None:
 async def daily_summary(context: TillbotContext) -> None:
     """Yesterday's invoices per status with totals, to each admin, once per day."""
     services = context.services
-    now = services.clock()
-    end = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    start = end - timedelta(days=1)
-    invoices = await services.repo.invoices_created_between(None, start, end)
-    date = start.date().isoformat()
-    rows = [
-        NewOutbox(
-            kind=OutboxKind.ADMIN,
-            event=OutboxEvent.DAILY_SUMMARY,
-            chat_id=admin,
-            payload={
-                "date": date,
-                "lines": summary_lines(invoices, await services.language_of_chat(admin)),
-            },
-            dedupe_key=f"daily:{date}:{admin}",
-        )
-        for admin in dict.fromkeys(services.settings.admin_ids)
-    ]
-    if await services.repo.enqueue(rows, now) and services.notifier is not None:
-        services.notifier.kick()
+
+    async def lines_for(invoices: Sequence[Invoice], admin: int) -> str:
+        return summary_lines(invoices, await services.language_of_chat(admin))
+
+    await services.payments.reports.queue_daily_summary(lines_for)
 
 
-def summary_lines(invoices: list[Invoice], lang: str) -> str:
+def summary_lines(invoices: Sequence[Invoice], lang: str) -> str:
     """One line per status: how many, and the total per currency (plain text)."""
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     counts: dict[str, int] = defaultdict(int)

@@ -33,11 +33,11 @@ async def open_invoice(update: Update, context: TillbotContext, payload: str) ->
 
 
 async def _invoice_from_payload(context: TillbotContext, payload: str) -> Invoice | None:
-    repo = context.services.repo
+    invoices = context.services.payments.invoices
     if payload.startswith(SANDBOX_CHECKOUT_PREFIX):
         session_id = payload.removeprefix(SANDBOX_CHECKOUT_PREFIX)
-        return await repo.get_invoice_by_session("sandbox", session_id) if session_id else None
-    return await context.services.payments.invoice_for_customer(payload)
+        return await invoices.invoice_of_sandbox_session(session_id)
+    return await invoices.invoice_for_customer(payload)
 
 
 async def simulate_button(update: Update, context: TillbotContext) -> None:

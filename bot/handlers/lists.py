@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
-from datetime import datetime, timedelta
+from collections.abc import Sequence
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
 
 from bot.context import TillbotContext
 from bot.domain.drafts import NotAllowed
 from bot.domain.models import Invoice, MessageRole
-from bot.domain.money import format_amount, to_decimal
+from bot.domain.money import format_amount
 from bot.handlers.common import (
     answer,
     callback_parts,
@@ -24,11 +22,10 @@ from bot.handlers.common import (
 )
 from bot.i18n import t
 from bot.ids import parse_invoice_id, parse_page
-from bot.text import strip_controls
+from bot.services.reports import PERIODS, report_csv
 from bot.views import CALLBACK_PAGE, CALLBACK_SHOW, status_label
 
 PAGE_SIZE = 8
-PERIODS = {"today": None, "week": timedelta(days=7), "month": timedelta(days=30), "all": None}
 
 
 async def invoices_command(update: Update, context: TillbotContext) -> None:
@@ -75,14 +72,13 @@ async def _show_page(update: Update, context: TillbotContext, page: int) -> None
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
         return
-    repo = context.services.repo
     lang = await language(update, context)
-    total = await repo.count_invoices(user.id)
+    total, page, invoices = await context.services.payments.invoices.page_of(
+        user.id, page, PAGE_SIZE
+    )
     if total == 0:
         await reply(update, context, "invoices_empty")
         return
-    page = min(page, (total - 1) // PAGE_SIZE)
-    invoices = await repo.list_invoices(user.id, limit=PAGE_SIZE, offset=page * PAGE_SIZE)
     rows = [
         [InlineKeyboardButton(_row_label(inv, lang), callback_data=f"{CALLBACK_SHOW}:{inv.id}")]
         for inv in invoices
@@ -133,10 +129,7 @@ async def report_command(update: Update, context: TillbotContext) -> None:
         return
     lang = await language(update, context)
     now = context.services.clock()
-    start = _period_start(period, now)
-    invoices = await context.services.repo.invoices_created_between(
-        user.id, start, now + timedelta(seconds=1)
-    )
+    invoices = await context.services.payments.reports.invoices_of_period(user.id, period)
     period_name = t(lang, f"period_{period}")
     if not invoices:
         await reply(update, context, "report_empty", period=period_name)
@@ -154,37 +147,7 @@ async def report_command(update: Update, context: TillbotContext) -> None:
     )
 
 
-def _period_start(period: str, now: datetime) -> datetime:
-    if period == "today":
-        return now.replace(hour=0, minute=0, second=0, microsecond=0)
-    span = PERIODS[period]
-    return now - span if span else datetime(2000, 1, 1, tzinfo=now.tzinfo)
-
-
-def report_csv(invoices: list[Invoice]) -> str:
-    """id, created, amount, currency, gateway, status, paid at, description."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(
-        ["id", "created", "amount", "currency", "gateway", "status", "paid_at", "description"]
-    )
-    for inv in invoices:
-        writer.writerow(
-            [
-                inv.id,
-                inv.created_at.isoformat(),
-                str(to_decimal(inv.amount_minor, inv.currency)),
-                inv.currency,
-                inv.gateway,
-                inv.status.value,
-                inv.paid_at.isoformat() if inv.paid_at else "",
-                _csv_safe(strip_controls(inv.description)),  # rows stored before the check
-            ]
-        )
-    return buffer.getvalue()
-
-
-def report_summary(invoices: list[Invoice], lang: str) -> str:
+def report_summary(invoices: Sequence[Invoice], lang: str) -> str:
     """One line: count and total per currency and status."""
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for inv in invoices:
@@ -201,8 +164,3 @@ def report_summary(invoices: list[Invoice], lang: str) -> str:
         for (currency, status), amounts in sorted(groups.items())
     ]
     return " | ".join(parts)
-
-
-def _csv_safe(text: str) -> str:
-    """Spreadsheets run cells starting with = + - @ as formulas: make them plain text."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

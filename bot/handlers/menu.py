@@ -17,7 +17,6 @@ from telegram.error import TelegramError
 
 from bot.context import Services, TillbotApp, TillbotContext
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
-from storage.base import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +91,9 @@ async def register_chat_menus(context: TillbotContext) -> None:
     """Set the menu of each admin's and merchant's private chat (a job after the start)."""
     services = context.services
     settings = services.settings
-    try:
-        stored = [m.user_id for m in await services.repo.list_merchants()]
-    except StorageError as exc:
-        log.warning("the merchants' menus were not set: %s", exc)
+    stored = await services.payments.access.stored_merchant_ids()
+    if stored is None:
+        log.warning("the merchants' menus were not set")
         return
     chats = [
         uid

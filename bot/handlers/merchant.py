@@ -183,9 +183,11 @@ async def settings_button(update: Update, context: TillbotContext) -> None:
     services = context.services
     field, value = parts
     if field == "gw" and value in services.gateways and await is_merchant(update, context):
-        await services.repo.set_prefs(user.id, gateway=value)
+        await services.payments.access.choose_gateway(user.id, value)
     elif field == "lang" and (value in LANGUAGES or value == "auto"):
-        await services.repo.set_prefs(user.id, language=None if value == "auto" else value)
+        await services.payments.access.choose_language(
+            user.id, None if value == "auto" else value
+        )
     else:
         await answer(update)
         return

@@ -3,11 +3,15 @@ user's preferences (/settings choices, what Telegram last said about them)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from bot.domain.drafts import NotAllowed
 from bot.domain.models import Merchant, UserPrefs
 from bot.services.core import ServiceCore
+from storage.base import StorageError
+
+log = logging.getLogger(__name__)
 
 
 class AccessService:
@@ -35,6 +39,14 @@ class AccessService:
     async def list_merchants(self) -> Sequence[Merchant]:
         """The merchants added in the bot (those from settings are not stored)."""
         return await self.repo.list_merchants()
+
+    async def stored_merchant_ids(self) -> list[int] | None:
+        """The ids of the merchants added in the bot; None (logged) when storage fails."""
+        try:
+            return [m.user_id for m in await self.repo.list_merchants()]
+        except StorageError as exc:
+            log.warning("listing the merchants failed: %s", exc)
+            return None
 
     async def add_merchant(self, user_id: int, *, added_by: int) -> bool:
         """False when they already were one."""
