@@ -186,7 +186,7 @@ def render(results: dict[str, Any]) -> str:
     add("## 5. QR")
     add("")
     if qr:
-        add(f"Lightning QR photo (`bot.views.qr_for`, {qr['bolt11_chars']}-character BOLT11, "
+        add(f"Lightning QR photo (`bot.telegram.views.qr_for`, {qr['bolt11_chars']}-character BOLT11, "
             f"{qr['png_bytes']:,}-byte PNG): median **{qr['median_ms']:.1f} ms**, "
             f"p95 {qr['p95_ms']:.1f} ms over {qr['rounds']} renders.")
     add("")

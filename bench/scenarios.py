@@ -27,7 +27,7 @@ from bot.domain.models import Invoice
 from bot.simulators.gateway_base import GatewaySimulator
 from bot.simulators.telegram import BotApiEmulator
 
-TELEGRAM_PACE = 25.0  # messages a second: the notifier's global pace (bot/notifier.py)
+TELEGRAM_PACE = 25.0  # messages a second: the notifier's global pace (bot/telegram/notifier.py)
 
 # What the gateways allow (requests per minute); None: no published limit.
 GATEWAY_BUDGETS: dict[str, int | None] = {
@@ -375,12 +375,12 @@ async def burst(stack: Stack, merchants: Sequence[int], timeout: float) -> dict[
 
 
 def qr_render(rounds: int) -> dict[str, Any]:
-    """bot.views.qr_for on a Lightning invoice of a realistic length (~300 characters)."""
+    """bot.telegram.views.qr_for on a Lightning invoice of a realistic length (~300 characters)."""
     from datetime import UTC, datetime
 
     from bot.domain.models import InvoiceKind, InvoiceStatus
     from bot.simulators.mion import make_bolt11
-    from bot.views import qr_for
+    from bot.telegram.views import qr_for
 
     now = datetime.now(UTC)
     ln = make_bolt11(20_833_000, now, timedelta(minutes=2), "Tillbot order tb-1234 Espresso")

@@ -3,5 +3,5 @@
 import os
 
 # python-telegram-bot 22 warns that RetryAfter.retry_after becomes a timedelta; opt in now
-# (bot/notifier.py reads both forms).
+# (bot/telegram/notifier.py reads both forms).
 os.environ.setdefault("PTB_TIMEDELTA", "1")

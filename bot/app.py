@@ -33,19 +33,20 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 
 from bot.config import Settings
-from bot.context import Services, TillbotApp, TillbotContext
 from bot.domain.models import utcnow
 from bot.domain.polling import PaymentPolicy
 from bot.gateways.base import GatewayError
 from bot.gateways.registry import build_gateways
-from bot.handlers import admin, customer, inline, lists, merchant, users
-from bot.handlers.common import reply
-from bot.handlers.menu import register_commands
 from bot.logsafe import install_redaction
-from bot.notifier import Notifier, TelegramLimiter
 from bot.services.payments import PaymentsService
+from bot.services.watcher import Watcher
 from bot.storage_watch import WATCH_INTERVAL_SECONDS, StorageWatch
-from bot.views import (
+from bot.telegram.context import Services, TillbotApp, TillbotContext
+from bot.telegram.handlers import admin, customer, inline, lists, merchant, users
+from bot.telegram.handlers.common import reply
+from bot.telegram.handlers.menu import register_commands
+from bot.telegram.notifier import Notifier, TelegramLimiter
+from bot.telegram.views import (
     CALLBACK_CANCEL,
     CALLBACK_MERCHANT,
     CALLBACK_NOOP,
@@ -56,7 +57,6 @@ from bot.views import (
     CALLBACK_SIMULATE,
     ViewContext,
 )
-from bot.watcher import Watcher
 from storage import StorageError, open_repository, parse_sqlite_url
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from telegram import Update
 
-from bot.context import TillbotApp
 from bot.gateways.base import GatewayError, GatewayUnsupported
+from bot.telegram.context import TillbotApp
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ At the end, for every payment made at the gateway (zero lost):
   per admin: `duplicated` counts any second application - it must be 0);
 - every message that shows it (merchant and customer views the bot remembered) says PAID;
 - each admin was told; a second copy of a notice is only possible in the documented crash
-  window (a new message accepted by Telegram but not yet marked sent: bot/notifier.py),
+  window (a new message accepted by Telegram but not yet marked sent: bot/telegram/notifier.py),
   which needs a kill at that moment - such copies are counted and reported.
 Views sent by Telegram but not yet remembered when the process died (a kill between
 sendMessage and the database write) are counted and reported too.

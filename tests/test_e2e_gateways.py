@@ -20,7 +20,7 @@ from bot.simulators.gateway_base import GatewaySimulator
 from bot.simulators.mion import MionSimulator
 from bot.simulators.miraclepay import MiraclePaySimulator
 from bot.simulators.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
-from bot.views import sats_text
+from bot.telegram.views import sats_text
 from tests.conftest import Harness
 
 MION_KEY = "mion-e2e-MARKER-key-4b1c"

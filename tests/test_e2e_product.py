@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from bot.context import TillbotContext
 from bot.domain.drafts import InvoiceDraft, reference_for
 from bot.domain.models import (
     Invoice,
@@ -32,9 +31,10 @@ from bot.domain.models import (
     OutboxEvent,
     Transition,
 )
-from bot.handlers import admin
 from bot.simulators.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 from bot.simulators.telegram_models import EmuUser, MessageRecord
+from bot.telegram.context import TillbotContext
+from bot.telegram.handlers import admin
 from tests.conftest import ADMIN_ID, MERCHANT_ID, Harness
 
 CUSTOMER_DE_ID, ADMIN_DE_ID = 2003, 9010

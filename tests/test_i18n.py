@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from bot.domain.models import InvoiceStatus, OutboxEvent
-from bot.handlers.lists import PERIODS
-from bot.handlers.menu import COMMANDS, Role, description
-from bot.handlers.merchant import NO_GATEWAY_FOR
 from bot.i18n import CATALOGUES, DE, EN, LANGUAGES, resolve_language, t
+from bot.services.reports import PERIODS
 from bot.simulators.telegram_format import parse_formatted
-from bot.views import CANCEL_NOTES, error_text
+from bot.telegram.handlers.menu import COMMANDS, Role, description
+from bot.telegram.handlers.merchant import NO_GATEWAY_FOR
+from bot.telegram.views import CANCEL_NOTES, error_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted(
@@ -151,9 +151,9 @@ def used_keys() -> dict[str, list[str]]:
         for match in re.finditer(r'\bt\(\s*\w+\s*,\s*"(\w+)"', source):  # a regex, too
             used.setdefault(match.group(1), []).append(where)
     for note in CANCEL_NOTES.values():
-        used.setdefault(note, []).append("bot/views.py:CANCEL_NOTES")
+        used.setdefault(note, []).append("bot/telegram/views.py:CANCEL_NOTES")
     for refusal in NO_GATEWAY_FOR.values():
-        used.setdefault(refusal, []).append("bot/handlers/merchant.py:NO_GATEWAY_FOR")
+        used.setdefault(refusal, []).append("bot/telegram/handlers/merchant.py:NO_GATEWAY_FOR")
     return used
 
 

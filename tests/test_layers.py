@@ -145,7 +145,7 @@ def test_services_import_no_telegram_http_or_sql_driver() -> None:
 
 
 def test_handlers_call_services_only() -> None:
-    handlers = _in_package("bot.handlers")
+    handlers = _in_package("bot.telegram.handlers")
     assert len(handlers) >= 6
     modules = _modules()
     for module in handlers:

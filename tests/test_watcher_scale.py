@@ -22,11 +22,11 @@ from bot.gateways.base import PaymentState, SessionStatus
 from bot.gateways.budget import RequestBudget
 from bot.gateways.mion import MionGateway
 from bot.gateways.mixpay import MixPayGateway
-from bot.notifier import TelegramLimiter
 from bot.services.payments import PaymentsService
+from bot.services.watcher import Watcher
 from bot.simulators.mion import MionSimulator
 from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
-from bot.watcher import Watcher
+from bot.telegram.notifier import TelegramLimiter
 from storage import open_repository
 from storage.base import Repository
 

@@ -95,76 +95,37 @@ def notices(
     payload: dict[str, object] = {k: v for k, v in detail.items() if v is not None}
     if previous is not None:
         payload["previous"] = previous.value
-    rows: list[NewOutbox] = []
     customers = sorted(
         {m.chat_id for m in messages if m.role is MessageRole.CUSTOMER and m.chat_id is not None}
     )
+
+    def row(kind: OutboxKind, chat: int, key: str, told: OutboxEvent = event) -> NewOutbox:
+        return NewOutbox(
+            kind=kind,
+            event=told,
+            invoice_id=invoice.id,
+            chat_id=chat,
+            payload=payload,
+            dedupe_key=f"i{invoice.id}:{key}",
+        )
+
+    paid = event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID)
+    rows: list[NewOutbox] = []
     if event is OutboxEvent.UNDERPAID and status.received:
         # The customer is told what arrived and that the rest is still due.
-        rows += [
-            NewOutbox(
-                kind=OutboxKind.RECEIPT,
-                event=event,
-                invoice_id=invoice.id,
-                chat_id=chat,
-                payload=payload,
-                dedupe_key=f"i{invoice.id}:underpaid:c{chat}",
-            )
-            for chat in customers
-        ]
-    if event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID) and status.surplus:
+        rows += [row(OutboxKind.RECEIPT, chat, f"underpaid:c{chat}") for chat in customers]
+    if paid and status.surplus:
         rows.append(
-            NewOutbox(
-                kind=OutboxKind.MERCHANT,
-                event=OutboxEvent.OVERPAID,
-                invoice_id=invoice.id,
-                chat_id=invoice.merchant_id,
-                payload=payload,
-                dedupe_key=f"i{invoice.id}:overpaid:merchant",
-            )
+            row(OutboxKind.MERCHANT, invoice.merchant_id, "overpaid:merchant", OutboxEvent.OVERPAID)
         )
-    if event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID):
-        rows += [
-            NewOutbox(
-                kind=OutboxKind.RECEIPT,
-                event=event,
-                invoice_id=invoice.id,
-                chat_id=chat,
-                payload=payload,
-                dedupe_key=f"i{invoice.id}:receipt:c{chat}",
-            )
-            for chat in customers
-        ]
-    if event in (
-        OutboxEvent.PAID,
-        OutboxEvent.LATE_PAID,
-        OutboxEvent.UNDERPAID,
-        OutboxEvent.FAILED,
-    ):
-        rows += [
-            NewOutbox(
-                kind=OutboxKind.ADMIN,
-                event=event,
-                invoice_id=invoice.id,
-                chat_id=admin,
-                payload=payload,
-                dedupe_key=f"i{invoice.id}:{event}:admin:{admin}",
-            )
-            for admin in admins
-        ]
+    if paid:
+        rows += [row(OutboxKind.RECEIPT, chat, f"receipt:c{chat}") for chat in customers]
+    if paid or event in (OutboxEvent.UNDERPAID, OutboxEvent.FAILED):
+        rows += [row(OutboxKind.ADMIN, admin, f"{event}:admin:{admin}") for admin in admins]
     if event in (OutboxEvent.LATE_PAID, OutboxEvent.UNDERPAID, OutboxEvent.FAILED) and (
         invoice.merchant_id not in admins
     ):
-        rows.append(
-            NewOutbox(
-                kind=OutboxKind.MERCHANT,
-                event=event,
-                invoice_id=invoice.id,
-                chat_id=invoice.merchant_id,
-                payload=payload,
-                dedupe_key=f"i{invoice.id}:{event}:merchant",
-            )
-        )
+        rows.append(row(OutboxKind.MERCHANT, invoice.merchant_id, f"{event}:merchant"))
     return rows
 
 

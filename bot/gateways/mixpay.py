@@ -110,7 +110,7 @@ _ONCHAIN_EXPIRY = (timedelta(seconds=60), timedelta(minutes=240) - timedelta(sec
 PENDING_STATUSES = frozenset({"unpaid", "confirming", "pending", "auditing"})
 
 # On-chain payment assets (Mixin asset ids) whose transfers need a memo or a tag: (symbol,
-# field, whether a QR payment URI carries it; bot/qr.py builds those URIs).
+# field, whether a QR payment URI carries it; bot/telegram/qr.py builds those URIs).
 XRP = "23dfb5a5-5d7b-48b6-905f-3970e3176e27"
 XLM = "56e63c06-b506-4ec5-885a-4a5ac17b83c1"
 EOS = "6cfe566e-4aad-470b-8c9a-2fd35b49c68d"

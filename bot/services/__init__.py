@@ -6,6 +6,7 @@
     access.py     roles, merchants, user preferences
     reports.py    the /report CSV and the admins' daily summary
     alerts.py     admin alerts (credentials, setup, mismatches)
+    watcher.py    the poll loop: claims due invoices, paced per gateway, and checks them
     core.py       what they share: storage, gateways, policy, clock, the outbox
     payments.py   the facade handlers, the watcher and the web server call
 

@@ -11,7 +11,7 @@ import logging
 
 from telegram import Update
 
-from bot.context import TillbotContext
+from bot.telegram.context import TillbotContext
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 from bot.domain.models import UserPrefs, utcnow
 from bot.i18n import resolve_language
 from bot.metrics import Metrics
-from bot.views import ViewContext
+from bot.telegram.views import ViewContext
 
 if TYPE_CHECKING:
     import httpx
@@ -20,10 +20,10 @@ if TYPE_CHECKING:
     from bot.config import Settings
     from bot.gateways.base import Gateway
     from bot.gateways.sandbox import SandboxRuntime
-    from bot.notifier import Notifier
     from bot.services.payments import PaymentsService
+    from bot.services.watcher import Watcher
     from bot.storage_watch import StorageWatch
-    from bot.watcher import Watcher
+    from bot.telegram.notifier import Notifier
     from bot.web import WebServer
     from storage.base import Repository
 

@@ -41,7 +41,7 @@ from bot.domain.money import format_amount
 from bot.failpoints import crash_point
 from bot.i18n import t
 from bot.metrics import Metrics
-from bot.views import (
+from bot.telegram.views import (
     ViewContext,
     format_time,
     has_qr,

@@ -15,8 +15,8 @@ from enum import StrEnum
 from telegram import Bot, BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from telegram.error import TelegramError
 
-from bot.context import Services, TillbotApp, TillbotContext
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
+from bot.telegram.context import Services, TillbotApp, TillbotContext
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
-from bot.context import TillbotContext
 from bot.domain.drafts import InputError
 from bot.domain.models import Invoice, InvoiceMessage, MessageRole
 from bot.gateways.base import GatewayError
 from bot.i18n import t
-from bot.views import has_qr, invoice_keyboard, invoice_text, render_qr
+from bot.telegram.context import TillbotContext
+from bot.telegram.views import has_qr, invoice_keyboard, invoice_text, render_qr
 
 log = logging.getLogger(__name__)
 

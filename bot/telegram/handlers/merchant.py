@@ -8,12 +8,14 @@ from html import escape
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 
-from bot.context import TillbotContext
 from bot.domain.drafts import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
 from bot.domain.models import InvoiceKind, MessageRole
 from bot.domain.money import format_decimal
 from bot.gateways.base import GatewayError
-from bot.handlers.common import (
+from bot.i18n import LANGUAGE_NAMES, LANGUAGES, t
+from bot.ids import parse_invoice_id
+from bot.telegram.context import TillbotContext
+from bot.telegram.handlers.common import (
     answer,
     callback_parts,
     is_merchant,
@@ -24,11 +26,9 @@ from bot.handlers.common import (
     show_in_place,
     show_invoice,
 )
-from bot.handlers.customer import open_invoice
-from bot.handlers.menu import Role, help_lines, refresh_menu, role_of
-from bot.i18n import LANGUAGE_NAMES, LANGUAGES, t
-from bot.ids import parse_invoice_id
-from bot.views import CALLBACK_CANCEL, CALLBACK_SETTINGS, error_text
+from bot.telegram.handlers.customer import open_invoice
+from bot.telegram.handlers.menu import Role, help_lines, refresh_menu, role_of
+from bot.telegram.views import CALLBACK_CANCEL, CALLBACK_SETTINGS, error_text
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,13 @@ import logging
 
 from telegram import Update
 
-from bot.context import TillbotContext
 from bot.domain.drafts import InputError
 from bot.domain.models import Invoice, InvoiceStatus, MessageRole
 from bot.gateways.base import GatewayError
-from bot.handlers.common import answer, callback_parts, language, reply, show_invoice
 from bot.i18n import t
-from bot.views import CALLBACK_REFRESH, CALLBACK_SIMULATE, error_text
+from bot.telegram.context import TillbotContext
+from bot.telegram.handlers.common import answer, callback_parts, language, reply, show_invoice
+from bot.telegram.views import CALLBACK_REFRESH, CALLBACK_SIMULATE, error_text
 
 log = logging.getLogger(__name__)
 

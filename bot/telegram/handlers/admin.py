@@ -9,15 +9,22 @@ from html import escape
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, MessageOriginUser, Update
 from telegram.constants import ParseMode
 
-from bot.context import TillbotContext
 from bot.domain.models import Invoice
 from bot.domain.money import format_amount
-from bot.handlers.common import answer, callback_parts, is_admin, language, reply, show_in_place
-from bot.handlers.menu import refresh_menu
-from bot.handlers.merchant import help_command
 from bot.i18n import t
 from bot.ids import parse_user_id
-from bot.views import CALLBACK_MERCHANT
+from bot.telegram.context import TillbotContext
+from bot.telegram.handlers.common import (
+    answer,
+    callback_parts,
+    is_admin,
+    language,
+    reply,
+    show_in_place,
+)
+from bot.telegram.handlers.menu import refresh_menu
+from bot.telegram.handlers.merchant import help_command
+from bot.telegram.views import CALLBACK_MERCHANT
 
 MAX_LISTED = 50  # merchants shown by /merchants (with a Remove button for the first 20)
 MAX_BUTTONS = 20

@@ -17,7 +17,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
 from bot.domain.money import format_amount, format_decimal
 from bot.i18n import t
-from bot.qr import lightning_uri, onchain_uri, qr_png
+from bot.telegram.qr import lightning_uri, onchain_uri, qr_png
 
 CALLBACK_SIMULATE = "sim"
 CALLBACK_CANCEL = "cancel"

@@ -7,11 +7,14 @@ from collections.abc import Sequence
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
 
-from bot.context import TillbotContext
 from bot.domain.drafts import NotAllowed
 from bot.domain.models import Invoice, MessageRole
 from bot.domain.money import format_amount
-from bot.handlers.common import (
+from bot.i18n import t
+from bot.ids import parse_invoice_id, parse_page
+from bot.services.reports import PERIODS, report_csv
+from bot.telegram.context import TillbotContext
+from bot.telegram.handlers.common import (
     answer,
     callback_parts,
     is_merchant,
@@ -20,10 +23,7 @@ from bot.handlers.common import (
     show_in_place,
     show_invoice,
 )
-from bot.i18n import t
-from bot.ids import parse_invoice_id, parse_page
-from bot.services.reports import PERIODS, report_csv
-from bot.views import CALLBACK_PAGE, CALLBACK_SHOW, status_label
+from bot.telegram.views import CALLBACK_PAGE, CALLBACK_SHOW, status_label
 
 PAGE_SIZE = 8
 
