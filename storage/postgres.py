@@ -36,8 +36,6 @@ from bot.domain.models import (
     Transition,
     UserPrefs,
     allowed_sources,
-    from_ms,
-    to_ms,
 )
 from storage.base import Repository, StorageError
 from storage.migrations import (
@@ -62,6 +60,7 @@ from storage.migrations.columns import (
     outbox_from_row,
     prefs_from_row,
 )
+from storage.times import from_ms, to_ms
 
 log = logging.getLogger(__name__)
 

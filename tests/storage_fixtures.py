@@ -23,12 +23,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bot.domain.models import to_ms
 from storage import postgres as pg_backend
 from storage import sqlite as sqlite_backend
 from storage.base import Repository
 from storage.postgres import PostgresRepository
 from storage.sqlite import SqliteRepository
+from storage.times import to_ms
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 

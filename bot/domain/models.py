@@ -1,14 +1,14 @@
 """What Tillbot stores: invoices, the messages that show them, the outbox, merchants, prefs.
 
-Times are timezone-aware UTC datetimes in Python and integer milliseconds since the epoch in
-the database, so both backends store them the same way and compare them exactly.
+Times are timezone-aware UTC datetimes (storage keeps them as integer epoch milliseconds:
+`storage/times.py`).
 Amounts are integer minor units (cents) of `currency`; never floats.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -79,27 +79,8 @@ class OutboxEvent(StrEnum):
     OVERPAID = "overpaid"  # more than due arrived (MixPay's surplus), told to the merchant
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def to_ms(value: datetime | None) -> int | None:
-    """UTC datetime to integer epoch milliseconds (the database representation), exactly."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetime: Tillbot stores timezone-aware UTC times only")
-    return (value - EPOCH) // timedelta(milliseconds=1)
-
-
-def from_ms(value: int | None) -> datetime | None:
-    if value is None:
-        return None
-    seconds, millis = divmod(int(value), 1000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ common subset of both dialects, with a few placeholders filled in per dialect:
     {id}      the auto-increment primary key column type
     {bigint}  a 64-bit integer (epoch milliseconds, Telegram ids, amounts)
 
-Conventions: times are BIGINT epoch milliseconds (`bot.domain.models.to_ms`), JSON is TEXT,
+Conventions: times are BIGINT epoch milliseconds (`storage.times.to_ms`), JSON is TEXT,
 booleans are BOOLEAN (SQLite stores 0/1). Applied migrations are recorded in
 `schema_version`; `Repository.migrate()` applies the missing ones in one transaction
 (under `BEGIN IMMEDIATE` on SQLite, under a transaction-scoped advisory lock on

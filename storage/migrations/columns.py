@@ -22,8 +22,8 @@ from bot.domain.models import (
     OutboxItem,
     OutboxKind,
     UserPrefs,
-    from_ms,
 )
+from storage.times import from_ms
 
 
 class Row(Protocol):
