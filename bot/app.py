@@ -236,7 +236,7 @@ async def post_init(app: TillbotApp) -> None:
     sandbox = None
     if settings.sandbox_enabled:
         from bot.gateways.sandbox import SANDBOX_API_KEY, start_sandbox
-        from bot.simulators.mion import MionSimulator
+        from testkit.mion import MionSimulator
 
         username = app.bot.username
         services.sandbox = await start_sandbox(

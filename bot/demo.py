@@ -13,8 +13,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.simulators.telegram import BotApiEmulator
-from bot.simulators.telegram_models import EmuUser, MessageRecord
+from testkit.telegram import BotApiEmulator
+from testkit.telegram.models import EmuUser, MessageRecord
 
 DEMO_TOKEN = "424242:demo-token-not-secret"  # noqa: S105
 MERCHANT, CUSTOMER, ADMIN = 1001, 2002, 9009

@@ -13,8 +13,8 @@ import string
 
 from bot.i18n import t
 from bot.payments import new_public_token, reference_for
-from bot.simulators.telegram_models import EmuUser, MessageRecord
 from storage.models import Invoice, InvoiceStatus, MessageRole
+from testkit.telegram.models import EmuUser, MessageRecord
 from tests.conftest import MERCHANT_ID, STRANGER_ID, Harness
 from tests.reliability_stats import record
 

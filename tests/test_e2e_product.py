@@ -24,8 +24,6 @@ import pytest
 from bot.context import TillbotContext
 from bot.handlers import admin
 from bot.payments import InvoiceDraft, reference_for
-from bot.simulators.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
-from bot.simulators.telegram_models import EmuUser, MessageRecord
 from storage.models import (
     Invoice,
     InvoiceKind,
@@ -35,6 +33,8 @@ from storage.models import (
     OutboxEvent,
     Transition,
 )
+from testkit.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from testkit.telegram.models import EmuUser, MessageRecord
 from tests.conftest import ADMIN_ID, MERCHANT_ID, Harness
 
 CUSTOMER_DE_ID, ADMIN_DE_ID = 2003, 9010

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from bot.simulators.telegram_models import MessageRecord
 from storage.models import InvoiceStatus
+from testkit.telegram.models import MessageRecord
 from tests.conftest import Harness
 
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 
 from bot.i18n import t
-from bot.simulators.mion import MionSimulator
-from bot.simulators.telegram_models import MessageRecord
 from storage import StorageError
 from storage.models import InvoiceStatus, utcnow
+from testkit.mion import MionSimulator
+from testkit.telegram.models import MessageRecord
 from tests.conftest import Harness
 from tests.reliability_stats import record
 

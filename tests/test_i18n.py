@@ -15,13 +15,13 @@ from bot.handlers.lists import PERIODS
 from bot.handlers.menu import COMMANDS, Role, description
 from bot.handlers.merchant import NO_GATEWAY_FOR
 from bot.i18n import CATALOGUES, DE, EN, LANGUAGES, resolve_language, t
-from bot.simulators.telegram_format import parse_formatted
 from bot.views import CANCEL_NOTES, error_text
 from storage.models import InvoiceStatus, OutboxEvent
+from testkit.telegram.format import parse_formatted
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted(
-    p for p in (ROOT / "bot").rglob("*.py") if "simulators" not in p.parts and p.name != "i18n.py"
+    p for p in (ROOT / "bot").rglob("*.py") if p.name != "i18n.py"
 )
 # The same words in both languages on purpose (names, formats, codes).
 SAME_IN_BOTH = {

@@ -33,7 +33,8 @@ from bot.gateways.base import (
     SessionRequest,
 )
 from bot.gateways.mixpay import MixPayGateway
-from bot.simulators.mixpay import (
+from storage.models import Invoice, InvoiceKind, InvoiceStatus
+from testkit.mixpay import (
     BTC,
     DEFAULT_PAYEE_ID,
     EOS,
@@ -42,7 +43,6 @@ from bot.simulators.mixpay import (
     XRP,
     MixPaySimulator,
 )
-from storage.models import Invoice, InvoiceKind, InvoiceStatus
 from tests.conftest import TOKEN, Harness
 
 PAYEE = DEFAULT_PAYEE_ID

@@ -22,9 +22,6 @@ import httpx
 import pytest
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
-from bot.simulators.mion import MionSimulator
-from bot.simulators.telegram import BotApiEmulator
-from bot.simulators.tls import server_context
 from storage import open_repository
 from storage.base import Repository
 from storage.models import (
@@ -35,6 +32,9 @@ from storage.models import (
     MessageRole,
     NewInvoice,
 )
+from testkit.mion import MionSimulator
+from testkit.telegram import BotApiEmulator
+from testkit.tls import server_context
 from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, TOKEN, free_port
 from tests.storage_fixtures import require_postgres

@@ -27,10 +27,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.simulators.mion import MionSimulator
-from bot.simulators.miraclepay import MiraclePaySimulator
-from bot.simulators.telegram import BotApiEmulator
 from bot.web import SECRET_HEADER
+from testkit.mion import MionSimulator
+from testkit.miraclepay import MiraclePaySimulator
+from testkit.telegram import BotApiEmulator
 from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, CUSTOMER_ID, MERCHANT_ID, TOKEN, Harness
 from tests.reliability_stats import record

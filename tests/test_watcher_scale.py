@@ -21,12 +21,12 @@ from bot.gateways.mion import MionGateway
 from bot.gateways.mixpay import MixPayGateway
 from bot.notifier import TelegramLimiter
 from bot.payments import PaymentPolicy, PaymentsService, reference_for
-from bot.simulators.mion import MionSimulator
-from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 from bot.watcher import Watcher
 from storage import open_repository
 from storage.base import Repository
 from storage.models import InvoiceKind, InvoiceStatus, NewInvoice, OutboxEvent
+from testkit.mion import MionSimulator
+from testkit.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 
 ADMINS = frozenset({9001, 9002})
 PENDING = 10_000

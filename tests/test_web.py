@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from bot.payments import reference_for
-from bot.simulators.mion import MionSimulator
-from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
-from bot.simulators.tls import TlsFront, client_context
 from storage.models import InvoiceStatus, NewOutbox, OutboxEvent, OutboxKind
+from testkit.mion import MionSimulator
+from testkit.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from testkit.tls import TlsFront, client_context
 from tests.conftest import Harness, free_port
 
 MION_KEY = "mion-web-MARKER-key-91ce"

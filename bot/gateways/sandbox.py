@@ -29,8 +29,8 @@ import httpx
 from bot.gateways.base import GatewayError, PaymentSession, SessionRequest
 from bot.gateways.http import Backoff, NowFn, RandomFn, SleepFn
 from bot.gateways.mion import MionApi, MionGateway
-from bot.simulators.mion import MionSimulator
 from storage.models import InvoiceKind
+from testkit.mion import MionSimulator
 
 logger = logging.getLogger("bot.gateways.sandbox")
 

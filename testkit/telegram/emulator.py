@@ -14,7 +14,7 @@ and inspect what the bot did through ``messages()``, ``requests`` and ``stats``.
 
 Standalone (for a bot in another process)::
 
-    python -m bot.simulators.telegram --port 8081 --token 123:ABC
+    python -m testkit.telegram --port 8081 --token 123:ABC
 
 which also exposes the driver controls as JSON under ``{url}/_emu/...``.
 """
@@ -40,8 +40,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import BodyPartReader, ClientSession, ClientTimeout, TCPConnector, web
 
-from bot.simulators.telegram_format import EntityParseError, parse_formatted, utf16_len
-from bot.simulators.telegram_models import (
+from testkit.telegram.format import EntityParseError, parse_formatted, utf16_len
+from testkit.telegram.models import (
     ApiError,
     CallbackQueryRecord,
     EmuChat,
@@ -54,8 +54,8 @@ from bot.simulators.telegram_models import (
     RecordedRequest,
     StoredFile,
 )
-from bot.simulators.telegram_spec import ApiSpec, UploadedFile, load_spec
-from bot.simulators.tls import client_context
+from testkit.telegram.spec import ApiSpec, UploadedFile, load_spec
+from testkit.tls import client_context
 
 __all__ = [
     "ApiError",
@@ -2330,7 +2330,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bot.simulators.telegram",
+        prog="python -m testkit.telegram",
         description="Local Telegram Bot API emulator (controls under /_emu/).",
     )
     parser.add_argument("--host", default="127.0.0.1")
