@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from datetime import timedelta
 from typing import Any
 
 from testkit.gateway_base import GatewaySimulator
+from testkit.signals import until_stop_signal
 
 GATEWAYS = ("mion", "mixpay", "miraclepay")
 
@@ -139,13 +138,8 @@ async def serve(sim: GatewaySimulator[Any], host: str, port: int) -> None:
     """Start `sim`, print its URL, and serve until SIGTERM/SIGINT."""
     url = await sim.start(host=host, port=port)
     print(f"{sim.name} simulator listening on {url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stop_signal()
     finally:
         await sim.stop()
 

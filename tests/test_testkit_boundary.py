@@ -30,17 +30,17 @@ def bot_modules() -> list[str]:
     return sorted(m.name for m in pkgutil.walk_packages(bot.__path__, "bot."))
 
 
-def kit_modules_loaded_by(modules: list[str]) -> list[str]:
+def run_python(*args: str) -> str:
+    """Run a fresh interpreter in the repository; its stdout (it must exit 0)."""
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, *modules],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr
-    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return done.stdout
+
+
+def kit_modules_loaded_by(modules: list[str]) -> list[str]:
+    loaded: list[str] = json.loads(run_python("-c", PROBE, *modules).strip().splitlines()[-1])
     return loaded
 
 
@@ -62,14 +62,6 @@ def test_no_module_of_the_bot_loads_the_test_kit() -> None:
 
 def test_the_demo_loads_the_kit_when_it_runs() -> None:
     """`python -m bot demo` still has its emulator: the lazy import inside it resolves."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "demo"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "[Maria (merchant) → bot] /invoice" in done.stdout
-    assert "Demo complete" in done.stdout
+    transcript = run_python("-m", "bot", "demo")
+    assert "[Maria (merchant) → bot] /invoice" in transcript
+    assert "Demo complete" in transcript

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from collections.abc import Callable
 
+from testkit.signals import until_stop_signal
 from testkit.telegram.control import ControlApi
 from testkit.telegram.models import RateLimits
 from testkit.telegram.spec import ApiSpec, load_spec
@@ -66,13 +65,8 @@ async def _serve(args: argparse.Namespace) -> None:
     )
     await emu.start(host=args.host, port=args.port)
     print(f"Telegram Bot API emulator listening on {emu.url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stop_signal()
     finally:
         await emu.stop()
 
