@@ -44,6 +44,10 @@ class ApiChecks(ChatState):
 
     def __init__(self, config: EmulatorConfig) -> None:
         super().__init__(config)
+        # every request as it was answered, and every way the bot broke the Bot API's rules
+        self.requests: list[RecordedRequest] = []
+        self.violations: list[str] = []
+        self._calls: dict[str, list[RecordedRequest]] = {}
         self.spec = config.spec
         self.enforce_limits = config.enforce_limits
         self.limits = config.limits
@@ -120,7 +124,7 @@ class ApiChecks(ChatState):
         key: int | str = chat_id if isinstance(chat_id, int | str) else str(chat_id)
         return self.limiter.acquire(key, private)
 
-    # ------------------------------------------------------------ helpers for handlers
+    # ------------------------------------------------------- checks of one request
 
     def _resolve_chat(self, chat_id: Any) -> EmuChat:
         chat: EmuChat | None = None

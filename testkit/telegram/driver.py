@@ -26,7 +26,7 @@ T = TypeVar("T")
 class EmulatorDriver(WebhookDelivery):
     """The test-facing side: users act (write, press, query) and tests read what the bot did."""
 
-    # ==================================================================== driver
+    # ------------------------------------------------------------------ users act
 
     def add_user(
         self,

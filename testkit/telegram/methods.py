@@ -81,8 +81,6 @@ class BotApiMethods(MessageMethods):
             "getFile": self._get_file,
         }
 
-    # ------------------------------------------------------------------ methods
-
     async def _true(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> Any:
         return True
 

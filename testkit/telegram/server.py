@@ -29,7 +29,7 @@ class EmulatorServer(BotApiMethods):
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
 
-    # =================================================================== lifecycle
+    # ----------------------------------------------------------------- lifecycle
 
     @property
     def url(self) -> str:
@@ -86,7 +86,7 @@ class EmulatorServer(BotApiMethods):
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # ======================================================== internals: HTTP API
+    # ------------------------------------------------------------------ HTTP API
 
     async def _handle_api(self, request: web.Request) -> web.Response:
         arrived = time.monotonic()

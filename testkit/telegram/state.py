@@ -22,7 +22,6 @@ from testkit.telegram.models import (
     InlineQueryRecord,
     MessageRecord,
     RateLimits,
-    RecordedRequest,
     StoredFile,
 )
 from testkit.telegram.spec import ApiSpec
@@ -124,8 +123,6 @@ class ChatState:
         self.bot_id = int(head) if head.isdigit() else 1
         # bots in privacy mode only see commands, replies and mentions in groups
         self.privacy_mode = config.privacy_mode
-        self.violations: list[str] = []
-        self.requests: list[RecordedRequest] = []
         self.stats = EmulatorStats()
         self.users: dict[int, EmuUser] = {}
         self.chats: dict[int, EmuChat] = {}
@@ -141,7 +138,6 @@ class ChatState:
         self.webhook_info_extra: dict[str, Any] = {}
         self.allowed_updates: list[str] | None = None
         self._webhook_last_error: tuple[int, str] | None = None
-        self._calls: dict[str, list[RecordedRequest]] = {}
         self._messages: dict[int, list[MessageRecord]] = {}
         self._message_index: dict[tuple[int, int], MessageRecord] = {}
         self._next_message_id: dict[int, int] = {}
@@ -162,7 +158,7 @@ class ChatState:
             "username": self.bot_username,
         }
 
-    # ============================================================ internals: state
+    # ------------------------------------------------------- users, chats, messages
 
     def _user(self, user: EmuUser | int) -> EmuUser:
         if isinstance(user, EmuUser):
