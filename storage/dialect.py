@@ -75,8 +75,16 @@ class SqlDialect(ABC, Generic[Conn]):
     # -- the dialect's part ---------------------------------------------------------------
     @property
     @abstractmethod
+    def location(self) -> str:
+        """Where the database is (a file path, a DSN without its password)."""
+
+    @property
     def label(self) -> str:
         """How messages name the database ("sqlite database x.db"), without secrets."""
+        return f"{self.dialect} database {self.location}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
 
     @abstractmethod
     def _read(self) -> AbstractAsyncContextManager[Conn]:

@@ -171,12 +171,9 @@ class PostgresRepository(SqlRepository[Any]):
         await repo.connect()
         return repo
 
-    def __repr__(self) -> str:
-        return f"PostgresRepository({self.safe_dsn!r})"
-
     @property
-    def label(self) -> str:
-        return f"postgres database {self.safe_dsn}"
+    def location(self) -> str:
+        return self.safe_dsn
 
     # -- connection -----------------------------------------------------------------------
     def _error(self, exc: BaseException) -> StorageError:

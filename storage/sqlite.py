@@ -90,12 +90,9 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
         await repo.connect()
         return repo
 
-    def __repr__(self) -> str:
-        return f"SqliteRepository({str(self.path)!r})"
-
     @property
-    def label(self) -> str:
-        return f"sqlite database {self.path}"
+    def location(self) -> str:
+        return str(self.path)
 
     # -- connection -----------------------------------------------------------------------
     def _error(self, exc: BaseException) -> StorageError:
