@@ -7,6 +7,11 @@ Concurrency:
 - Across processes (several repositories on one file), every write runs under
   `BEGIN IMMEDIATE`, which takes SQLite's single write lock up front (waiting up to
   busy_timeout), and status changes are compare-and-set in SQL (storage/sql.py).
+- Group commit: one-statement writes (`_write`) that arrive while others wait share one
+  transaction and its fsync, in arrival order. A failing statement is undone alone (SQLite
+  undoes a failed statement, not its transaction), and no caller returns before the commit
+  that makes its write durable; when that commit fails, every writer in it gets the error.
+  Several-statement transactions (`_transaction`) keep a transaction of their own.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from pathlib import Path
@@ -30,6 +36,9 @@ from storage.sql import SqlRepository
 log = logging.getLogger(__name__)
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
+# The most writes one commit takes: the rest wait for the next, so a stream of writes never
+# keeps readers (who wait for the connection) out for long.
+MAX_BATCH = 64
 
 # The due-work queries, as module constants so that tests can EXPLAIN them.
 # Parameters: now, now, limit.
@@ -50,6 +59,26 @@ CLAIM_OUTBOX_SELECT = (
     " ORDER BY next_attempt_at, id LIMIT ?"
 )
 CLAIM_SELECT = {INVOICE_QUEUE: CLAIM_INVOICES_SELECT, OUTBOX_QUEUE: CLAIM_OUTBOX_SELECT}
+
+
+class _Batch:
+    """Writes sharing one transaction: those still waiting for their turn, and the commit."""
+
+    def __init__(self) -> None:
+        self.writers: list[asyncio.Future[asyncio.Future[None]]] = []
+        self.waiting: deque[asyncio.Future[asyncio.Future[None]]] = deque()
+        self.committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Retrieved here, so that a failure every writer left behind is not logged as lost.
+        self.committed.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def fail(self, error: StorageError) -> None:
+        """The commit failed: every writer, waiting for its turn or for the commit, hears it."""
+        for turn in self.waiting:
+            if not turn.done():
+                turn.set_exception(StorageError(*error.args))
+                turn.exception()
+        if not self.committed.done():
+            self.committed.set_exception(error)
 
 
 class SqliteRepository(SqlRepository[aiosqlite.Connection]):
@@ -77,6 +106,8 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
         self.busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._batch: _Batch | None = None  # the group commit still taking writes
+        self._committers: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(
@@ -131,6 +162,8 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
         self._db = db
 
     async def close(self) -> None:
+        if self._committers:  # writes under way finish (or fail) first
+            await asyncio.gather(*self._committers, return_exceptions=True)
         db, self._db = self._db, None
         if db is not None:
             async with self._lock:
@@ -172,11 +205,70 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
                     raise self._error(exc) from exc
                 raise
 
-    # Every write takes the write lock up front: a write that reads first (RETURNING, the
-    # claims) never meets SQLITE_BUSY half-way, it waits for busy_timeout at BEGIN.
-    def _write(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
-        return self._transaction()
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write statement (and reads), in the group commit that is taking writes."""
+        batch = self._batch
+        if batch is None or len(batch.writers) >= MAX_BATCH:
+            batch = self._batch = _Batch()
+            committer = asyncio.create_task(self._commit(batch))
+            self._committers.add(committer)
+            committer.add_done_callback(self._committers.discard)
+        turn: asyncio.Future[asyncio.Future[None]] = asyncio.get_running_loop().create_future()
+        batch.writers.append(turn)
+        batch.waiting.append(turn)
+        try:
+            done = await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                turn.result().set_result(None)  # handed the connection, but gone: hand it back
+            turn.cancel()
+            raise
+        try:
+            yield self._conn()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        finally:
+            if not done.done():
+                done.set_result(None)
+        try:
+            await asyncio.shield(batch.committed)
+        except StorageError as exc:
+            raise StorageError(*exc.args) from exc
 
+    async def _commit(self, batch: _Batch) -> None:
+        """Run a group commit: BEGIN IMMEDIATE, each writer's turn in order, COMMIT."""
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            try:
+                db = self._conn()
+                await db.execute("BEGIN IMMEDIATE")
+                while batch.waiting:
+                    turn = batch.waiting.popleft()
+                    if turn.done():  # cancelled while waiting
+                        continue
+                    done: asyncio.Future[None] = loop.create_future()
+                    turn.set_result(done)
+                    await done
+                    if not db.in_transaction:  # SQLite rolled it all back (disk full, I/O)
+                        raise sqlite3.OperationalError("the transaction was rolled back")
+                if self._batch is batch:
+                    self._batch = None  # from here on, writes wait for the next commit
+                await db.execute("COMMIT")
+            except BaseException as exc:
+                if self._batch is batch:
+                    self._batch = None
+                if self._db is not None:
+                    with suppress(Exception):
+                        await asyncio.shield(self._db.rollback())
+                error = exc if isinstance(exc, StorageError) else self._error(exc)
+                batch.fail(error)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+        batch.committed.set_result(None)
+
+    # Migrations take the write lock up front (BEGIN IMMEDIATE), like every write.
     def _migrating(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
         return self._transaction()
 
