@@ -261,7 +261,12 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
                 if self._db is not None:
                     with suppress(Exception):
                         await asyncio.shield(self._db.rollback())
-                error = exc if isinstance(exc, StorageError) else self._error(exc)
+                if isinstance(exc, StorageError):
+                    error = exc
+                elif isinstance(exc, sqlite3.Error):
+                    error = self._error(exc)
+                else:  # cancelled (the loop is closing) or a bug: nothing was committed
+                    error = StorageError(f"{self.label}: not committed ({exc!r})")
                 batch.fail(error)
                 if not isinstance(exc, Exception):
                     raise
