@@ -24,7 +24,6 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from storage.base import StorageError
 from storage.migrations import (
-    LATEST_VERSION,
     SCHEMA_VERSION_DDL,
     Dialect,
     pending_migrations,
@@ -122,23 +121,30 @@ class SqlDialect(ABC, Generic[Conn]):
         return rows[0] if rows else None
 
     # -- lifecycle ------------------------------------------------------------------------
-    async def _version(self, db: Conn) -> int:
+    async def _applied(self, db: Conn) -> set[int]:
         exists = await self._one(db, self.SCHEMA_VERSION_EXISTS_SQL)
         if exists is None or exists[0] is None:
-            return 0
-        row = await self._one(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version")
-        return int(row[0]) if row is not None else 0
+            return set()
+        return {int(row[0]) for row in await self._all(db, "SELECT version FROM schema_version")}
+
+    async def _holds_nothing(self, db: Conn) -> bool:
+        """True when the database has no tables at all (it was created just now)."""
+        return True
 
     async def migrate(self) -> int:
         # Fast path without the migration lock (and possible on a read-only database).
         async with self._read() as db:
-            current = await self._version(db)
-        if current >= LATEST_VERSION:
-            return current
+            applied = await self._applied(db)
+            if not applied:
+                self.created_new = await self._holds_nothing(db)
+        if not pending_migrations(applied):
+            return max(applied)
         async with self._migrating() as db:
             await self._changes(db, render(SCHEMA_VERSION_DDL, self.dialect))
-            current = await self._version(db)  # another process may have migrated meanwhile
-            for migration in pending_migrations(current):
+            applied = await self._applied(db)  # another process may have migrated meanwhile
+            self.created_new = self.created_new and not applied
+            current = max(applied, default=0)
+            for migration in pending_migrations(applied):
                 for statement in migration.render(self.dialect):
                     await self._changes(db, statement)
                 await self._changes(
@@ -149,7 +155,7 @@ class SqlDialect(ABC, Generic[Conn]):
                 log.info(
                     "%s: applied migration %d (%s)", self.label, migration.version, migration.name
                 )
-                current = migration.version
+                current = max(current, migration.version)
         return current
 
     async def ping(self) -> bool:

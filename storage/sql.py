@@ -50,6 +50,16 @@ from storage.models import (
 class SqlRepository(SqlDialect[Conn], Repository):
     """The repository on a SQL database; its subclasses are the dialects."""
 
+    # -- health -------------------------------------------------------------------------
+    async def check_write(self, owner: str, now: datetime) -> None:
+        async with self._write() as db:
+            await self._changes(
+                db,
+                "INSERT INTO health_checks (owner, checked_at) VALUES (?, ?)"
+                " ON CONFLICT (owner) DO UPDATE SET checked_at = excluded.checked_at",
+                (owner[:200], ms(now)),
+            )
+
     # -- invoices -------------------------------------------------------------------------
     async def create_invoice(self, new: NewInvoice) -> Invoice:
         created = ms(new.created_at)

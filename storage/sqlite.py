@@ -94,6 +94,10 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
     )
     NEXT_DUE_SQL = NEXT_DUE_SQL
 
+    async def _holds_nothing(self, db: aiosqlite.Connection) -> bool:
+        row = await self._one(db, "SELECT COUNT(*) FROM sqlite_master")
+        return row is None or int(row[0]) == 0
+
     def __init__(
         self,
         path: str | Path,
@@ -107,6 +111,7 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._batch: _Batch | None = None  # the group commit still taking writes
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
         self._committers: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -160,6 +165,24 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
                 await db.close()
             raise self._error(exc) from exc
         self._db = db
+        self._identity = self._file_identity()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if str(self.path) == ":memory:":
+            return None
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def file_problem(self) -> str | None:
+        if self._identity is None:
+            return None
+        now = self._file_identity()
+        if now is None:
+            return "removed"
+        return "replaced" if now != self._identity else None
 
     async def close(self) -> None:
         if self._committers:  # writes under way finish (or fail) first
