@@ -3,7 +3,7 @@
 POST /telegram              Telegram's webhook; 403 without the right secret header
 POST /webhooks/<gateway>/…  gateway callbacks: a hint to re-read the status from the API
 GET  /healthz               storage reachable and watcher alive
-GET  /metrics               Prometheus text format
+GET  /metrics               Prometheus text format (prometheus-client)
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from telegram import Update
 
 from bot.context import TillbotApp
 from bot.gateways.base import GatewayError, GatewayUnsupported
+from bot.metrics import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,8 @@ class WebServer:
     async def metrics(self, request: web.Request) -> web.Response:
         services = self.app.bot_data
         counts = {status.value: n for status, n in (await services.repo.count_by_status()).items()}
-        text = services.metrics.render(counts)
+        body = services.metrics.render(counts)
         return web.Response(
-            text=text,
-            content_type="text/plain",
-            charset="utf-8",
-            headers={"X-Content-Type-Options": "nosniff"},
+            body=body,
+            headers={"Content-Type": CONTENT_TYPE, "X-Content-Type-Options": "nosniff"},
         )
