@@ -177,13 +177,18 @@ class TelegramRateLimiter(BaseRateLimiter[RateLimitArgs]):
             at = max(now, self._next_global, self._paused_until)
             if at > now:
                 await self.sleep(at - now)
-                continue  # a 429 may have arrived meanwhile: look again
+                now = self.monotonic()
+                if now < self._paused_until:
+                    continue  # a 429 arrived while we slept
             queue = self._replies or self._outbox
             waiter = queue.popleft()
             if waiter.done():  # its request was cancelled while it waited
                 continue
             waiter.set_result(None)
-            self._next_global = now + self.global_interval
+            # The next slot follows the one due, not the moment this loop woke: a busy
+            # event loop does not slow the pace down. A slot missed by more than one
+            # interval is gone, though (no burst to catch up).
+            self._next_global = max(at, now - self.global_interval) + self.global_interval
 
 
 def _chat_of(data: dict[str, Any]) -> int | str | None:
