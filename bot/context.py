@@ -47,7 +47,6 @@ class Services:
         self.view = ViewContext(bot_username="")
         self._prefs: dict[int, UserPrefs] = {}
         self.seen_language: dict[int, str] = {}
-        self.extra: dict[str, Any] = {}
 
     @property
     def settings(self) -> Settings:

@@ -116,8 +116,6 @@ class Notifier:
         self._queues: dict[int | None, deque[OutboxItem]] = {}
         self._senders: dict[int | None, asyncio.Task[None]] = {}
         self._held: set[int] = set()
-        self.delivered = 0
-        self.last_run: datetime | None = None
 
     def kick(self) -> None:
         self._wake.set()
@@ -151,7 +149,6 @@ class Notifier:
                 raise
             except Exception:  # storage hiccup: keep the loop alive, try again shortly
                 log.exception("outbox delivery failed; retrying")
-            self.last_run = self.clock()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.idle_wait)
             self._wake.clear()
@@ -201,8 +198,7 @@ class Notifier:
             while queue:
                 item = queue[0]
                 try:
-                    if await self._deliver_row(item):
-                        self.delivered += 1
+                    await self._deliver_row(item)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # storage hiccup: the lease lapses, it is claimed again
@@ -216,7 +212,7 @@ class Notifier:
             self._senders.pop(chat_id, None)
             self.kick()  # rows may have waited for room
 
-    async def _deliver_row(self, item: OutboxItem) -> bool:
+    async def _deliver_row(self, item: OutboxItem) -> None:
         result = await self._deliver(item)
         if result.done and item.kind is not OutboxKind.EDIT:
             crash_point("after_send")
@@ -224,7 +220,7 @@ class Notifier:
         if result.done:
             await self.repo.complete_outbox(item.id, now=now)
             self.metrics.notification_sent(item.kind.value)
-            return True
+            return
         retry = max(result.retry_in, _backoff(item.attempts))
         await self.repo.retry_outbox(
             item.id,
@@ -232,7 +228,6 @@ class Notifier:
             error=result.error[:300],
             now=now,
         )
-        return False
 
     async def _deliver(self, item: OutboxItem) -> SendResult:
         try:

@@ -122,10 +122,6 @@ class TelegramRateLimiter(BaseRateLimiter[RateLimitArgs]):
         """Nothing paced goes out for `seconds` (Telegram's retry_after)."""
         self._paused_until = max(self._paused_until, self.monotonic() + seconds)
 
-    @property
-    def paused_for(self) -> float:
-        return max(0.0, self._paused_until - self.monotonic())
-
     def spacing(self, chat_id: int | str) -> float:
         """Least time between two messages to one chat (groups and channels: 20 a minute)."""
         if isinstance(chat_id, str) or chat_id < 0:
