@@ -3,7 +3,12 @@
 Installed as python-telegram-bot's rate limiter (`ApplicationBuilder().rate_limiter(...)`),
 so every request of `app.bot` passes here. Telegram's limits, kept together:
 - at most `global_rate` messages a second overall (Telegram allows about 30 for a bot);
-- one message a second per private chat, 20 a minute per group (`group_interval` 3.1 s);
+- 20 a minute per group or channel (`group_interval` 3.1 s), for everything;
+- one message a second per private chat for the outbox. A reply in a private chat answers
+  that user's own message, one for one: the user sets its pace, Telegram allows such short
+  bursts, and a flood of refused commands is answered at the global rate rather than
+  queued for a minute (python-telegram-bot's AIORateLimiter draws the same line). It
+  still counts: the outbox's next message to that chat keeps its spacing after it;
 - after a 429 nothing is sent before its `retry_after` has passed; the request is then
   tried once more (`max_retries`), later ones wait their turn behind it.
 
@@ -124,17 +129,20 @@ class TelegramRateLimiter(BaseRateLimiter[RateLimitArgs]):
 
     def spacing(self, chat_id: int | str) -> float:
         """Least time between two messages to one chat (groups and channels: 20 a minute)."""
-        if isinstance(chat_id, str) or chat_id < 0:
+        if self.is_group(chat_id):
             return self.group_interval
         return self.private_interval
 
-    async def acquire(self, chat_id: int | str | None, *, urgent: bool = True) -> None:
-        """Wait until a message to `chat_id` may go, and book its slot.
+    def is_group(self, chat_id: int | str) -> bool:
+        return isinstance(chat_id, str) or chat_id < 0
+
+    async def acquire(self, chat_id: int | str | None, *, urgent: bool = False) -> None:
+        """Wait until a message to `chat_id` may go, and book its slot (`urgent`: a reply).
 
         The chat's own spacing is waited out first, holding no global slot: a chat that
         must wait (one message a second) never delays the messages to other chats. Then
         a global slot is taken, replies before the outbox."""
-        if chat_id is not None:
+        if chat_id is not None and (not urgent or self.is_group(chat_id)):
             async with self._lock:
                 now = self.monotonic()
                 ready = max(now, self._next_chat.get(chat_id, 0.0))

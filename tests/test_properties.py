@@ -601,9 +601,7 @@ async def fuzz_bot(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> AsyncIterator[Harness]:
     caplog.set_level(logging.WARNING)
-    # Replies are paced (one a second per private chat): hundreds of inputs from three chats
-    # need not take minutes, during which the point-of-sale attempt would be renewed.
-    await harness.start(http_port=0, telegram_chat_interval_seconds=0.05)
+    await harness.start(http_port=0)
     for text in ("/invoice 12.50 Coffee", "/invoice 3 EUR Tea", "/pos 2 Cake"):
         await harness.command(harness.merchant, text)
     # one paid invoice as well
