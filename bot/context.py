@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from bot.gateways.sandbox import SandboxRuntime
     from bot.notifier import Notifier
     from bot.payments import PaymentsService
+    from bot.storage_watch import StorageWatch
     from bot.watcher import Watcher
     from bot.web import WebServer
     from storage.base import Repository
@@ -43,6 +44,7 @@ class Services:
         self.sandbox: SandboxRuntime | None = None
         self.notifier: Notifier | None = None
         self.watcher: Watcher | None = None
+        self.storage_watch: StorageWatch | None = None
         self.web: WebServer | None = None
         self.view = ViewContext(bot_username="")
         self._prefs: dict[int, UserPrefs] = {}

@@ -41,6 +41,25 @@ class Metrics:
             "tillbot_gateway_callbacks", "Gateway callbacks accepted.", ["gateway"],
             registry=registry,
         )
+        self._callbacks_merged = Counter(
+            "tillbot_gateway_callbacks_merged",
+            "Callbacks merged into another re-read.",
+            ["gateway"],
+            registry=registry,
+        )
+        self._callbacks_deferred = Counter(
+            "tillbot_gateway_callbacks_deferred",
+            "Callback re-reads left to the watcher for want of spare budget.",
+            ["gateway"],
+            registry=registry,
+        )
+        self._http_connections_dropped = Counter(
+            "tillbot_http_connections_dropped",
+            "Connections closed over the cap (evicted: an idle one made room; refused: every"
+            " one was busy).",
+            ["reason"],
+            registry=registry,
+        )
         self._telegram_429 = Counter(
             "tillbot_telegram_429", "Telegram 429 answers.", registry=registry
         )
@@ -75,6 +94,15 @@ class Metrics:
 
     def callback(self, gateway: str) -> None:
         self._callbacks.labels(gateway).inc()
+
+    def callback_merged(self, gateway: str) -> None:
+        self._callbacks_merged.labels(gateway).inc()
+
+    def callback_deferred(self, gateway: str) -> None:
+        self._callbacks_deferred.labels(gateway).inc()
+
+    def http_connection_dropped(self, reason: str) -> None:
+        self._http_connections_dropped.labels(reason).inc()
 
     def paid(self, invoice: Invoice) -> None:
         self._payments.inc()
