@@ -94,6 +94,9 @@ class TelegramRateLimiter(BaseRateLimiter[RateLimitArgs]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._granting
             self._granting = None
+        for queue in (self._replies, self._outbox):
+            while queue:
+                queue.popleft().cancel()  # nobody waits for a slot that never comes
 
     async def process_request(
         self,
