@@ -7,7 +7,6 @@ is "12,50 €".
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 # ISO 4217 minor-unit exponents of the currencies Tillbot shows; anything else has 2.
@@ -91,11 +90,16 @@ def known_exponent(currency: str) -> int | None:
 
 
 def minor_from_plain(text: object, currency: str) -> int | None:
-    """An API's decimal text ('12.5', '1250', 10) in minor units of `currency`, exactly;
-    None when absent, not a plain decimal, or finer than the currency's minor unit."""
+    """An API's decimal ('12.5', '1250', 10, or a JSON number read as Decimal) in minor
+    units of `currency`, exactly; None when absent, a float, not a plain non-negative
+    decimal, or finer than the currency's minor unit."""
     places = known_exponent(currency)
-    if places is None or isinstance(text, bool) or not isinstance(text, str | int):
+    if places is None or isinstance(text, bool) or not isinstance(text, str | int | Decimal):
         return None
+    if isinstance(text, Decimal):
+        if not text.is_finite():
+            return None
+        text = format(text, "f")
     cleaned = str(text).strip()
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", cleaned):
         return None
@@ -143,7 +147,19 @@ def to_decimal(minor: int, currency: str) -> Decimal:
 
 def plain_decimal(minor: int, currency: str) -> str:
     """The shortest exact decimal string for APIs: 1000 -> '10', 1250 -> '12.5'."""
-    return format(to_decimal(minor, currency).normalize(), "f")
+    if isinstance(minor, bool) or not isinstance(minor, int):
+        raise TypeError("minor must be an int")
+    return decimal_text(to_decimal(minor, currency))
+
+
+def decimal_text(value: Decimal) -> str:
+    """The shortest exact plain text of a decimal: 10.00 -> '10', 12.50 -> '12.5'."""
+    if not value.is_finite():
+        raise ValueError("amount must be finite")
+    text = format(value.normalize(), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def format_decimal(value: Decimal, language: str, places: int = 2) -> str:
@@ -175,12 +191,3 @@ def format_amount(minor: int, currency: str, language: str = "en") -> str:
             return f"{symbol}{number}"
         return f"{number} {code}"
     return f"{number} {symbol or code}"
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    minor: int
-    currency: str
-
-    def format(self, language: str = "en") -> str:
-        return format_amount(self.minor, self.currency, language)

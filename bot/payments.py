@@ -33,6 +33,7 @@ from bot.ids import parse_invoice_id
 from bot.metrics import Metrics
 from bot.money import AmountError, is_currency_code, parse_amount
 from bot.text import strip_controls
+from bot.times import parse_time
 from storage.base import Repository
 from storage.models import (
     Invoice,
@@ -534,7 +535,7 @@ class PaymentsService:
     async def renew_if_due(self, invoice: Invoice) -> Invoice:
         """Request a new payment attempt shortly before the current one expires."""
         gateway = self.gateways.get(invoice.gateway)
-        expires = _parse_time(invoice.payment.get("attempt_expires_at"))
+        expires = parse_time(invoice.payment.get("attempt_expires_at"))
         if gateway is None or not gateway.supports_renewal or invoice.gateway_session_id is None:
             return invoice
         if invoice.payment.get("compliance_blocked"):
@@ -623,7 +624,7 @@ class PaymentsService:
         now = self.clock()
         if invoice.status is InvoiceStatus.PENDING:
             at = now + self._delay(invoice)
-            attempt_end = _parse_time(invoice.payment.get("attempt_expires_at"))
+            attempt_end = parse_time(invoice.payment.get("attempt_expires_at"))
             if attempt_end is not None:
                 at = min(at, max(attempt_end - self.policy.renew_before, now))
             if (
@@ -1070,13 +1071,3 @@ def _is_short(invoice: Invoice, status: SessionStatus) -> bool:
         and status.currency is not None
         and status.amount_minor < invoice.amount_minor
     )
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else None

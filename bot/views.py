@@ -17,6 +17,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.i18n import t
 from bot.money import format_amount, format_decimal
 from bot.qr import lightning_uri, onchain_uri, qr_png
+from bot.times import parse_time
 from storage.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
 
 CALLBACK_SIMULATE = "sim"
@@ -100,7 +101,7 @@ def payment_lines(invoice: Invoice, language: str) -> list[str]:
         named = ", ".join(str(f) for f in fields) if isinstance(fields, list) and fields else "—"
         return [t(language, "pos_compliance_blocked", fields=escape(named))]
     if invoice.kind is InvoiceKind.LIGHTNING and payment.get("amount_msat") is not None:
-        expires = _parse_iso(payment.get("attempt_expires_at"))
+        expires = parse_time(payment.get("attempt_expires_at"))
         return [
             t(
                 language,
@@ -289,12 +290,3 @@ def qr_for(invoice: Invoice) -> bytes:
 
 def _opt(value: object) -> str | None:
     return None if value is None else str(value)
-
-
-def _parse_iso(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -187,7 +187,7 @@ def _variants(invoice: Invoice) -> list[str]:
     guesses = [
         str(invoice.id),
         f"{invoice.id:05d}",
-        invoice.reference,
+        f"tillbot-{invoice.id}",
         reference_for(invoice),
         token[:-1],
         token[:11],

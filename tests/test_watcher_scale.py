@@ -19,8 +19,8 @@ from bot.gateways.base import PaymentState, SessionStatus
 from bot.gateways.budget import RequestBudget
 from bot.gateways.mion import MionGateway
 from bot.gateways.mixpay import MixPayGateway
-from bot.notifier import TelegramLimiter
 from bot.payments import PaymentPolicy, PaymentsService, reference_for
+from bot.ratelimit import TelegramRateLimiter
 from bot.watcher import Watcher
 from storage import open_repository
 from storage.base import Repository
@@ -263,7 +263,7 @@ def test_telegram_limiter_keeps_every_limit() -> None:
     async def advancing_sleep(seconds: float) -> None:
         now[0] += seconds
 
-    limiter = TelegramLimiter(global_rate=25.0, monotonic=lambda: now[0], sleep=advancing_sleep)
+    limiter = TelegramRateLimiter(global_rate=25.0, monotonic=lambda: now[0], sleep=advancing_sleep)
 
     async def run() -> None:
         for chat in [1, 1, 1, -5, -5, 2, 3, 4, 5]:

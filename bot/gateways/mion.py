@@ -52,9 +52,8 @@ from bot.gateways.http import (
     RandomFn,
     SleepFn,
     default_error,
-    iso_z,
-    parse_time,
 )
+from bot.times import iso_z, parse_time
 from storage.models import InvoiceKind
 
 logger = logging.getLogger("bot.gateways.mion")
