@@ -134,7 +134,7 @@ def parse_amount(text: str, currency: str, maximum: Decimal) -> int:
     if value <= 0:
         raise AmountError("not_positive")
     if value > maximum:
-        raise AmountError("too_large", maximum=format_decimal(maximum, "en", places=0))
+        raise AmountError("too_large", maximum=maximum)  # written in the reader's language
     return int(value.scaleb(places))
 
 

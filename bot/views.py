@@ -79,10 +79,18 @@ def error_text(language: str, code: str, params: Mapping[str, object], *, html: 
         key: value if isinstance(value, int) else escape(str(value)) if html else str(value)
         for key, value in params.items()
     }
+    for key, value in params.items():
+        if isinstance(value, Decimal):  # a limit such as the largest amount, as people write it
+            values[key] = format_decimal(value, language, places=_places(value))
     status = params.get("status")
     if isinstance(status, str) and status in set(InvoiceStatus):
         values["status"] = t(language, f"status_{status}")
     return t(language, f"err_{code}", **values)
+
+
+def _places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
 def sats_text(amount_msat: int, language: str) -> str:

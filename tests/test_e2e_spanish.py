@@ -43,7 +43,7 @@ async def test_the_menus_and_help_are_in_spanish(spanish: Harness) -> None:
     lucia, diego = emu.users[MERCHANT_ES_ID], emu.users[CUSTOMER_ES_ID]
     await menus_ready(spanish)
     default = {c["command"]: c["description"] for c in emu.commands_for(DEFAULT, "es")}
-    assert default == {"start": "Empezar", "help": "Ayuda", "settings": "Idioma"}
+    assert default == {"start": "Iniciar", "help": "Ayuda", "settings": "Idioma"}
     merchant_chat = {"type": "chat", "chat_id": MERCHANT_ES_ID}
     await emu.wait_for(lambda: bool(emu.commands_for(merchant_chat, "es")))
     mine = {c["command"]: c["description"] for c in emu.commands_for(merchant_chat, "es")}

@@ -424,6 +424,12 @@ def test_input_errors_name_statuses_in_the_language_and_escape_values() -> None:
     assert error_text("en", "amount_too_many_decimals", {"count": 1}) == (
         "An amount can have at most 1 decimal."
     )
+    assert error_text("es", "amount_too_large", {"maximum": Decimal("1000000")}) == (
+        "El importe puede ser como máximo 1.000.000."
+    )
+    assert error_text("en", "amount_too_large", {"maximum": Decimal("2500.5")}) == (
+        "The amount can be at most 2,500.5."
+    )
     assert error_text("es", "description_too_long", {"count": 200}) == (
         "La descripción puede tener como máximo 200 caracteres."
     )
