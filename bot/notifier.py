@@ -519,8 +519,7 @@ class Notifier:
 def _previous_status(language: str, status: object) -> str:
     """What a late-paid invoice had been (expired when the notice does not say)."""
     previous = str(status) if status in LATE_PAID_FROM else InvoiceStatus.EXPIRED.value
-    key = f"previous_{previous}"
-    return t(language, key)
+    return t(language, f"previous_{previous}")
 
 
 def _day(value: object, language: str) -> str:
