@@ -2,8 +2,8 @@
 5, 8 and 10): forged and replayed gateway callbacks, half-open and slow HTTP clients,
 deeply nested JSON, a /metrics token, and a database file removed while the bot runs.
 
-The bot runs in webhook mode (`HTTP_PORT` and `PUBLIC_URL` on 127.0.0.1) against the Bot
-API emulator and the Mion and MixPay simulators, which live in this test process.
+The bot runs in webhook mode (`HTTP_PORT` on 127.0.0.1, and an HTTPS `PUBLIC_URL` served by
+a local TLS front, as a load balancer would) against the Bot API emulator and the Mion and MixPay simulators, which live in this test process.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from bot.simulators.mion import MionSimulator
 from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 from bot.simulators.telegram import BotApiEmulator
 from bot.simulators.telegram_models import EmuUser, MessageRecord
+from bot.simulators.tls import TlsFront
 from bot.web import SECRET_HEADER
 from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, MERCHANT_ID, TOKEN, free_port
@@ -78,6 +79,8 @@ async def bot(emulator: BotApiEmulator, tmp_path: Path) -> AsyncIterator[Bot]:
     await mion.start()
     await mixpay.start()
     port = free_port()
+    front = TlsFront(port)  # PUBLIC_URL must be HTTPS; the attacks go to the plain port
+    await front.start()
     db = tmp_path / "hostile.db"
     env = {
         "TELEGRAM_BOT_TOKEN": TOKEN,
@@ -93,7 +96,7 @@ async def bot(emulator: BotApiEmulator, tmp_path: Path) -> AsyncIterator[Bot]:
         "MIXPAY_SETTLEMENT_ASSET_ID": USDT_ERC20,
         "DEFAULT_GATEWAY": "mion",
         "HTTP_PORT": str(port),
-        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "PUBLIC_URL": front.url,
         "POLL_INTERVAL_SECONDS": "30",
         "CALLBACK_POLL_INTERVAL_SECONDS": "60",
         "SANDBOX_ENABLED": "false",
@@ -107,6 +110,7 @@ async def bot(emulator: BotApiEmulator, tmp_path: Path) -> AsyncIterator[Bot]:
     finally:
         await proc.stop()
         proc.kill()
+        await front.stop()
         await mion.stop()
         await mixpay.stop()
 
