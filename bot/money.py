@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+from bot.i18n import format_number
+
 # ISO 4217 minor-unit exponents of the currencies Tillbot shows; anything else has 2.
 _EXPONENTS: dict[str, int] = {
     "JPY": 0,
@@ -128,7 +130,7 @@ def parse_amount(text: str, currency: str, maximum: Decimal) -> int:
         raise AmountError("not_a_number", text=cleaned[:20])
     frac = match.group("frac") or ""
     if len(frac) > places:
-        raise AmountError("too_many_decimals", places=places)
+        raise AmountError("too_many_decimals", count=places)
     try:
         value = Decimal(f"{match.group('int')}.{frac or '0'}")
     except InvalidOperation:  # pragma: no cover - the regex admits only digits
@@ -136,7 +138,7 @@ def parse_amount(text: str, currency: str, maximum: Decimal) -> int:
     if value <= 0:
         raise AmountError("not_positive")
     if value > maximum:
-        raise AmountError("too_large", maximum=format_decimal(maximum, "en", places=0))
+        raise AmountError("too_large", maximum=maximum)  # written in the reader's language
     return int(value.scaleb(places))
 
 
@@ -163,31 +165,15 @@ def decimal_text(value: Decimal) -> str:
 
 
 def format_decimal(value: Decimal, language: str, places: int = 2) -> str:
-    """Group thousands and choose the separators of the language ('1,234.50' / '1.234,50')."""
-    quantized = value.quantize(Decimal(1).scaleb(-places)) if places else value.quantize(1)
-    sign = "-" if quantized < 0 else ""
-    text = format(abs(quantized), "f")
-    whole, _, frac = text.partition(".")
-    groups: list[str] = []
-    while len(whole) > 3:
-        groups.insert(0, whole[-3:])
-        whole = whole[:-3]
-    groups.insert(0, whole)
-    if language == "en":
-        thousands, decimal_mark = ",", "."
-    else:  # de, fi and most of Europe
-        thousands, decimal_mark = (" " if language == "fi" else "."), ","
-    out = thousands.join(groups)
-    return sign + (f"{out}{decimal_mark}{frac}" if frac else out)
+    """Group thousands and choose the separators of the language ('1,234.50' / '1.234,50'),
+    through Babel's locale data; exact (Decimal, rounded to `places`)."""
+    return format_number(value, language, places)
 
 
 def format_amount(minor: int, currency: str, language: str = "en") -> str:
-    """An amount as people of the language write it: '€12.50' (en), '12,50 €' (de)."""
+    """An amount as people of the language write it (Babel's locale data): '€12.50' (en),
+    '12,50 €' (de, es); currencies without a sign here by their code ('CHF 12.50')."""
     code = currency.upper()
-    number = format_decimal(to_decimal(minor, code), language, exponent(code))
-    symbol = _SYMBOLS.get(code)
-    if language == "en":
-        if symbol and symbol != code:
-            return f"{symbol}{number}"
-        return f"{number} {code}"
-    return f"{number} {symbol or code}"
+    sign = _SYMBOLS.get(code, code)
+    return format_number(to_decimal(minor, code), language, exponent(code), currency_sign=sign)
+

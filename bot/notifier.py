@@ -21,7 +21,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from html import escape
 
 from telegram import InlineKeyboardMarkup, InputMediaPhoto, Message
@@ -30,13 +30,12 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.ext import ExtBot
 
 from bot.failpoints import crash_point
-from bot.i18n import t
+from bot.i18n import format_datetime, format_day, t
 from bot.metrics import Metrics
 from bot.money import format_amount
 from bot.ratelimit import OUTBOX, RateLimitArgs, TelegramRateLimiter, retry_after_seconds
 from bot.views import (
     ViewContext,
-    format_time,
     has_qr,
     invoice_keyboard,
     invoice_text,
@@ -44,6 +43,7 @@ from bot.views import (
 )
 from storage.base import Repository
 from storage.models import (
+    FINAL_STATUSES,
     Invoice,
     InvoiceMessage,
     InvoiceStatus,
@@ -55,6 +55,8 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+# The statuses a late payment can come after (a late-paid notice names which one).
+LATE_PAID_FROM = frozenset(s.value for s in FINAL_STATUSES - {InvoiceStatus.PAID})
 LanguageOf = Callable[[int], Awaitable[str]]
 
 _NOT_MODIFIED = "message is not modified"
@@ -391,7 +393,7 @@ class Notifier:
             return t(
                 language,
                 "admin_daily_summary",
-                date=escape(str(payload.get("date", ""))),
+                date=escape(_day(payload.get("date"), language)),
                 lines=escape(str(payload.get("lines", ""))),
             )
         if invoice is None:
@@ -407,9 +409,7 @@ class Notifier:
             "description": escape(invoice.description or "—"),
             "reason": escape(str(payload.get("reason") or invoice.failure_reason or "—")),
             "detail": escape(_underpaid_detail(invoice, payload, language)),
-            "previous": t(language, f"status_{payload.get('previous', 'expired')}").lstrip(
-                "⌛🚫❌ "
-            ),
+            "previous": _previous_status(language, payload.get("previous")),
         }
         common["received"] = escape(str(payload.get("received") or "—"))
         common["surplus"] = escape(str(payload.get("surplus") or "—"))
@@ -430,7 +430,7 @@ class Notifier:
             return t(
                 language,
                 "receipt",
-                time=format_time(invoice.paid_at),
+                time=format_datetime(invoice.paid_at, language),
                 reference=escape(invoice.gateway_session_id or "—"),
                 **common,
             )
@@ -441,6 +441,20 @@ class Notifier:
             return t(language, key, **common)
         prefix = "admin" if item.kind is OutboxKind.ADMIN else "merchant"
         return t(language, f"{prefix}_{item.event.value}", **common)
+
+
+def _previous_status(language: str, status: object) -> str:
+    """What a late-paid invoice had been (expired when the notice does not say)."""
+    previous = str(status) if status in LATE_PAID_FROM else InvoiceStatus.EXPIRED.value
+    return t(language, f"previous_{previous}")
+
+
+def _day(value: object, language: str) -> str:
+    """The day of a daily summary as the language writes it (as stored when not a day)."""
+    try:
+        return format_day(date.fromisoformat(str(value)), language)
+    except ValueError:
+        return str(value or "")
 
 
 def _surplus_status(language: str, status: object) -> str:
@@ -468,20 +482,20 @@ def _underpaid_detail(invoice: Invoice, payload: dict[str, object], language: st
         due = payload.get("due")
         return t(
             language,
-            "status_underpaid",
+            "underpaid_detail",
             paid=received,
             amount=due if isinstance(due, str) and due else format_amount(
                 invoice.amount_minor, invoice.currency, language
             ),
-        ).removeprefix("⚠️ ")
+        )
     paid = payload.get("paid_amount_minor")
     if isinstance(paid, int):
         return t(
             language,
-            "status_underpaid",
+            "underpaid_detail",
             paid=format_amount(paid, invoice.currency, language),
             amount=format_amount(invoice.amount_minor, invoice.currency, language),
-        ).removeprefix("⚠️ ")
+        )
     detail = payload.get("detail")
     return str(detail) if detail else t(language, "unknown_detail")
 

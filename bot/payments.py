@@ -233,7 +233,7 @@ class PaymentsService:
             raise InputError(f"amount_{exc.code}", **exc.params) from None
         description = strip_controls(draft.description)  # no NUL or terminal escapes stored
         if len(description) > self.policy.max_description_length:
-            raise InputError("description_too_long", maximum=self.policy.max_description_length)
+            raise InputError("description_too_long", count=self.policy.max_description_length)
         return amount, currency, description, gateway
 
     def _default_currency_for(self, gateway: Gateway) -> str:

@@ -374,7 +374,7 @@ async def test_report_in_german_and_for_a_period(tillbot: Harness) -> None:
     invoice = await payments.create_invoice(tillbot.merchant2.id, InvoiceDraft("12,50", "Kaffee"))
     await payments.simulate_payment(invoice)
     document = await tillbot.command(tillbot.merchant2, "/report today")
-    assert document.content == "1 Rechnungen, heute"
+    assert document.content == "1 Rechnung, heute"  # the singular (issue 13: plural forms)
     summary = await tillbot.emu.wait_for_message(
         tillbot.merchant2, lambda m: m.content.startswith("📊")
     )

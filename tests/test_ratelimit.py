@@ -11,7 +11,7 @@ from bot.ratelimit import TelegramRateLimiter
 from tests.conftest import Harness
 
 if TYPE_CHECKING:
-    from bot.simulators.telegram_models import RecordedRequest
+    from testkit.telegram.models import RecordedRequest
 
 
 async def test_replies_are_paced_at_the_global_rate(harness: Harness) -> None:
