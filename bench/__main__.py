@@ -114,7 +114,7 @@ async def run_throughput(work: Path, sizes: Sizes, results: dict[str, Any]) -> N
 
 
 async def run_echo(work: Path, n: int, concurrency: int) -> dict[str, Any]:
-    from bot.simulators.telegram import BotApiEmulator
+    from testkit.telegram import BotApiEmulator
 
     emu = BotApiEmulator(token=TOKEN, bot_username="echo_bench_bot")
     await emu.start()

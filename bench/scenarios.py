@@ -24,8 +24,8 @@ from bench.stack import (
 )
 from bench.stats import median, summarize
 from bot.domain.models import Invoice
-from bot.simulators.gateway_base import GatewaySimulator
-from bot.simulators.telegram import BotApiEmulator
+from testkit.gateway_base import GatewaySimulator
+from testkit.telegram import BotApiEmulator
 
 TELEGRAM_PACE = 25.0  # messages a second: the notifier's global pace (bot/telegram/notifier.py)
 
@@ -379,8 +379,8 @@ def qr_render(rounds: int) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     from bot.domain.models import InvoiceKind, InvoiceStatus
-    from bot.simulators.mion import make_bolt11
     from bot.telegram.views import qr_for
+    from testkit.mion import make_bolt11
 
     now = datetime.now(UTC)
     ln = make_bolt11(20_833_000, now, timedelta(minutes=2), "Tillbot order tb-1234 Espresso")

@@ -21,14 +21,14 @@ from bench.proc import ChildProcess, child_env, free_port, sample
 from bench.seed import seed_pending
 from bot.config import Settings
 from bot.domain.models import Invoice
-from bot.simulators.mion import MionSimulator
-from bot.simulators.miraclepay import MiraclePaySimulator
-from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
-from bot.simulators.telegram import BotApiEmulator
-from bot.simulators.telegram_models import MessageRecord
-from bot.simulators.tls import TlsFront
 from storage import open_repository
 from storage.base import Repository
+from testkit.mion import MionSimulator
+from testkit.miraclepay import MiraclePaySimulator
+from testkit.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from testkit.telegram import BotApiEmulator
+from testkit.telegram.models import MessageRecord
+from testkit.tls import TlsFront
 
 TOKEN = "700001:BENCHtillbotTOKEN0123456789abcdefXYZ"
 BOT_USERNAME = "tillbot_bench_bot"

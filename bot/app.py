@@ -45,7 +45,8 @@ from bot.telegram.context import Services, TillbotApp, TillbotContext
 from bot.telegram.handlers import admin, customer, inline, lists, merchant, users
 from bot.telegram.handlers.common import reply
 from bot.telegram.handlers.menu import register_commands
-from bot.telegram.notifier import Notifier, TelegramLimiter
+from bot.telegram.notifier import Notifier
+from bot.telegram.ratelimit import TelegramRateLimiter
 from bot.telegram.views import (
     CALLBACK_CANCEL,
     CALLBACK_MERCHANT,
@@ -110,6 +111,12 @@ def build_application(
         "write_timeout": 15.0,
         "pool_timeout": 10.0,
     }
+    # One pace for everything sent to Telegram: handler replies and the outbox.
+    limiter = TelegramRateLimiter(
+        global_rate=settings.telegram_messages_per_second,
+        private_interval=settings.telegram_chat_interval_seconds,
+        group_interval=settings.telegram_group_interval_seconds,
+    )
     app: TillbotApp = (
         ApplicationBuilder()
         .token(settings.telegram_bot_token.get_secret_value())
@@ -119,6 +126,7 @@ def build_application(
         .request(HTTPXRequest(connection_pool_size=settings.telegram_connection_pool, **timeouts))
         .get_updates_request(HTTPXRequest(connection_pool_size=2, **timeouts))
         .concurrent_updates(settings.concurrent_updates)
+        .rate_limiter(limiter)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()
@@ -127,6 +135,7 @@ def build_application(
     services.settings = settings
     services.clock = clock
     services.owner = owner or instance_owner(settings)
+    limiter.on_retry_after = lambda _seconds: services.metrics.telegram_rate_limited()
     register_handlers(app)
     return app
 
@@ -244,7 +253,7 @@ async def post_init(app: TillbotApp) -> None:
     sandbox = None
     if settings.sandbox_enabled:
         from bot.gateways.sandbox import SANDBOX_API_KEY, start_sandbox
-        from bot.simulators.mion import MionSimulator
+        from testkit.mion import MionSimulator
 
         username = app.bot.username
         services.sandbox = await start_sandbox(
@@ -274,11 +283,8 @@ async def post_init(app: TillbotApp) -> None:
         on_outbox=lambda: services.notifier.kick() if services.notifier else None,
         metrics=services.metrics,
     )
-    limiter = TelegramLimiter(
-        global_rate=settings.telegram_messages_per_second,
-        private_interval=settings.telegram_chat_interval_seconds,
-        group_interval=settings.telegram_group_interval_seconds,
-    )
+    limiter = app.bot.rate_limiter
+    assert isinstance(limiter, TelegramRateLimiter), "set in build_application"
     services.notifier = Notifier(
         app.bot,
         services.repo,

@@ -15,7 +15,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bot.gateways.mixpay import payment_asset_problem, quote_asset_problem
 
 GatewayName = Literal["sandbox", "mion", "mixpay", "miraclepay"]
-GATEWAY_NAMES: tuple[GatewayName, ...] = ("sandbox", "mion", "mixpay", "miraclepay")
 
 
 _ASCII_INT = re.compile(r"-?[0-9]{1,16}")
@@ -265,9 +264,6 @@ class Settings(BaseSettings):
     @property
     def invoice_expiry(self) -> timedelta:
         return timedelta(seconds=self.invoice_expiry_seconds)
-
-    def is_admin(self, user_id: int) -> bool:
-        return user_id in self.admin_ids
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log filter that redacts them."""

@@ -12,9 +12,11 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.simulators.telegram import BotApiEmulator
-from bot.simulators.telegram_models import EmuUser, MessageRecord
+if TYPE_CHECKING:  # the test kit is imported only when the demo runs (see run_demo)
+    from testkit.telegram import BotApiEmulator
+    from testkit.telegram.models import EmuUser, MessageRecord
 
 DEMO_TOKEN = "424242:demo-token-not-secret"  # noqa: S105
 MERCHANT, CUSTOMER, ADMIN = 1001, 2002, 9009
@@ -53,6 +55,7 @@ class Transcript:
 async def run_demo(out: Callable[[str], None] = print, limit: float = 25.0) -> int:
     from bot.app import Runner, build_application
     from bot.config import Settings
+    from testkit.telegram import BotApiEmulator
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     emu = BotApiEmulator(token=DEMO_TOKEN, bot_username="tillbot_demo_bot")

@@ -1,11 +1,17 @@
-"""Counters and a histogram, rendered in the Prometheus text format for GET /metrics."""
+"""What GET /metrics shows, kept with prometheus-client.
+
+Each Application has its own `CollectorRegistry` (several bots run in one test process), never
+the library's global one. Invoices by status are read from storage at each scrape: they are
+the database's, not this process's.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
     from bot.domain.models import Invoice
@@ -13,138 +19,122 @@ if TYPE_CHECKING:
 # Seconds from a payment (paidAt at the gateway) to the edit of the invoice message.
 DELAY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
-
-class Histogram:
-    def __init__(self, buckets: tuple[float, ...]) -> None:
-        self.buckets = buckets
-        self.counts = [0] * len(buckets)
-        self.total = 0
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.total += 1
-        self.sum += value
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class Metrics:
-    """What /metrics shows; everything in memory of this process."""
+    """This process's counters (in memory) and the invoice gauge filled at each scrape."""
 
     def __init__(self) -> None:
-        self.gateway_requests: Counter[tuple[str, str, str]] = Counter()
-        self.callbacks: Counter[str] = Counter()
-        self.callbacks_merged: Counter[str] = Counter()
-        self.callbacks_deferred: Counter[str] = Counter()
-        self.http_connections_dropped: Counter[str] = Counter()
-        self.telegram_429 = 0
-        self.telegram_errors: Counter[str] = Counter()
-        self.notifications_sent: Counter[str] = Counter()
-        self.notification_delay = Histogram(DELAY_BUCKETS)
-        self.payments_seen = 0
-        self.watcher_ticks = 0
-        self.last_tick: datetime | None = None
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self._invoices = Gauge(
+            "tillbot_invoices", "Invoices by status.", ["status"], registry=registry
+        )
+        self._gateway_requests = Counter(
+            "tillbot_gateway_requests",
+            "Gateway requests by gateway, operation, outcome.",
+            ["gateway", "operation", "outcome"],
+            registry=registry,
+        )
+        self._callbacks = Counter(
+            "tillbot_gateway_callbacks", "Gateway callbacks accepted.", ["gateway"],
+            registry=registry,
+        )
+        self._callbacks_merged = Counter(
+            "tillbot_gateway_callbacks_merged",
+            "Callbacks merged into another re-read.",
+            ["gateway"],
+            registry=registry,
+        )
+        self._callbacks_deferred = Counter(
+            "tillbot_gateway_callbacks_deferred",
+            "Callback re-reads left to the watcher for want of spare budget.",
+            ["gateway"],
+            registry=registry,
+        )
+        self._http_connections_dropped = Counter(
+            "tillbot_http_connections_dropped",
+            "Connections closed over the cap (evicted: an idle one made room; refused: every"
+            " one was busy).",
+            ["reason"],
+            registry=registry,
+        )
+        self._telegram_429 = Counter(
+            "tillbot_telegram_429", "Telegram 429 answers.", registry=registry
+        )
+        self._telegram_errors = Counter(
+            "tillbot_telegram_errors",
+            "Telegram requests of the outbox that failed (network or API), by error type.",
+            ["error"],
+            registry=registry,
+        )
+        self._notifications_sent = Counter(
+            "tillbot_notifications_sent", "Outbox rows delivered, by kind.", ["kind"],
+            registry=registry,
+        )
+        self._notification_delay = Histogram(
+            "tillbot_notification_delay_seconds",
+            "From paid to the invoice edited.",
+            buckets=DELAY_BUCKETS,
+            registry=registry,
+        )
+        self._payments = Counter(
+            "tillbot_payments_paid",
+            "Invoices this process saw become paid (late payments included).",
+            registry=registry,
+        )
+        self._watcher_ticks = Counter(
+            "tillbot_watcher_ticks", "Watcher ticks run.", registry=registry
+        )
 
+    # -- recording -------------------------------------------------------------------------
     def gateway_request(self, gateway: str, operation: str, outcome: str) -> None:
-        self.gateway_requests[(gateway, operation, outcome)] += 1
+        self._gateway_requests.labels(gateway, operation, outcome).inc()
 
     def callback(self, gateway: str) -> None:
-        self.callbacks[gateway] += 1
+        self._callbacks.labels(gateway).inc()
 
     def callback_merged(self, gateway: str) -> None:
-        self.callbacks_merged[gateway] += 1
+        self._callbacks_merged.labels(gateway).inc()
 
     def callback_deferred(self, gateway: str) -> None:
-        self.callbacks_deferred[gateway] += 1
+        self._callbacks_deferred.labels(gateway).inc()
 
     def http_connection_dropped(self, reason: str) -> None:
-        self.http_connections_dropped[reason] += 1
+        self._http_connections_dropped.labels(reason).inc()
 
     def paid(self, invoice: Invoice) -> None:
-        self.payments_seen += 1
+        self._payments.inc()
 
-    def render(self, invoices_by_status: Mapping[str, int]) -> str:
-        lines = [
-            "# HELP tillbot_invoices Invoices by status.",
-            "# TYPE tillbot_invoices gauge",
-        ]
-        lines += [
-            f'tillbot_invoices{{status="{s}"}} {n}' for s, n in sorted(invoices_by_status.items())
-        ]
-        lines += [
-            "# HELP tillbot_gateway_requests_total Gateway requests by gateway, operation, outcome.",
-            "# TYPE tillbot_gateway_requests_total counter",
-        ]
-        lines += [
-            f'tillbot_gateway_requests_total{{gateway="{g}",operation="{o}",outcome="{r}"}} {n}'
-            for (g, o, r), n in sorted(self.gateway_requests.items())
-        ]
-        lines += [
-            "# HELP tillbot_gateway_callbacks_total Gateway callbacks accepted.",
-            "# TYPE tillbot_gateway_callbacks_total counter",
-        ]
-        lines += [
-            f'tillbot_gateway_callbacks_total{{gateway="{g}"}} {n}'
-            for g, n in sorted(self.callbacks.items())
-        ]
-        lines += [
-            "# HELP tillbot_gateway_callbacks_merged_total Callbacks merged into another"
-            " re-read.",
-            "# TYPE tillbot_gateway_callbacks_merged_total counter",
-        ]
-        lines += [
-            f'tillbot_gateway_callbacks_merged_total{{gateway="{g}"}} {n}'
-            for g, n in sorted(self.callbacks_merged.items())
-        ]
-        lines += [
-            "# HELP tillbot_gateway_callbacks_deferred_total Callback re-reads left to the"
-            " watcher for want of spare budget.",
-            "# TYPE tillbot_gateway_callbacks_deferred_total counter",
-        ]
-        lines += [
-            f'tillbot_gateway_callbacks_deferred_total{{gateway="{g}"}} {n}'
-            for g, n in sorted(self.callbacks_deferred.items())
-        ]
-        lines += [
-            "# HELP tillbot_http_connections_dropped_total Connections closed over the cap"
-            " (evicted: an idle one made room; refused: every one was busy).",
-            "# TYPE tillbot_http_connections_dropped_total counter",
-        ]
-        lines += [
-            f'tillbot_http_connections_dropped_total{{reason="{r}"}} {n}'
-            for r, n in sorted(self.http_connections_dropped.items())
-        ]
-        lines += [
-            "# HELP tillbot_telegram_429_total Telegram 429 answers.",
-            "# TYPE tillbot_telegram_429_total counter",
-            f"tillbot_telegram_429_total {self.telegram_429}",
-        ]
-        lines += [
-            "# HELP tillbot_notifications_sent_total Outbox rows delivered, by kind.",
-            "# TYPE tillbot_notifications_sent_total counter",
-        ]
-        lines += [
-            f'tillbot_notifications_sent_total{{kind="{k}"}} {n}'
-            for k, n in sorted(self.notifications_sent.items())
-        ]
-        h = self.notification_delay
-        lines += [
-            "# HELP tillbot_notification_delay_seconds From paid to the invoice edited.",
-            "# TYPE tillbot_notification_delay_seconds histogram",
-        ]
-        lines += [
-            f'tillbot_notification_delay_seconds_bucket{{le="{b}"}} {c}'
-            for b, c in zip(h.buckets, h.counts, strict=True)
-        ]
-        lines += [
-            f'tillbot_notification_delay_seconds_bucket{{le="+Inf"}} {h.total}',
-            f"tillbot_notification_delay_seconds_sum {h.sum:.6f}",
-            f"tillbot_notification_delay_seconds_count {h.total}",
-        ]
-        lines += [
-            "# HELP tillbot_watcher_ticks_total Watcher ticks run.",
-            "# TYPE tillbot_watcher_ticks_total counter",
-            f"tillbot_watcher_ticks_total {self.watcher_ticks}",
-        ]
-        return "\n".join(lines) + "\n"
+    def telegram_rate_limited(self) -> None:
+        self._telegram_429.inc()
+
+    def telegram_error(self, error: str) -> None:
+        self._telegram_errors.labels(error).inc()
+
+    def notification_sent(self, kind: str) -> None:
+        self._notifications_sent.labels(kind).inc()
+
+    def notification_delay(self, seconds: float) -> None:
+        self._notification_delay.observe(seconds)
+
+    def watcher_tick(self) -> None:
+        self._watcher_ticks.inc()
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def telegram_429(self) -> int:
+        """Telegram 429 answers so far (tests and the bench read it)."""
+        return int(self.value("tillbot_telegram_429_total") or 0)
+
+    def value(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+        """One sample's value by its exposed name (e.g. `tillbot_watcher_ticks_total`)."""
+        return self.registry.get_sample_value(name, dict(labels or {}))
+
+    def render(self, invoices_by_status: Mapping[str, int]) -> bytes:
+        """The Prometheus text exposition, with the invoice counts just read from storage."""
+        self._invoices.clear()
+        for status, count in invoices_by_status.items():
+            self._invoices.labels(status).set(count)
+        return generate_latest(self.registry)

@@ -3,7 +3,7 @@
 POST /telegram              Telegram's webhook; 403 without the right secret header
 POST /webhooks/<gateway>/…  gateway callbacks: a hint to re-read the status from the API
 GET  /healthz               storage reachable and watcher alive
-GET  /metrics               Prometheus text format (behind METRICS_TOKEN when set)
+GET  /metrics               Prometheus text format (prometheus-client; behind METRICS_TOKEN when set)
 
 Slow and half-open clients cannot exhaust the process: a connection must finish a request's
 headers within HTTP_HEADER_TIMEOUT_SECONDS of opening (or of its previous request: idle
@@ -28,6 +28,7 @@ from aiohttp import web
 from telegram import Update
 
 from bot.gateways.base import GatewayError, GatewayUnsupported
+from bot.metrics import CONTENT_TYPE
 from bot.telegram.context import TillbotApp
 
 log = logging.getLogger(__name__)
@@ -325,10 +326,8 @@ class WebServer:
                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
                 )
         counts = {status.value: n for status, n in (await services.repo.count_by_status()).items()}
-        text = services.metrics.render(counts)
+        body = services.metrics.render(counts)
         return web.Response(
-            text=text,
-            content_type="text/plain",
-            charset="utf-8",
-            headers={"X-Content-Type-Options": "nosniff"},
+            body=body,
+            headers={"Content-Type": CONTENT_TYPE, "X-Content-Type-Options": "nosniff"},
         )

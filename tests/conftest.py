@@ -20,9 +20,9 @@ import pytest
 from bot.app import Runner, build_application
 from bot.config import Settings
 from bot.domain.models import Invoice
-from bot.simulators.telegram import BotApiEmulator
-from bot.simulators.telegram_models import EmuUser, MessageRecord
 from bot.telegram.context import Services
+from testkit.telegram import BotApiEmulator
+from testkit.telegram.models import EmuUser, MessageRecord
 
 # A marker token: any test output or log line containing it fails the secrets checks.
 TOKEN = "987654:MARKERtokenSECRETvalue0123456789abcdef"

@@ -33,10 +33,10 @@ from bot.gateways.mion import MionGateway
 from bot.gateways.miraclepay import MiraclePayGateway
 from bot.gateways.mixpay import MixPayGateway
 from bot.gateways.sandbox import SandboxGateway, start_sandbox
-from bot.simulators.gateway_base import GatewaySimulator, RecordedRequest
-from bot.simulators.mion import MionSimulator
-from bot.simulators.miraclepay import MiraclePaySimulator
-from bot.simulators.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from testkit.gateway_base import GatewaySimulator, RecordedRequest
+from testkit.mion import MionSimulator
+from testkit.miraclepay import MiraclePaySimulator
+from testkit.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 
 MION_KEY = "mion-key-MARKER-7d1f0c93"
 MIRACLE_CLIENT_ID = "mp-client-MARKER-2b9a41"

@@ -14,7 +14,7 @@ import string
 from bot.domain.drafts import new_public_token, reference_for
 from bot.domain.models import Invoice, InvoiceStatus, MessageRole
 from bot.i18n import t
-from bot.simulators.telegram_models import EmuUser, MessageRecord
+from testkit.telegram.models import EmuUser, MessageRecord
 from tests.conftest import MERCHANT_ID, STRANGER_ID, Harness
 from tests.reliability_stats import record
 
@@ -187,7 +187,7 @@ def _variants(invoice: Invoice) -> list[str]:
     guesses = [
         str(invoice.id),
         f"{invoice.id:05d}",
-        invoice.reference,
+        f"tillbot-{invoice.id}",
         reference_for(invoice),
         token[:-1],
         token[:11],

@@ -71,7 +71,7 @@ def test_report_renders_partial_results(tmp_path: Path) -> None:
 
 async def test_simulator_cli_serves_until_sigterm() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.simulators", "mion", "--port", "0", "--api-key", "k",
+        sys.executable, "-m", "testkit", "mion", "--port", "0", "--api-key", "k",
         stdout=asyncio.subprocess.PIPE,
         cwd=REPO,
     )

@@ -35,10 +35,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.simulators.gateway_base import InvalidTransition
-from bot.simulators.mion import MionSimulator
-from bot.simulators.telegram import BotApiEmulator
-from bot.simulators.telegram_models import EmuUser, MessageRecord
+from testkit.gateway_base import InvalidTransition
+from testkit.mion import MionSimulator
+from testkit.telegram import BotApiEmulator
+from testkit.telegram.models import EmuUser, MessageRecord
 from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, CUSTOMER_ID, MERCHANT_ID, TOKEN
 from tests.reliability_stats import record, soak_enabled

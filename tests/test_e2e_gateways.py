@@ -16,11 +16,11 @@ from PIL import Image
 
 from bot.domain.drafts import reference_for
 from bot.domain.models import Invoice, InvoiceStatus
-from bot.simulators.gateway_base import GatewaySimulator
-from bot.simulators.mion import MionSimulator
-from bot.simulators.miraclepay import MiraclePaySimulator
-from bot.simulators.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 from bot.telegram.views import sats_text
+from testkit.gateway_base import GatewaySimulator
+from testkit.mion import MionSimulator
+from testkit.miraclepay import MiraclePaySimulator
+from testkit.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 from tests.conftest import Harness
 
 MION_KEY = "mion-e2e-MARKER-key-4b1c"

@@ -31,10 +31,10 @@ from bot.domain.models import (
     OutboxEvent,
     Transition,
 )
-from bot.simulators.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
-from bot.simulators.telegram_models import EmuUser, MessageRecord
 from bot.telegram.context import TillbotContext
 from bot.telegram.handlers import admin
+from testkit.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from testkit.telegram.models import EmuUser, MessageRecord
 from tests.conftest import ADMIN_ID, MERCHANT_ID, Harness
 
 CUSTOMER_DE_ID, ADMIN_DE_ID = 2003, 9010
@@ -374,7 +374,7 @@ async def test_report_in_german_and_for_a_period(tillbot: Harness) -> None:
     invoice = await payments.create_invoice(tillbot.merchant2.id, InvoiceDraft("12,50", "Kaffee"))
     await payments.simulate_payment(invoice)
     document = await tillbot.command(tillbot.merchant2, "/report today")
-    assert document.content == "1 Rechnungen, heute"
+    assert document.content == "1 Rechnung, heute"  # the singular (issue 13: plural forms)
     summary = await tillbot.emu.wait_for_message(
         tillbot.merchant2, lambda m: m.content.startswith("📊")
     )

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bot.domain.models import InvoiceStatus
-from bot.simulators.telegram_models import MessageRecord
+from testkit.telegram.models import MessageRecord
 from tests.conftest import Harness
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.simulators.mion import MionSimulator
-from bot.simulators.telegram import BotApiEmulator
-from bot.simulators.telegram_models import EmuUser, MessageRecord
 from storage import open_repository
+from testkit.mion import MionSimulator
+from testkit.telegram import BotApiEmulator
+from testkit.telegram.models import EmuUser, MessageRecord
 from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, CUSTOMER_ID, MERCHANT_ID, TOKEN
 

@@ -25,9 +25,9 @@ import pytest
 
 from bot.domain.models import InvoiceStatus, utcnow
 from bot.i18n import t
-from bot.simulators.mion import MionSimulator
-from bot.simulators.telegram_models import MessageRecord
 from storage import StorageError
+from testkit.mion import MionSimulator
+from testkit.telegram.models import MessageRecord
 from tests.conftest import Harness
 from tests.reliability_stats import record
 

@@ -31,12 +31,12 @@ from bot.gateways.base import (
     GatewayUnsupported,
     PaymentState,
 )
-from bot.gateways.http import parse_time
 from bot.gateways.mion import MION_PAID_STATUSES, MionApi, MionGateway
 from bot.gateways.miraclepay import MiraclePayGateway
 from bot.gateways.mixpay import MixPayGateway
 from bot.gateways.registry import build_gateways
 from bot.gateways.sandbox import SandboxGateway, start_sandbox
+from bot.times import parse_time
 from tests.gateway_fixtures import (
     CASES,
     MION_KEY,

@@ -7,7 +7,6 @@ import asyncio
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from email.utils import format_datetime
 from typing import Any
 
@@ -31,11 +30,6 @@ from bot.gateways.http import (
     GatewayAnswerLost,
     GatewayHttp,
     HttpFailure,
-    decimal_from_minor,
-    decimal_text,
-    iso_z,
-    minor_from_text,
-    parse_time,
     retry_after_seconds,
 )
 from bot.gateways.mion import MionGateway
@@ -452,35 +446,6 @@ async def test_budget_does_not_wait_when_idle() -> None:
     await budget.acquire()
     assert clock.slept == []
     assert budget.delay() == pytest.approx(6.0)
-
-
-# -- exact money and time helpers -------------------------------------------------------------
-def test_decimal_helpers_are_exact() -> None:
-    assert decimal_text(decimal_from_minor(1000)) == "10"
-    assert decimal_text(decimal_from_minor(1250)) == "12.5"
-    assert decimal_text(decimal_from_minor(1234)) == "12.34"
-    assert decimal_text(decimal_from_minor(5)) == "0.05"
-    assert decimal_text(decimal_from_minor(100000000)) == "1000000"
-    assert decimal_text(Decimal("0.00025836")) == "0.00025836"
-    assert minor_from_text("12.5") == 1250
-    assert minor_from_text("10") == 1000
-    assert minor_from_text(10) == 1000
-    assert minor_from_text("0.001") is None
-    assert minor_from_text(12.5) is None  # never a float
-    assert minor_from_text("abc") is None and minor_from_text(None) is None
-    with pytest.raises(TypeError):
-        decimal_from_minor(12.5)  # type: ignore[arg-type]
-
-
-def test_time_helpers() -> None:
-    assert parse_time("2019-08-24T14:15:22Z") == datetime(2019, 8, 24, 14, 15, 22, tzinfo=UTC)
-    assert parse_time("2025-01-29T14:30:00.000Z") == datetime(2025, 1, 29, 14, 30, tzinfo=UTC)
-    assert parse_time(1647179141) == datetime.fromtimestamp(1647179141, UTC)
-    assert parse_time("1647179141") == datetime.fromtimestamp(1647179141, UTC)
-    junk: list[Any] = [None, "", "yesterday", 0, True, [], {}]
-    for value in junk:
-        assert parse_time(value) is None
-    assert iso_z(NOW + timedelta(microseconds=5)) == "2026-11-21T22:00:00Z"
 
 
 # -- adapters over the mock transport ---------------------------------------------------------

@@ -20,12 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.simulators.mion import MionSimulator
-from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
-from bot.simulators.telegram import BotApiEmulator
-from bot.simulators.telegram_models import EmuUser, MessageRecord
-from bot.simulators.tls import TlsFront
 from bot.web import SECRET_HEADER
+from testkit.mion import MionSimulator
+from testkit.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from testkit.telegram import BotApiEmulator
+from testkit.telegram.models import EmuUser, MessageRecord
+from testkit.tls import TlsFront
 from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, MERCHANT_ID, TOKEN, free_port
 from tests.reliability_stats import record

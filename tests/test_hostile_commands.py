@@ -17,8 +17,8 @@ import pytest
 from bot.config import SettingsError, load_settings
 from bot.domain.models import InvoiceKind, InvoiceStatus, NewInvoice
 from bot.ids import parse_invoice_id, parse_page, parse_user_id
-from bot.simulators.telegram import BotApiEmulator, EmuUser, MessageRecord
 from bot.text import strip_controls
+from testkit.telegram import BotApiEmulator, EmuUser, MessageRecord
 from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, MERCHANT_ID, TOKEN, Harness
 from tests.reliability_stats import record

@@ -34,7 +34,7 @@ from bot.gateways.base import (
     SessionRequest,
 )
 from bot.gateways.mixpay import MixPayGateway
-from bot.simulators.mixpay import (
+from testkit.mixpay import (
     BTC,
     DEFAULT_PAYEE_ID,
     EOS,

@@ -30,11 +30,11 @@ from bot.domain.models import (
     MessageRole,
     NewInvoice,
 )
-from bot.simulators.mion import MionSimulator
-from bot.simulators.telegram import BotApiEmulator
-from bot.simulators.tls import server_context
 from storage import open_repository
 from storage.base import Repository
+from testkit.mion import MionSimulator
+from testkit.telegram import BotApiEmulator
+from testkit.tls import server_context
 from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, TOKEN, free_port
 from tests.storage_fixtures import require_postgres

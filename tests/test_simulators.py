@@ -14,11 +14,11 @@ import httpx
 import pytest
 from aiohttp import web
 
-from bot.simulators.gateway_base import InvalidTransition, UnsupportedControl
-from bot.simulators.mion import MionSimulator, _hrp_expand, _polymod
-from bot.simulators.miraclepay import MiraclePaySimulator
-from bot.simulators.mixpay import BTC, STATUSES, MixPaySimulator
-from bot.simulators.tls import server_context
+from testkit.gateway_base import InvalidTransition, UnsupportedControl
+from testkit.mion import MionSimulator, _hrp_expand, _polymod
+from testkit.miraclepay import MiraclePaySimulator
+from testkit.mixpay import BTC, STATUSES, MixPaySimulator
+from testkit.tls import server_context
 
 MION_KEY = "mion-test-key"
 PAYEE = "payee-0001"

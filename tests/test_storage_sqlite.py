@@ -185,3 +185,38 @@ async def test_cancelled_operations_leave_the_connection_usable(tmp_path: Path) 
         assert {i.public_token for i in finished} <= stored
     finally:
         await repo.close()
+
+
+async def test_writes_that_arrive_together_share_one_commit(tmp_path: Path) -> None:
+    """Group commit: concurrent writes share a transaction and its fsync, every caller
+    returns only after the commit that holds its write, and a failing write fails alone."""
+    repo = await SqliteRepository.open(tmp_path / "group.db")
+    try:
+        await repo.migrate()
+        await repo.create_invoice(new_invoice("taken"))
+        statements: list[str] = []
+        async with repo._read() as db:
+            await db.set_trace_callback(statements.append)
+        tokens = [f"g-{n}" for n in range(40)]
+        results = await asyncio.gather(
+            *(repo.create_invoice(new_invoice(token)) for token in tokens),
+            repo.create_invoice(new_invoice("taken")),  # unique token: this one fails
+            *(repo.set_prefs(n, language="de") for n in range(1, 11)),
+            return_exceptions=True,
+        )
+        commits = sum(1 for sql in statements if sql.strip().upper() == "COMMIT")
+        assert 1 <= commits <= 10, commits  # 51 writes, not 51 fsyncs
+        created, failed, prefs = results[:40], results[40], results[41:]
+        assert isinstance(failed, StorageError) and "UNIQUE" in str(failed)
+        assert [i.public_token for i in created if isinstance(i, Invoice)] == tokens
+        # Durable for another connection (another process) once the callers returned.
+        other = sqlite3.connect(tmp_path / "group.db")
+        try:
+            stored = {row[0] for row in other.execute("SELECT public_token FROM invoices")}
+            languages = other.execute("SELECT COUNT(*) FROM user_prefs WHERE language = 'de'")
+            assert set(tokens) | {"taken"} == stored
+            assert languages.fetchone()[0] == len(prefs) == 10
+        finally:
+            other.close()
+    finally:
+        await repo.close()

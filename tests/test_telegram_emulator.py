@@ -41,10 +41,10 @@ from telegram.ext import (
     InlineQueryHandler,
 )
 
-from bot.simulators.telegram import BotApiEmulator, RateLimits
-from bot.simulators.telegram_format import EntityParseError, parse_formatted
-from bot.simulators.telegram_spec import load_spec
-from bot.simulators.tls import server_context
+from testkit.telegram import BotApiEmulator, RateLimits
+from testkit.telegram.format import EntityParseError, parse_formatted
+from testkit.telegram.spec import load_spec
+from testkit.tls import server_context
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*attribute `retry_after` will be of type"),
@@ -704,7 +704,7 @@ async def test_standalone_runner_and_control_api() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot.simulators.telegram",
+        "testkit.telegram",
         "--port",
         "0",
         "--token",

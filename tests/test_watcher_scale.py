@@ -24,11 +24,11 @@ from bot.gateways.mion import MionGateway
 from bot.gateways.mixpay import MixPayGateway
 from bot.services.payments import PaymentsService
 from bot.services.watcher import Watcher
-from bot.simulators.mion import MionSimulator
-from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
-from bot.telegram.notifier import TelegramLimiter
+from bot.telegram.ratelimit import TelegramRateLimiter
 from storage import open_repository
 from storage.base import Repository
+from testkit.mion import MionSimulator
+from testkit.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 
 ADMINS = frozenset({9001, 9002})
 PENDING = 10_000
@@ -265,7 +265,7 @@ def test_telegram_limiter_keeps_every_limit() -> None:
     async def advancing_sleep(seconds: float) -> None:
         now[0] += seconds
 
-    limiter = TelegramLimiter(global_rate=25.0, monotonic=lambda: now[0], sleep=advancing_sleep)
+    limiter = TelegramRateLimiter(global_rate=25.0, monotonic=lambda: now[0], sleep=advancing_sleep)
 
     async def run() -> None:
         for chat in [1, 1, 1, -5, -5, 2, 3, 4, 5]:

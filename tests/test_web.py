@@ -12,9 +12,9 @@ import pytest
 
 from bot.domain.drafts import reference_for
 from bot.domain.models import InvoiceStatus, NewOutbox, OutboxEvent, OutboxKind
-from bot.simulators.mion import MionSimulator
-from bot.simulators.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
-from bot.simulators.tls import TlsFront, client_context
+from testkit.mion import MionSimulator
+from testkit.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from testkit.tls import TlsFront, client_context
 from tests.conftest import Harness, free_port
 
 MION_KEY = "mion-web-MARKER-key-91ce"

@@ -134,11 +134,6 @@ class Invoice:
     lease_until: datetime | None = None
 
     @property
-    def reference(self) -> str:
-        """Our id as the gateways see it (Mion reference, MixPay orderId, MiraclePay note)."""
-        return f"tillbot-{self.id}"
-
-    @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 

@@ -7,8 +7,9 @@ is "12,50 €".
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+
+from bot.i18n import format_number
 
 # ISO 4217 minor-unit exponents of the currencies Tillbot shows; anything else has 2.
 _EXPONENTS: dict[str, int] = {
@@ -91,11 +92,16 @@ def known_exponent(currency: str) -> int | None:
 
 
 def minor_from_plain(text: object, currency: str) -> int | None:
-    """An API's decimal text ('12.5', '1250', 10) in minor units of `currency`, exactly;
-    None when absent, not a plain decimal, or finer than the currency's minor unit."""
+    """An API's decimal ('12.5', '1250', 10, or a JSON number read as Decimal) in minor
+    units of `currency`, exactly; None when absent, a float, not a plain non-negative
+    decimal, or finer than the currency's minor unit."""
     places = known_exponent(currency)
-    if places is None or isinstance(text, bool) or not isinstance(text, str | int):
+    if places is None or isinstance(text, bool) or not isinstance(text, str | int | Decimal):
         return None
+    if isinstance(text, Decimal):
+        if not text.is_finite():
+            return None
+        text = format(text, "f")
     cleaned = str(text).strip()
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", cleaned):
         return None
@@ -124,7 +130,7 @@ def parse_amount(text: str, currency: str, maximum: Decimal) -> int:
         raise AmountError("not_a_number", text=cleaned[:20])
     frac = match.group("frac") or ""
     if len(frac) > places:
-        raise AmountError("too_many_decimals", places=places)
+        raise AmountError("too_many_decimals", count=places)
     try:
         value = Decimal(f"{match.group('int')}.{frac or '0'}")
     except InvalidOperation:  # pragma: no cover - the regex admits only digits
@@ -132,7 +138,7 @@ def parse_amount(text: str, currency: str, maximum: Decimal) -> int:
     if value <= 0:
         raise AmountError("not_positive")
     if value > maximum:
-        raise AmountError("too_large", maximum=format_decimal(maximum, "en", places=0))
+        raise AmountError("too_large", maximum=maximum)  # written in the reader's language
     return int(value.scaleb(places))
 
 
@@ -143,44 +149,31 @@ def to_decimal(minor: int, currency: str) -> Decimal:
 
 def plain_decimal(minor: int, currency: str) -> str:
     """The shortest exact decimal string for APIs: 1000 -> '10', 1250 -> '12.5'."""
-    return format(to_decimal(minor, currency).normalize(), "f")
+    if isinstance(minor, bool) or not isinstance(minor, int):
+        raise TypeError("minor must be an int")
+    return decimal_text(to_decimal(minor, currency))
+
+
+def decimal_text(value: Decimal) -> str:
+    """The shortest exact plain text of a decimal: 10.00 -> '10', 12.50 -> '12.5'."""
+    if not value.is_finite():
+        raise ValueError("amount must be finite")
+    text = format(value.normalize(), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def format_decimal(value: Decimal, language: str, places: int = 2) -> str:
-    """Group thousands and choose the separators of the language ('1,234.50' / '1.234,50')."""
-    quantized = value.quantize(Decimal(1).scaleb(-places)) if places else value.quantize(1)
-    sign = "-" if quantized < 0 else ""
-    text = format(abs(quantized), "f")
-    whole, _, frac = text.partition(".")
-    groups: list[str] = []
-    while len(whole) > 3:
-        groups.insert(0, whole[-3:])
-        whole = whole[:-3]
-    groups.insert(0, whole)
-    if language == "en":
-        thousands, decimal_mark = ",", "."
-    else:  # de, fi and most of Europe
-        thousands, decimal_mark = (" " if language == "fi" else "."), ","
-    out = thousands.join(groups)
-    return sign + (f"{out}{decimal_mark}{frac}" if frac else out)
+    """Group thousands and choose the separators of the language ('1,234.50' / '1.234,50'),
+    through Babel's locale data; exact (Decimal, rounded to `places`)."""
+    return format_number(value, language, places)
 
 
 def format_amount(minor: int, currency: str, language: str = "en") -> str:
-    """An amount as people of the language write it: '€12.50' (en), '12,50 €' (de)."""
+    """An amount as people of the language write it (Babel's locale data): '€12.50' (en),
+    '12,50 €' (de, es); currencies without a sign here by their code ('CHF 12.50')."""
     code = currency.upper()
-    number = format_decimal(to_decimal(minor, code), language, exponent(code))
-    symbol = _SYMBOLS.get(code)
-    if language == "en":
-        if symbol and symbol != code:
-            return f"{symbol}{number}"
-        return f"{number} {code}"
-    return f"{number} {symbol or code}"
+    sign = _SYMBOLS.get(code, code)
+    return format_number(to_decimal(minor, code), language, exponent(code), currency_sign=sign)
 
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    minor: int
-    currency: str
-
-    def format(self, language: str = "en") -> str:
-        return format_amount(self.minor, self.currency, language)

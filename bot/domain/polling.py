@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus
+from bot.times import parse_time
 
 # Two: a genuine callback right after a forged one (a status change) is still read at once.
 CALLBACK_READS_PER_WINDOW = 2
@@ -77,7 +78,7 @@ def next_poll_at(
     """When the watcher looks at an invoice next; None when it no longer watches it."""
     if invoice.status is InvoiceStatus.PENDING:
         at = now + poll_delay(policy, invoice, callbacks_on)
-        attempt_end = parse_stored_time(invoice.payment.get("attempt_expires_at"))
+        attempt_end = parse_time(invoice.payment.get("attempt_expires_at"))
         if attempt_end is not None:
             at = min(at, max(attempt_end - policy.renew_before, now))
         if invoice.expires_at is not None and now < invoice.expires_at + policy.expiry_grace < at:
@@ -96,20 +97,9 @@ def next_poll_at(
 
 def renewal_due(policy: PaymentPolicy, invoice: Invoice, now: datetime) -> bool:
     """A Lightning attempt about to expire on a still open invoice gets a new attempt."""
-    expires = parse_stored_time(invoice.payment.get("attempt_expires_at"))
+    expires = parse_time(invoice.payment.get("attempt_expires_at"))
     if invoice.payment.get("compliance_blocked"):
         return False  # asking again every tick cannot help until the customer acts
     if expires is None or expires - now > policy.renew_before:
         return False
     return invoice.expires_at is None or now < invoice.expires_at
-
-
-def parse_stored_time(value: object) -> datetime | None:
-    """An aware ISO time we stored in an invoice's payment details; None otherwise."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else None

@@ -102,7 +102,7 @@ class PaymentState(StrEnum):
 class SessionRequest:
     """What Tillbot asks a gateway for: a payment session for one invoice."""
 
-    reference: str  # our invoice id as the gateway sees it (Invoice.reference)
+    reference: str  # our invoice id as the gateway sees it (`reference_for` in payments)
     amount_minor: int
     currency: str  # ISO 4217 upper case, e.g. "EUR"
     description: str

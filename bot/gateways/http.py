@@ -15,8 +15,6 @@ One `GatewayHttp` per adapter wraps the injected `httpx.AsyncClient` (never buil
   Credentials only ever travel in headers or bodies; every message we build is passed
   through `redact`, so a gateway echoing a key back cannot leak it into a log or an error.
 * An optional `RequestBudget` is acquired before every attempt (MixPay's 60/min limit).
-
-Also here: the small exact-money and time helpers the adapters share (Decimal/int only).
 """
 
 from __future__ import annotations
@@ -490,59 +488,3 @@ class GatewayHttp:
                 raise
             self._uncertain.discard(reference)
             return result
-
-
-# -- exact money and time on the wire ---------------------------------------------------------
-def decimal_from_minor(amount_minor: int, exponent: int = 2) -> Decimal:
-    """12345 minor units -> Decimal('123.45'), exactly."""
-    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
-        raise TypeError("amount_minor must be an int")
-    return Decimal(amount_minor).scaleb(-exponent)
-
-
-def decimal_text(value: Decimal) -> str:
-    """The shortest exact plain text of a decimal: 10.00 -> '10', 12.50 -> '12.5'."""
-    if not value.is_finite():
-        raise ValueError("amount must be finite")
-    text = format(value.normalize(), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-def minor_from_text(value: Any, exponent: int = 2) -> int | None:
-    """'12.5' -> 1250; None when absent or not a whole number of minor units. Never float."""
-    if value is None or isinstance(value, bool | float):
-        return None
-    try:
-        amount = Decimal(str(value).strip()).scaleb(exponent)
-    except InvalidOperation:
-        return None
-    if not amount.is_finite() or amount != amount.to_integral_value():
-        return None
-    return int(amount)
-
-
-def parse_time(value: Any) -> datetime | None:
-    """ISO 8601 ('...Z' or with an offset) or unix seconds -> aware UTC datetime; else None."""
-    if value is None or isinstance(value, bool) or value == "":
-        return None
-    if isinstance(value, int):
-        return datetime.fromtimestamp(value, UTC) if value > 0 else None
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return datetime.fromtimestamp(int(text), UTC) if int(text) > 0 else None
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC)
-
-
-def iso_z(value: datetime) -> str:
-    """Aware datetime -> '2026-11-21T22:00:00Z' (UTC, whole seconds)."""
-    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

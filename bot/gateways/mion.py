@@ -53,9 +53,8 @@ from bot.gateways.http import (
     RandomFn,
     SleepFn,
     default_error,
-    iso_z,
-    parse_time,
 )
+from bot.times import iso_z, parse_time
 
 logger = logging.getLogger("bot.gateways.mion")
 

@@ -41,6 +41,7 @@ from urllib.parse import quote
 import httpx
 
 from bot.domain.models import InvoiceKind
+from bot.domain.money import minor_from_plain, plain_decimal
 from bot.gateways.base import (
     Gateway,
     GatewayAuthError,
@@ -63,12 +64,9 @@ from bot.gateways.http import (
     NowFn,
     RandomFn,
     SleepFn,
-    decimal_from_minor,
-    decimal_text,
     default_error,
-    minor_from_text,
-    parse_time,
 )
+from bot.times import parse_time
 
 logger = logging.getLogger("bot.gateways.miraclepay")
 
@@ -93,7 +91,7 @@ STATES: dict[str, PaymentState] = {
 
 def json_amount(amount_minor: int) -> str:
     """Minor units of USD -> the JSON number text: 2050 -> '20.5', 1000 -> '10'."""
-    return decimal_text(decimal_from_minor(amount_minor, 2))
+    return plain_decimal(amount_minor, "USD")
 
 
 class MiraclePayGateway(Gateway):
@@ -202,8 +200,8 @@ class MiraclePayGateway(Gateway):
         # What the customer pays at checkout: `prompt.amount` includes the commission when
         # the customer pays it. Shown next to the invoice amount; absent when not exact.
         payment: dict[str, Any] = {}
-        checkout_minor = minor_from_text(prompt.get("amount"))
-        commission_minor = minor_from_text(prompt.get("commissionAmount"))
+        checkout_minor = minor_from_plain(prompt.get("amount"), "USD")
+        commission_minor = minor_from_plain(prompt.get("commissionAmount"), "USD")
         if checkout_minor is not None and commission_minor is not None:
             payment = {"checkout_amount_minor": checkout_minor, "commission_minor": commission_minor}
         return PaymentSession(

@@ -61,7 +61,7 @@ from urllib.parse import parse_qs, quote
 import httpx
 
 from bot.domain.models import InvoiceKind
-from bot.domain.money import known_exponent, minor_from_plain
+from bot.domain.money import decimal_text, known_exponent, minor_from_plain, plain_decimal
 from bot.gateways.base import (
     CallbackHint,
     Gateway,
@@ -86,12 +86,9 @@ from bot.gateways.http import (
     NowFn,
     RandomFn,
     SleepFn,
-    decimal_from_minor,
-    decimal_text,
     default_error,
-    iso_z,
-    parse_time,
 )
+from bot.times import iso_z, parse_time
 
 logger = logging.getLogger("bot.gateways.mixpay")
 
@@ -221,7 +218,6 @@ class MixPayGateway(Gateway):
             if problem is not None:
                 raise ValueError(problem)
         self.quote_currency = _currency_of(self.quote_asset_id)
-        self.quote_places = known_exponent(self.quote_currency) or 0
         self.expiry = expiry
         self.checkout_base = checkout_url if checkout_url.endswith("/") else checkout_url + "/"
         # The budget's clock and sleep: `clock` (monotonic seconds) and the adapter's `sleep`.
@@ -489,9 +485,8 @@ class MixPayGateway(Gateway):
         expires_at = self._expires(request, _ONCHAIN_EXPIRY if onchain else _ONE_TIME_EXPIRY)
         body: dict[str, Any] = {
             "payeeId": self.payee_id,
-            "quoteAmount": decimal_text(
-                decimal_from_minor(request.amount_minor, self.quote_places)
-            ),
+            # In the quote asset's own decimals (JPY 0, KWD 3): known, checked at start.
+            "quoteAmount": plain_decimal(request.amount_minor, self.quote_currency),
             "quoteAssetId": self.quote_asset_id,
             "settlementAssetId": self.settlement_asset_id,
             "orderId": request.reference,

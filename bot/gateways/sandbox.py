@@ -21,7 +21,7 @@ import logging
 import random as _random
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote
 
 import httpx
@@ -30,7 +30,9 @@ from bot.domain.models import InvoiceKind
 from bot.gateways.base import GatewayError, PaymentSession, SessionRequest
 from bot.gateways.http import Backoff, NowFn, RandomFn, SleepFn
 from bot.gateways.mion import MionApi, MionGateway
-from bot.simulators.mion import MionSimulator
+
+if TYPE_CHECKING:  # the simulator comes from the test kit, imported only when started
+    from testkit.mion import MionSimulator
 
 logger = logging.getLogger("bot.gateways.sandbox")
 
@@ -162,6 +164,8 @@ async def start_sandbox(
 
     `clock` (aware UTC datetimes) drives both the simulator and the adapter.
     """
+    from testkit.mion import MionSimulator
+
     sim = simulator or MionSimulator(
         api_key=SANDBOX_API_KEY, currencies=None, checkout_base=None, clock=clock
     )

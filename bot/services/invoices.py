@@ -97,7 +97,7 @@ class InvoiceService:
             raise InputError(f"amount_{exc.code}", **exc.params) from None
         description = strip_controls(draft.description)  # no NUL or terminal escapes stored
         if len(description) > policy.max_description_length:
-            raise InputError("description_too_long", maximum=policy.max_description_length)
+            raise InputError("description_too_long", count=policy.max_description_length)
         return amount, currency, description, gateway
 
     def _default_currency_for(self, gateway: Gateway) -> str:

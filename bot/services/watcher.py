@@ -107,7 +107,7 @@ class Watcher:
         """One pass: returns how many invoices were checked at their gateway."""
         self.last_tick = self.clock()
         self.ticks += 1
-        self.payments.metrics.watcher_ticks += 1
+        self.payments.metrics.watcher_tick()
         if self._running:
             return 0
         self._running = True

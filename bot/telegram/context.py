@@ -12,6 +12,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 from bot.domain.models import UserPrefs, utcnow
 from bot.i18n import resolve_language
 from bot.metrics import Metrics
+from bot.telegram.ratelimit import RateLimitArgs
 from bot.telegram.views import ViewContext
 
 if TYPE_CHECKING:
@@ -48,7 +49,6 @@ class Services:
         self.view = ViewContext(bot_username="")
         self._prefs: dict[int, UserPrefs] = {}
         self.seen_language: dict[int, str] = {}
-        self.extra: dict[str, Any] = {}
 
     @property
     def settings(self) -> Settings:
@@ -115,7 +115,7 @@ class Services:
         self._prefs[user.id] = await self.payments.access.note_telegram(user.id, code, name)
 
 
-class TillbotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], Services]):
+class TillbotContext(CallbackContext[ExtBot[RateLimitArgs], dict[Any, Any], dict[Any, Any], Services]):
     """CallbackContext whose bot_data is the Services object."""
 
     @property
@@ -124,5 +124,5 @@ class TillbotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any
 
 
 TillbotApp = Application[
-    ExtBot[None], TillbotContext, dict[Any, Any], dict[Any, Any], Services, Any
+    ExtBot[RateLimitArgs], TillbotContext, dict[Any, Any], dict[Any, Any], Services, Any
 ]

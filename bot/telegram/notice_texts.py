@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import date
 from html import escape
 
-from bot.domain.models import Invoice, OutboxEvent, OutboxItem, OutboxKind
+from bot.domain.models import (
+    FINAL_STATUSES,
+    Invoice,
+    InvoiceStatus,
+    OutboxEvent,
+    OutboxItem,
+    OutboxKind,
+)
 from bot.domain.money import format_amount
-from bot.i18n import t
-from bot.telegram.views import ViewContext, format_time
+from bot.i18n import format_datetime, format_day, t
+from bot.telegram.views import ViewContext
+
+# The statuses a late payment can come after (a late-paid notice names which one).
+LATE_PAID_FROM = frozenset(s.value for s in FINAL_STATUSES - {InvoiceStatus.PAID})
 
 
 def notice_text(
@@ -38,7 +49,7 @@ def notice_text(
         return t(
             language,
             "admin_daily_summary",
-            date=escape(str(payload.get("date", ""))),
+            date=escape(_day(payload.get("date"), language)),
             lines=escape(str(payload.get("lines", ""))),
         )
     if invoice is None:
@@ -54,9 +65,7 @@ def notice_text(
         "description": escape(invoice.description or "—"),
         "reason": escape(str(payload.get("reason") or invoice.failure_reason or "—")),
         "detail": escape(_underpaid_detail(invoice, payload, language)),
-        "previous": t(language, f"status_{payload.get('previous', 'expired')}").lstrip(
-            "⌛🚫❌ "
-        ),
+        "previous": _previous_status(language, payload.get("previous")),
     }
     common["received"] = escape(str(payload.get("received") or "—"))
     common["surplus"] = escape(str(payload.get("surplus") or "—"))
@@ -77,7 +86,7 @@ def notice_text(
         return t(
             language,
             "receipt",
-            time=format_time(invoice.paid_at),
+            time=format_datetime(invoice.paid_at, language),
             reference=escape(invoice.gateway_session_id or "—"),
             **common,
         )
@@ -88,6 +97,20 @@ def notice_text(
         return t(language, key, **common)
     prefix = "admin" if item.kind is OutboxKind.ADMIN else "merchant"
     return t(language, f"{prefix}_{item.event.value}", **common)
+
+
+def _previous_status(language: str, status: object) -> str:
+    """What a late-paid invoice had been (expired when the notice does not say)."""
+    previous = str(status) if status in LATE_PAID_FROM else InvoiceStatus.EXPIRED.value
+    return t(language, f"previous_{previous}")
+
+
+def _day(value: object, language: str) -> str:
+    """The day of a daily summary as the language writes it (as stored when not a day)."""
+    try:
+        return format_day(date.fromisoformat(str(value)), language)
+    except ValueError:
+        return str(value or "")
 
 
 def _surplus_status(language: str, status: object) -> str:
@@ -115,19 +138,19 @@ def _underpaid_detail(invoice: Invoice, payload: dict[str, object], language: st
         due = payload.get("due")
         return t(
             language,
-            "status_underpaid",
+            "underpaid_detail",
             paid=received,
             amount=due if isinstance(due, str) and due else format_amount(
                 invoice.amount_minor, invoice.currency, language
             ),
-        ).removeprefix("⚠️ ")
+        )
     paid = payload.get("paid_amount_minor")
     if isinstance(paid, int):
         return t(
             language,
-            "status_underpaid",
+            "underpaid_detail",
             paid=format_amount(paid, invoice.currency, language),
             amount=format_amount(invoice.amount_minor, invoice.currency, language),
-        ).removeprefix("⚠️ ")
+        )
     detail = payload.get("detail")
     return str(detail) if detail else t(language, "unknown_detail")

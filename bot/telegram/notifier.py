@@ -8,9 +8,9 @@ Delivery is at least once with one narrow exception, by design:
   and before the row is marked sent (one local database write, well under a millisecond on
   SQLite). Then the message is sent again after restart. Nothing else sends twice.
 
-Telegram's limits are kept here for everything the outbox sends: at most `global_rate`
-messages a second overall, one a second per private chat, 20 a minute per group, and after
-a 429 nothing is sent to Telegram before its `retry_after` has passed.
+Telegram's limits are kept by the bot's rate limiter (`bot/telegram/ratelimit.py`), for the outbox
+and the handlers' replies alike; the outbox sends with `rate_limit_args=OUTBOX`, so replies
+to users go first. A 429 the limiter could not retry away puts the row back for later.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
+from telegram import InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.ext import ExtBot
 
 from bot.domain.models import (
     Invoice,
@@ -39,6 +39,7 @@ from bot.domain.models import (
 from bot.failpoints import crash_point
 from bot.metrics import Metrics
 from bot.telegram.notice_texts import notice_text
+from bot.telegram.ratelimit import OUTBOX, RateLimitArgs, TelegramRateLimiter, retry_after_seconds
 from bot.telegram.views import (
     ViewContext,
     has_qr,
@@ -64,70 +65,6 @@ _GONE = (
 )
 
 
-class TelegramLimiter:
-    """Paces sends: a global rate, per-chat spacing, and a global pause after a 429."""
-
-    def __init__(
-        self,
-        *,
-        global_rate: float = 25.0,
-        private_interval: float = 1.0,
-        group_interval: float = 3.1,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.sleep = sleep
-        self.global_interval = 1.0 / global_rate
-        self.private_interval = private_interval
-        self.group_interval = group_interval
-        self.monotonic = monotonic
-        self._next_global = 0.0
-        self._next_chat: dict[int, float] = {}
-        self._paused_until = 0.0
-        self._lock = asyncio.Lock()
-
-    def pause(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, self.monotonic() + seconds)
-
-    @property
-    def paused_for(self) -> float:
-        return max(0.0, self._paused_until - self.monotonic())
-
-    def spacing(self, chat_id: int) -> float:
-        return self.group_interval if chat_id < 0 else self.private_interval
-
-    async def acquire(self, chat_id: int | None) -> None:
-        """Wait until a message to `chat_id` may go, and book its slot.
-
-        The chat's own spacing is waited out first, holding no global slot: a chat that
-        must wait (one message a second) never delays the messages to other chats. Then
-        the next global slot is booked from the moment the chat is ready."""
-        if chat_id is not None:
-            async with self._lock:
-                now = self.monotonic()
-                ready = max(now, self._next_chat.get(chat_id, 0.0))
-                self._next_chat[chat_id] = ready + self.spacing(chat_id)
-                if len(self._next_chat) > 50_000:
-                    self._next_chat = {c: v for c, v in self._next_chat.items() if v > now}
-            delay = ready - self.monotonic()
-            if delay > 0:
-                await self.sleep(delay)
-        async with self._lock:
-            at = max(self.monotonic(), self._next_global, self._paused_until)
-            self._next_global = at + self.global_interval
-            if chat_id is not None:
-                # The chat's next message keeps its spacing from when this one really goes.
-                self._next_chat[chat_id] = max(
-                    self._next_chat.get(chat_id, 0.0), at + self.spacing(chat_id)
-                )
-        delay = at - self.monotonic()
-        if delay > 0:
-            await self.sleep(delay)
-        pause = self.paused_for  # a 429 may have arrived while we waited
-        if pause > 0:
-            await self.sleep(pause)
-
-
 @dataclass(slots=True)
 class SendResult:
     done: bool
@@ -140,7 +77,7 @@ class Notifier:
 
     def __init__(
         self,
-        bot: Bot,
+        bot: ExtBot[RateLimitArgs],
         repo: Repository,
         view: Callable[[], ViewContext],
         *,
@@ -148,7 +85,7 @@ class Notifier:
         clock: Clock,
         owner: str,
         metrics: Metrics,
-        limiter: TelegramLimiter | None = None,
+        limiter: TelegramRateLimiter | None = None,
         batch: int = 200,
         idle_wait: float = 1.0,
         lease: timedelta = timedelta(minutes=2),
@@ -161,7 +98,8 @@ class Notifier:
         self.clock = clock
         self.owner = owner
         self.metrics = metrics
-        self.limiter = limiter or TelegramLimiter()
+        # The bot's own limiter: its figures size what may wait here.
+        self.limiter = limiter or TelegramRateLimiter()
         self.batch = batch
         self.idle_wait = idle_wait
         self.lease = lease
@@ -175,8 +113,6 @@ class Notifier:
         self._queues: dict[int | None, deque[OutboxItem]] = {}
         self._senders: dict[int | None, asyncio.Task[None]] = {}
         self._held: set[int] = set()
-        self.delivered = 0
-        self.last_run: datetime | None = None
 
     def kick(self) -> None:
         self._wake.set()
@@ -210,21 +146,9 @@ class Notifier:
                 raise
             except Exception:  # storage hiccup: keep the loop alive, try again shortly
                 log.exception("outbox delivery failed; retrying")
-            self.last_run = self.clock()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.idle_wait)
             self._wake.clear()
-
-    async def drain(self) -> int:
-        """Send everything that is due now and wait until it has gone; return how many rows
-        were delivered."""
-        before = self.delivered
-        while True:
-            await self.dispatch()
-            senders = list(self._senders.values())
-            if not senders:
-                return self.delivered - before
-            await asyncio.gather(*senders, return_exceptions=True)
 
     async def dispatch(self) -> int:
         """Claim the rows that are due and queue each on its chat's sender (one task per
@@ -271,8 +195,7 @@ class Notifier:
             while queue:
                 item = queue[0]
                 try:
-                    if await self._deliver_row(item):
-                        self.delivered += 1
+                    await self._deliver_row(item)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # storage hiccup: the lease lapses, it is claimed again
@@ -286,15 +209,15 @@ class Notifier:
             self._senders.pop(chat_id, None)
             self.kick()  # rows may have waited for room
 
-    async def _deliver_row(self, item: OutboxItem) -> bool:
+    async def _deliver_row(self, item: OutboxItem) -> None:
         result = await self._deliver(item)
         if result.done and item.kind is not OutboxKind.EDIT:
             crash_point("after_send")
         now = self.clock()
         if result.done:
             await self.repo.complete_outbox(item.id, now=now)
-            self.metrics.notifications_sent[item.kind.value] += 1
-            return True
+            self.metrics.notification_sent(item.kind.value)
+            return
         retry = max(result.retry_in, _backoff(item.attempts))
         await self.repo.retry_outbox(
             item.id,
@@ -302,18 +225,14 @@ class Notifier:
             error=result.error[:300],
             now=now,
         )
-        return False
 
     async def _deliver(self, item: OutboxItem) -> SendResult:
         try:
             if item.kind is OutboxKind.EDIT:
                 return await self._edit(item)
             return await self._send_notice(item)
-        except RetryAfter as exc:
-            seconds = _seconds(exc.retry_after)
-            self.metrics.telegram_429 += 1
-            self.limiter.pause(seconds)
-            return SendResult(done=False, retry_in=seconds, error="429")
+        except RetryAfter as exc:  # counted and paused by the limiter, which tried again
+            return SendResult(done=False, retry_in=retry_after_seconds(exc), error="429")
         except Forbidden as exc:  # blocked by the user or kicked: nothing more can be done
             log.info("outbox %s: chat unreachable: %s", item.id, exc.message)
             return SendResult(done=True)
@@ -325,7 +244,7 @@ class Notifier:
                 return SendResult(done=True)
             return SendResult(done=False, error=exc.message)
         except (NetworkError, TelegramError) as exc:
-            self.metrics.telegram_errors[type(exc).__name__] += 1
+            self.metrics.telegram_error(type(exc).__name__)
             return SendResult(done=False, error=type(exc).__name__)
 
     # -- edits -----------------------------------------------------------------------------
@@ -340,7 +259,6 @@ class Notifier:
         view = self.view()
         text = invoice_text(invoice, language, message.role, view)
         keyboard = invoice_keyboard(invoice, language, message.role, view)
-        await self.limiter.acquire(message.chat_id)
         try:
             if message.inline_message_id is not None:
                 await self.bot.edit_message_text(
@@ -349,6 +267,7 @@ class Notifier:
                     parse_mode=ParseMode.HTML,
                     reply_markup=keyboard,
                     link_preview_options=None,
+                    rate_limit_args=OUTBOX,
                 )
             elif message.is_photo and item.event is OutboxEvent.RENEWED and has_qr(invoice):
                 await self.bot.edit_message_media(
@@ -358,6 +277,7 @@ class Notifier:
                         await render_qr(invoice), caption=text, parse_mode=ParseMode.HTML
                     ),
                     reply_markup=keyboard,
+                    rate_limit_args=OUTBOX,
                 )
             elif message.is_photo:
                 await self.bot.edit_message_caption(
@@ -366,6 +286,7 @@ class Notifier:
                     caption=text,
                     parse_mode=ParseMode.HTML,
                     reply_markup=keyboard,
+                    rate_limit_args=OUTBOX,
                 )
             else:
                 await self.bot.edit_message_text(
@@ -374,6 +295,7 @@ class Notifier:
                     text=text,
                     parse_mode=ParseMode.HTML,
                     reply_markup=keyboard,
+                    rate_limit_args=OUTBOX,
                 )
         except BadRequest as exc:
             lowered = exc.message.lower()
@@ -396,7 +318,6 @@ class Notifier:
     ) -> None:
         """The old message is gone or frozen: show the invoice in a new message instead."""
         assert message.chat_id is not None and message.id is not None
-        await self.limiter.acquire(message.chat_id)
         sent: Message
         if invoice.status is InvoiceStatus.PENDING and message.is_photo and has_qr(invoice):
             sent = await self.bot.send_photo(
@@ -405,10 +326,15 @@ class Notifier:
                 caption=text,
                 parse_mode=ParseMode.HTML,
                 reply_markup=keyboard,
+                rate_limit_args=OUTBOX,
             )
         else:
             sent = await self.bot.send_message(
-                message.chat_id, text, parse_mode=ParseMode.HTML, reply_markup=keyboard
+                message.chat_id,
+                text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard,
+                rate_limit_args=OUTBOX,
             )
         await self.repo.replace_message(
             message.id, chat_id=sent.chat_id, message_id=sent.message_id
@@ -418,7 +344,7 @@ class Notifier:
         if item.event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID) and invoice.paid_at:
             delay = (self.clock() - invoice.paid_at).total_seconds()
             if 0 <= delay < 86_400:
-                self.metrics.notification_delay.observe(delay)
+                self.metrics.notification_delay(delay)
 
     # -- new messages ----------------------------------------------------------------------
     async def _send_notice(self, item: OutboxItem) -> SendResult:
@@ -430,19 +356,14 @@ class Notifier:
         text = notice_text(self.view(), item, invoice, language, merchant)
         if text is None:
             return SendResult(done=True)
-        await self.limiter.acquire(item.chat_id)
-        await self.bot.send_message(item.chat_id, text, parse_mode=ParseMode.HTML)
+        await self.bot.send_message(
+            item.chat_id, text, parse_mode=ParseMode.HTML, rate_limit_args=OUTBOX
+        )
         return SendResult(done=True)
 
     async def _merchant_name(self, merchant_id: int) -> str | None:
         """The merchant's name as Telegram last showed it to the bot (stored with their prefs)."""
         return (await self.repo.get_prefs(merchant_id)).name
-
-def _seconds(value: float | timedelta) -> float:
-    """RetryAfter.retry_after is seconds or a timedelta, by PTB version and settings."""
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    return float(value)
 
 
 def _backoff(attempts: int) -> float:

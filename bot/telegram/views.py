@@ -7,7 +7,6 @@ import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from html import escape, unescape
 from typing import Any
@@ -16,8 +15,9 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
 from bot.domain.money import format_amount, format_decimal
-from bot.i18n import t
+from bot.i18n import format_clock, format_datetime, t
 from bot.telegram.qr import lightning_uri, onchain_uri, qr_png
+from bot.times import parse_time
 
 CALLBACK_SIMULATE = "sim"
 CALLBACK_CANCEL = "cancel"
@@ -54,10 +54,6 @@ def share_link(invoice: Invoice, bot_username: str) -> str:
     return f"https://t.me/{bot_username}?start={invoice.public_token}"
 
 
-def format_time(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
-
-
 def status_label(invoice: Invoice, language: str) -> str:
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
     if invoice.status is InvoiceStatus.PENDING and invoice.underpaid:
@@ -79,11 +75,22 @@ def status_label(invoice: Invoice, language: str) -> str:
 def error_text(language: str, code: str, params: Mapping[str, object], *, html: bool = True) -> str:
     """The text of an `InputError` (`err_<code>`), statuses named in the language; `html`
     escapes the values (False for plain texts such as button answers)."""
-    values = {key: escape(str(value)) if html else str(value) for key, value in params.items()}
+    values: dict[str, object] = {
+        key: value if isinstance(value, int) else escape(str(value)) if html else str(value)
+        for key, value in params.items()
+    }
+    for key, value in params.items():
+        if isinstance(value, Decimal):  # a limit such as the largest amount, as people write it
+            values[key] = format_decimal(value, language, places=_places(value))
     status = params.get("status")
     if isinstance(status, str) and status in set(InvoiceStatus):
         values["status"] = t(language, f"status_{status}")
     return t(language, f"err_{code}", **values)
+
+
+def _places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
 def sats_text(amount_msat: int, language: str) -> str:
@@ -100,13 +107,13 @@ def payment_lines(invoice: Invoice, language: str) -> list[str]:
         named = ", ".join(str(f) for f in fields) if isinstance(fields, list) and fields else "—"
         return [t(language, "pos_compliance_blocked", fields=escape(named))]
     if invoice.kind is InvoiceKind.LIGHTNING and payment.get("amount_msat") is not None:
-        expires = _parse_iso(payment.get("attempt_expires_at"))
+        expires = parse_time(payment.get("attempt_expires_at"))
         return [
             t(
                 language,
                 "pos_caption_lines",
                 sats=sats_text(int(payment["amount_msat"]), language),
-                time=expires.strftime("%H:%M:%S UTC") if expires else "—",
+                time=format_clock(expires, language),
             )
         ]
     if invoice.kind is InvoiceKind.ONCHAIN and payment.get("address"):
@@ -196,11 +203,13 @@ def _invoice_text(
         lines.append(t(language, "invoice_description", description=escape(description)))
     lines.append(t(language, "invoice_status", status=status_label(invoice, language)))
     if invoice.status is InvoiceStatus.PAID:
-        lines.append(t(language, "invoice_paid_at", time=format_time(invoice.paid_at)))
+        paid_at = format_datetime(invoice.paid_at, language)
+        lines.append(t(language, "invoice_paid_at", time=paid_at))
     elif invoice.status is InvoiceStatus.PENDING:
         lines += payment_lines(invoice, language)
         if invoice.kind is not InvoiceKind.LIGHTNING:
-            lines.append(t(language, "invoice_expires", time=format_time(invoice.expires_at)))
+            expires = format_datetime(invoice.expires_at, language)
+            lines.append(t(language, "invoice_expires", time=expires))
     elif invoice.status is InvoiceStatus.FAILED and invoice.failure_reason:
         lines.append(t(language, "failure_reason", reason=escape(invoice.failure_reason)))
     elif invoice.status is InvoiceStatus.CANCELLED and invoice.raw_status in CANCEL_NOTES:
@@ -289,12 +298,3 @@ def qr_for(invoice: Invoice) -> bytes:
 
 def _opt(value: object) -> str | None:
     return None if value is None else str(value)
-
-
-def _parse_iso(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -14,7 +14,7 @@ from bot.domain.models import Invoice, InvoiceMessage, MessageRole
 from bot.gateways.base import GatewayError
 from bot.i18n import t
 from bot.telegram.context import TillbotContext
-from bot.telegram.views import has_qr, invoice_keyboard, invoice_text, render_qr
+from bot.telegram.views import error_text, has_qr, invoice_keyboard, invoice_text, render_qr
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,16 @@ async def reply(update: Update, context: TillbotContext, key: str, **params: obj
 
 
 async def reply_input_error(update: Update, context: TillbotContext, exc: InputError) -> None:
-    await reply(
-        update, context, f"err_{exc.code}", **{k: _escaped(v) for k, v in exc.params.items()}
-    )
+    """The refusal of bad input in the user's language: values escaped, counts kept."""
+    lang = await language(update, context)
+    chat = update.effective_chat
+    if chat is not None:
+        await context.bot.send_message(
+            chat.id,
+            error_text(lang, exc.code, exc.params),
+            parse_mode=ParseMode.HTML,
+            link_preview_options=None,
+        )
 
 
 async def reply_gateway_error(

@@ -114,7 +114,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from bot.simulators.gateway_base import (
+from testkit.gateway_base import (
     Clock,
     GatewaySimulator,
     InvalidTransition,
@@ -124,7 +124,7 @@ from bot.simulators.gateway_base import (
     json_response,
     parse_decimal,
 )
-from bot.simulators.mion import make_bech32_address
+from testkit.mion import make_bech32_address
 
 STATUSES = ("unpaid", "pending", "auditing", "success", "failed")
 FINAL_STATUSES = frozenset({"success", "failed"})

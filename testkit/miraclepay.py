@@ -70,7 +70,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from bot.simulators.gateway_base import (
+from testkit.gateway_base import (
     Clock,
     GatewaySimulator,
     InvalidTransition,

@@ -1,34 +1,33 @@
 """Run one simulator standalone, for a bot (or a benchmark) in another process.
 
-    python -m bot.simulators mion --port 8101 --api-key K
-    python -m bot.simulators mixpay --port 8102 [--payee-id ID] [--rate-limit 60]
-    python -m bot.simulators miraclepay --port 8103 --client-id C --api-key K
-    python -m bot.simulators telegram --port 8081 --token 123:ABC   (the Bot API emulator)
+    python -m testkit mion --port 8101 --api-key K
+    python -m testkit mixpay --port 8102 [--payee-id ID] [--rate-limit 60]
+    python -m testkit miraclepay --port 8103 --client-id C --api-key K
+    python -m testkit telegram --port 8081 --token 123:ABC   (the Bot API emulator)
 
 Prints one line ``<name> simulator listening on <url>`` (the URL an adapter is configured
 with: MION_API_URL, MIXPAY_API_URL, MIRACLEPAY_API_URL) and serves until SIGTERM or SIGINT.
-The controls are under ``{root}/_sim/...`` (see `bot.simulators.gateway_base`).
+The controls are under ``{root}/_sim/...`` (see `testkit.gateway_base`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from datetime import timedelta
 from typing import Any
 
-from bot.simulators.gateway_base import GatewaySimulator
+from testkit.gateway_base import GatewaySimulator
+from testkit.signals import until_stop_signal
 
 GATEWAYS = ("mion", "mixpay", "miraclepay")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bot.simulators",
+        prog="python -m testkit",
         description="Run a payment gateway simulator (or the Telegram emulator) standalone.",
     )
     sub = parser.add_subparsers(dest="gateway", required=True, metavar="SIMULATOR")
@@ -84,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # `telegram` hands its arguments to the Bot API emulator's own command line.
     sub.add_parser(
-        "telegram", help="the Telegram Bot API emulator (python -m bot.simulators.telegram)",
+        "telegram", help="the Telegram Bot API emulator (python -m testkit.telegram)",
         add_help=False,
     )
     return parser
@@ -100,7 +99,7 @@ def build_simulator(args: argparse.Namespace) -> GatewaySimulator[Any]:
     """The simulator the arguments describe (not started)."""
     delays = _delays(args.callback_retry_delays)
     if args.gateway == "mion":
-        from bot.simulators.mion import MionSimulator
+        from testkit.mion import MionSimulator
 
         currencies = (
             None
@@ -116,7 +115,7 @@ def build_simulator(args: argparse.Namespace) -> GatewaySimulator[Any]:
             callback_retry_delays=delays,
         )
     if args.gateway == "mixpay":
-        from bot.simulators.mixpay import DEFAULT_PAYEE_ID, MIXPAY_CHECKOUT_BASE, MixPaySimulator
+        from testkit.mixpay import DEFAULT_PAYEE_ID, MIXPAY_CHECKOUT_BASE, MixPaySimulator
 
         return MixPaySimulator(
             payee_id=args.payee_id or DEFAULT_PAYEE_ID,
@@ -125,7 +124,7 @@ def build_simulator(args: argparse.Namespace) -> GatewaySimulator[Any]:
             callback_retry_delays=delays,
         )
     if args.gateway == "miraclepay":
-        from bot.simulators.miraclepay import MiraclePaySimulator
+        from testkit.miraclepay import MiraclePaySimulator
 
         return MiraclePaySimulator(
             client_id=args.client_id,
@@ -139,13 +138,8 @@ async def serve(sim: GatewaySimulator[Any], host: str, port: int) -> None:
     """Start `sim`, print its URL, and serve until SIGTERM/SIGINT."""
     url = await sim.start(host=host, port=port)
     print(f"{sim.name} simulator listening on {url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stop_signal()
     finally:
         await sim.stop()
 
@@ -153,7 +147,7 @@ async def serve(sim: GatewaySimulator[Any], host: str, port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     if args_list and args_list[0] == "telegram":
-        from bot.simulators.telegram import main as telegram_main
+        from testkit.telegram import main as telegram_main
 
         return telegram_main(args_list[1:])
     args = build_parser().parse_args(args_list)
@@ -164,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sim = build_simulator(args)
     except ValueError as exc:
-        print(f"python -m bot.simulators: {exc}", file=sys.stderr)
+        print(f"python -m testkit: {exc}", file=sys.stderr)
         return 2
     asyncio.run(serve(sim, args.host, args.port))
     return 0

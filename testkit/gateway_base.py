@@ -100,7 +100,7 @@ from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 import httpx
 from aiohttp import web
 
-from bot.simulators.tls import client_context
+from testkit.tls import client_context
 
 log = logging.getLogger(__name__)
 
