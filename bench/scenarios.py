@@ -378,7 +378,7 @@ def qr_render(rounds: int) -> dict[str, Any]:
     """bot.views.qr_for on a Lightning invoice of a realistic length (~300 characters)."""
     from datetime import UTC, datetime
 
-    from bot.simulators.mion import make_bolt11
+    from bot.gateways.bolt11 import make_bolt11
     from bot.views import qr_for
     from storage.models import InvoiceKind, InvoiceStatus
 

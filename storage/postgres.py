@@ -40,6 +40,8 @@ from storage.migrations.columns import (
     OUTBOX_COLUMNS,
     OUTBOX_INSERT_COLUMNS,
     PREFS_COLUMNS,
+    SANDBOX_CHANGED_COLUMNS,
+    SANDBOX_COLUMNS,
     clip_error,
     dump_json,
     invoice_from_row,
@@ -47,6 +49,9 @@ from storage.migrations.columns import (
     message_from_row,
     outbox_from_row,
     prefs_from_row,
+    sandbox_changed_values,
+    sandbox_from_row,
+    sandbox_values,
 )
 from storage.models import (
     FINAL_STATUSES,
@@ -57,6 +62,7 @@ from storage.models import (
     NewInvoice,
     NewOutbox,
     OutboxItem,
+    SandboxSession,
     Transition,
     UserPrefs,
     allowed_sources,
@@ -756,6 +762,48 @@ class PostgresRepository(Repository):
                 *fields.values(),
             )
         return prefs_from_row(row)
+
+
+    # -- the sandbox gateway (SQL kept apart: one block, the same in both backends) ---------
+    async def sandbox_insert(self, session: SandboxSession) -> bool:
+        marks = ", ".join(f"${i}" for i in range(1, len(SANDBOX_CHANGED_COLUMNS) + 3))
+        async with self._conn() as con:
+            added = await con.fetchval(
+                f"INSERT INTO sandbox_sessions ({SANDBOX_COLUMNS}) VALUES ({marks})"
+                " ON CONFLICT DO NOTHING RETURNING id",
+                *sandbox_values(session),
+                session.version,
+            )
+        return added is not None
+
+    async def _sandbox_where(self, where: str, value: str) -> SandboxSession | None:
+        async with self._conn() as con:
+            row = await con.fetchrow(
+                f"SELECT {SANDBOX_COLUMNS} FROM sandbox_sessions WHERE {where} = $1", value
+            )
+        return None if row is None else sandbox_from_row(row)
+
+    async def sandbox_get(self, session_id: str) -> SandboxSession | None:
+        return await self._sandbox_where("id", session_id)
+
+    async def sandbox_by_reference(self, reference: str) -> SandboxSession | None:
+        return await self._sandbox_where("reference", reference)
+
+    async def sandbox_update(self, current: SandboxSession, changed: SandboxSession) -> bool:
+        count = len(SANDBOX_CHANGED_COLUMNS)
+        assignments = ", ".join(
+            f"{name} = ${i}" for i, name in enumerate(SANDBOX_CHANGED_COLUMNS, start=1)
+        )
+        async with self._conn() as con:
+            updated = await con.fetchval(
+                f"UPDATE sandbox_sessions SET {assignments}, version = ${count + 1}"
+                f" WHERE id = ${count + 2} AND version = ${count + 3} RETURNING id",
+                *sandbox_changed_values(changed),
+                current.version + 1,
+                current.session_id,
+                current.version,
+            )
+        return updated is not None
 
 
 __all__ = ["PostgresRepository", "redact_dsn"]

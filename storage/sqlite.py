@@ -42,6 +42,8 @@ from storage.migrations.columns import (
     OUTBOX_COLUMNS,
     OUTBOX_INSERT_COLUMNS,
     PREFS_COLUMNS,
+    SANDBOX_CHANGED_COLUMNS,
+    SANDBOX_COLUMNS,
     clip_error,
     dump_json,
     invoice_from_row,
@@ -49,6 +51,9 @@ from storage.migrations.columns import (
     message_from_row,
     outbox_from_row,
     prefs_from_row,
+    sandbox_changed_values,
+    sandbox_from_row,
+    sandbox_values,
 )
 from storage.models import (
     FINAL_STATUSES,
@@ -59,6 +64,7 @@ from storage.models import (
     NewInvoice,
     NewOutbox,
     OutboxItem,
+    SandboxSession,
     Transition,
     UserPrefs,
     allowed_sources,
@@ -757,3 +763,43 @@ class SqliteRepository(Repository):
             )
         assert row is not None
         return prefs_from_row(row)
+
+    # -- the sandbox gateway (SQL kept apart: one block, the same in both backends) ---------
+    async def sandbox_insert(self, session: SandboxSession) -> bool:
+        async with self._write() as db:
+            added = await self._changes(
+                db,
+                f"INSERT INTO sandbox_sessions ({SANDBOX_COLUMNS})"
+                f" VALUES ({_marks(len(SANDBOX_CHANGED_COLUMNS) + 2)}) ON CONFLICT DO NOTHING",
+                (*sandbox_values(session), session.version),
+            )
+        return added > 0
+
+    async def _sandbox_where(self, where: str, value: str) -> SandboxSession | None:
+        async with self._read() as db:
+            row = await self._one(
+                db, f"SELECT {SANDBOX_COLUMNS} FROM sandbox_sessions WHERE {where} = ?", (value,)
+            )
+        return None if row is None else sandbox_from_row(row)
+
+    async def sandbox_get(self, session_id: str) -> SandboxSession | None:
+        return await self._sandbox_where("id", session_id)
+
+    async def sandbox_by_reference(self, reference: str) -> SandboxSession | None:
+        return await self._sandbox_where("reference", reference)
+
+    async def sandbox_update(self, current: SandboxSession, changed: SandboxSession) -> bool:
+        assignments = ", ".join(f"{name} = ?" for name in SANDBOX_CHANGED_COLUMNS)
+        async with self._write() as db:
+            updated = await self._changes(
+                db,
+                f"UPDATE sandbox_sessions SET {assignments}, version = ?"
+                " WHERE id = ? AND version = ?",
+                (
+                    *sandbox_changed_values(changed),
+                    current.version + 1,
+                    current.session_id,
+                    current.version,
+                ),
+            )
+        return updated > 0

@@ -14,8 +14,9 @@ import httpx
 import pytest
 from aiohttp import web
 
+from bot.gateways.bolt11 import _hrp_expand, _polymod
 from bot.simulators.gateway_base import InvalidTransition, UnsupportedControl
-from bot.simulators.mion import MionSimulator, _hrp_expand, _polymod
+from bot.simulators.mion import MionSimulator
 from bot.simulators.miraclepay import MiraclePaySimulator
 from bot.simulators.mixpay import BTC, STATUSES, MixPaySimulator
 from bot.simulators.tls import server_context
