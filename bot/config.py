@@ -79,9 +79,9 @@ class Settings(BaseSettings):
     port: int | None = None
     public_url: str | None = None
 
-    # Sandbox gateway (a local simulator started inside the bot)
+    # Sandbox gateway (sessions in the bot's own database; no port, no process)
     sandbox_enabled: bool = True
-    sandbox_port: int = 0
+    sandbox_auto_pay_seconds: float | None = Field(default=None, gt=0)
 
     # Mion
     mion_api_url: str | None = None
