@@ -6,6 +6,8 @@ The tests get them here, around it:
 - `SandboxControl(bank)`: what a test does to sandbox sessions behind the bot's back (pay,
   expire, fail, cancel, force a status or any field), as compare-and-set changes through the
   same repository, like any other instance would.
+- `BotSandbox(gateway)`: the same controls on a running bot's sandbox, and what its client
+  sent (through httpx's public event hooks).
 - `SandboxSim(bank)`: a `SandboxControl` with the shape of the gateway simulators
   (`requests`, `sessions`, `create_count`, `fail_next`, `hang_next`, `malformed_next`,
   `lose_next_create`), whose `transport()` records every request and injects faults before
@@ -26,6 +28,7 @@ from typing import Any
 import httpx
 
 from bot.gateways.mion import MION_PAID_STATUSES
+from bot.gateways.sandbox import SandboxGateway
 from bot.gateways.sandbox_api import (
     EXPIRED,
     SANDBOX_URL,
@@ -34,7 +37,7 @@ from bot.gateways.sandbox_api import (
     SandboxBank,
     SandboxRefused,
 )
-from bot.simulators.gateway_base import Fault, LoseMode, RecordedRequest, parse_body
+from bot.simulators.gateway_base import Fault, FaultControls, RecordedRequest, parse_body
 from storage.models import SandboxSession
 
 
@@ -44,11 +47,9 @@ class SandboxControl:
     def __init__(self, bank: SandboxBank) -> None:
         self.bank = bank
 
-    async def _change(self, session_id: str, **fields: Any) -> SandboxSession:
-        def edit(session: SandboxSession, now: datetime) -> SandboxSession:
-            return replace(session, **fields)
-
-        return await self.bank.change(session_id, edit)
+    async def _changed(self, session: SandboxSession) -> SandboxSession:
+        """Called with the result of every control (a subclass refreshes what it shows)."""
+        return session
 
     async def _end(self, session_id: str, status: str) -> SandboxSession:
         def edit(session: SandboxSession, now: datetime) -> SandboxSession:
@@ -58,13 +59,13 @@ class SandboxControl:
                 return replace(session, status=EXPIRED, expires_at=min(session.expires_at, now))
             return replace(session, status=status)
 
-        return await self.bank.change(session_id, edit)
+        return await self._changed(await self.bank.change(session_id, edit))
 
     async def session(self, session_id: str) -> SandboxSession | None:
         return await self.bank.session(session_id)
 
     async def pay(self, session_id: str, *, force: bool = False) -> SandboxSession:
-        return await self.bank.pay(session_id, force=force)
+        return await self._changed(await self.bank.pay(session_id, force=force))
 
     async def expire(self, session_id: str) -> SandboxSession:
         return await self._end(session_id, EXPIRED)
@@ -83,14 +84,18 @@ class SandboxControl:
                 session = replace(session, paid_at=now, payment_method="lightning")
             return replace(session, status=status)
 
-        return await self.bank.change(session_id, edit)
+        return await self._changed(await self.bank.change(session_id, edit))
 
     async def set_fields(self, session_id: str, **fields: Any) -> SandboxSession:
         """Force stored fields (`paid_at`, `status`, ...) as they are, nothing derived."""
-        return await self._change(session_id, **fields)
+
+        def edit(session: SandboxSession, now: datetime) -> SandboxSession:
+            return replace(session, **fields)
+
+        return await self._changed(await self.bank.change(session_id, edit))
 
 
-class SandboxSim(SandboxControl):
+class SandboxSim(FaultControls, SandboxControl):
     """The sandbox with a gateway simulator's test surface (see the module docstring)."""
 
     root_url = SANDBOX_URL
@@ -107,34 +112,6 @@ class SandboxSim(SandboxControl):
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
 
-    # -- faults, as GatewaySimulator's ------------------------------------------------------
-    def clear_requests(self) -> None:
-        self.requests.clear()
-
-    def fail_next(
-        self,
-        n: int = 1,
-        status: int = 500,
-        body: Any = None,
-        retry_after: float | None = None,
-        path_contains: str | None = None,
-    ) -> None:
-        self.faults.append(Fault("fail", n, status=status, body=body, retry_after=retry_after,
-                                 path_contains=path_contains))
-
-    def hang_next(self, n: int = 1, seconds: float = 5.0, path_contains: str | None = None) -> None:
-        self.faults.append(Fault("hang", n, seconds=seconds, path_contains=path_contains))
-
-    def malformed_next(self, n: int = 1, path_contains: str | None = None) -> None:
-        self.faults.append(Fault("malformed", n, path_contains=path_contains))
-
-    def lose_next_create(self, n: int = 1, mode: LoseMode = "502") -> None:
-        self.faults.append(Fault("lose_create", n, mode=mode))
-
-    def clear_faults(self) -> None:
-        self.faults.clear()
-
-    # -- the transport ----------------------------------------------------------------------
     async def handle(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
         parsed, error = parse_body(request.headers.get("content-type", ""), body)
@@ -146,14 +123,9 @@ class SandboxSim(SandboxControl):
         )
         self.requests.append(record)
         is_create = request.method == "POST" and record.path == "/payment-sessions"
-        fault = next(
-            (f for f in self.faults
-             if f.matches(record.path) and (f.kind != "lose_create" or is_create)),
-            None,
-        )
+        fault = self.next_fault(record.path, is_create)
         if fault is not None and fault.kind != "lose_create":
-            fault.remaining -= 1
-            self.faults[:] = [f for f in self.faults if f.remaining > 0]
+            self.spend(fault)
             if fault.kind == "fail":
                 return _fault_response(fault)
             if fault.kind == "malformed":
@@ -161,10 +133,9 @@ class SandboxSim(SandboxControl):
                                       headers={"content-type": "application/json"})
             await _hang(request, fault.seconds)
         response = await self.api.handle(request)
-        await self._after(response, is_create)
+        await self._seen_in(response, is_create)
         if fault is not None and fault.kind == "lose_create" and response.is_success:
-            fault.remaining -= 1
-            self.faults[:] = [f for f in self.faults if f.remaining > 0]
+            self.spend(fault)
             if fault.mode == "abort":
                 raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
             return httpx.Response(502, text="<html><body><h1>502 Bad Gateway</h1></body></html>",
@@ -172,12 +143,11 @@ class SandboxSim(SandboxControl):
         record.response_status = response.status_code
         return response
 
-    async def _after(self, response: httpx.Response, is_create: bool) -> None:
-        answer = json.loads(response.content) if response.content else None
-        session_id = answer.get("paymentSessionId") if isinstance(answer, dict) else None
+    async def _seen_in(self, response: httpx.Response, is_create: bool) -> None:
+        session_id = _session_id(response)
         if is_create and response.status_code == 201:
             self.create_count += 1
-        if isinstance(session_id, str) and session_id not in self._seen:
+        if session_id is not None and session_id not in self._seen:
             self._seen.append(session_id)
         await self.refresh()
 
@@ -188,25 +158,15 @@ class SandboxSim(SandboxControl):
             if stored is not None:
                 self.sessions[session_id] = stored
 
-    async def _change(self, session_id: str, **fields: Any) -> SandboxSession:
-        changed = await super()._change(session_id, **fields)
+    async def _changed(self, session: SandboxSession) -> SandboxSession:
         await self.refresh()
-        return changed
+        return session
 
-    async def _end(self, session_id: str, status: str) -> SandboxSession:
-        changed = await super()._end(session_id, status)
-        await self.refresh()
-        return changed
 
-    async def pay(self, session_id: str, *, force: bool = False) -> SandboxSession:
-        changed = await super().pay(session_id, force=force)
-        await self.refresh()
-        return changed
-
-    async def set_status(self, session_id: str, status: str) -> SandboxSession:
-        changed = await super().set_status(session_id, status)
-        await self.refresh()
-        return changed
+def _session_id(response: httpx.Response) -> str | None:
+    answer = json.loads(response.content) if response.content else None
+    found = answer.get("paymentSessionId") if isinstance(answer, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _fault_response(fault: Fault) -> httpx.Response:
@@ -227,3 +187,33 @@ async def _hang(request: httpx.Request, seconds: float) -> None:
         await asyncio.sleep(read)
         raise httpx.ReadTimeout("Timed out while receiving data from the host", request=request)
     await asyncio.sleep(seconds)
+
+
+class BotSandbox(SandboxControl):
+    """The sandbox of a running bot, for e2e tests: its controls, and what its client sent
+    (`requests`, `create_count`), recorded through the client's public event hooks."""
+
+    def __init__(self, gateway: SandboxGateway) -> None:
+        super().__init__(gateway.bank)
+        self.requests: list[httpx.Request] = []
+        self.create_count = 0
+        self._seen: list[str] = []
+        gateway.client.event_hooks["request"].append(self._on_request)
+        gateway.client.event_hooks["response"].append(self._on_response)
+
+    async def _on_request(self, request: httpx.Request) -> None:
+        self.requests.append(request)
+
+    async def _on_response(self, response: httpx.Response) -> None:
+        await response.aread()
+        session_id = _session_id(response)
+        request = response.request
+        if request.method == "POST" and request.url.path == "/payment-sessions":
+            self.create_count += response.status_code == 201
+        if session_id is not None and session_id not in self._seen:
+            self._seen.append(session_id)
+
+    async def sessions(self) -> dict[str, SandboxSession]:
+        """Every session the bot's sandbox created or read, as stored now."""
+        found = {sid: await self.bank.repo.sandbox_get(sid) for sid in self._seen}
+        return {sid: session for sid, session in found.items() if session is not None}

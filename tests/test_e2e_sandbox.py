@@ -114,7 +114,7 @@ async def test_paid_at_the_gateway_is_seen_by_polling_within_two_intervals(
     interval = tillbot.settings().poll_interval_seconds
     started = time.monotonic()
     assert invoice.gateway_session_id is not None
-    tillbot.sandbox().pay(invoice.gateway_session_id)  # at the gateway: no hint to the bot
+    await tillbot.sandbox().pay(invoice.gateway_session_id)  # at the gateway: no hint to the bot
     await tillbot.emu.wait_for(lambda: "PAID" in reply.content, timeout=5)
     assert time.monotonic() - started <= 2 * interval + 0.3
     await tillbot.emu.wait_for_message(tillbot.admin, lambda m: "Invoice #" in m.content)
@@ -123,7 +123,7 @@ async def test_paid_at_the_gateway_is_seen_by_polling_within_two_intervals(
 async def test_expired_session_is_edited_to_expired(tillbot: Harness) -> None:
     reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 3 Cookie")
     assert invoice.gateway_session_id is not None
-    tillbot.sandbox().expire(invoice.gateway_session_id)
+    await tillbot.sandbox().expire(invoice.gateway_session_id)
     await tillbot.emu.wait_for(lambda: "expired" in reply.content, timeout=5)
     assert not reply.buttons
     await asyncio.sleep(0.6)
