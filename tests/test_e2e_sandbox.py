@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.simulators.telegram_models import MessageRecord
 from storage.models import InvoiceStatus
 from tests.conftest import Harness
+from tests.test_e2e_gateways import decode_qr
 
 
 def pay_button(message: MessageRecord) -> dict[str, str]:
@@ -155,3 +157,30 @@ async def test_someone_else_cannot_cancel(tillbot: Harness) -> None:
     assert "not your invoice" in str(answer)
     stored = await tillbot.services.repo.get_invoice(invoice.id)
     assert stored is not None and stored.status is InvoiceStatus.PENDING
+
+
+async def test_pos_lightning_attempt_is_renewed_in_place_and_paid(harness: Harness) -> None:
+    """/pos on the sandbox: a Lightning QR whose attempt (two minutes at the sandbox) is
+    renewed in place before it expires, then paid. The bot's clock runs 40 times faster, so
+    the renewal comes about 2.6 s after the photo."""
+    started, origin = time.monotonic(), datetime.now(UTC)
+    harness.clock = lambda: origin + timedelta(seconds=(time.monotonic() - started) * 40)
+    bot = await harness.start()
+    photo = await harness.command(harness.merchant, "/pos 5 Espresso")
+    assert photo.photo is not None and "Lightning" in photo.content, photo.content
+    invoice = (await bot.repo.list_invoices(harness.merchant.id, limit=1))[0]
+    first = invoice.payment["ln_invoice"]
+    assert decode_qr(photo.photo) == f"LIGHTNING:{first.upper()}"
+
+    await harness.emu.wait_for(lambda: photo.edits >= 1, timeout=10)
+    renewed = await bot.repo.get_invoice(invoice.id)
+    assert renewed is not None and renewed.payment["ln_invoice"] != first
+    session = await harness.sandbox().session(invoice.gateway_session_id or "")
+    assert session is not None and session.attempts >= 2
+    await harness.emu.wait_for(
+        lambda: decode_qr(photo.photo or b"") != f"LIGHTNING:{first.upper()}", timeout=3
+    )
+    assert harness.emu.calls("editMessageMedia"), "the QR must be replaced in place"
+
+    await harness.sandbox().pay(invoice.gateway_session_id or "")
+    await harness.emu.wait_for(lambda: "PAID" in photo.content, timeout=5)
