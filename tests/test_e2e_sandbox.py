@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.config import SettingsError, load_settings
 from bot.simulators.telegram_models import MessageRecord
 from storage.models import InvoiceStatus
-from tests.conftest import Harness
+from tests.conftest import TOKEN, Harness
 from tests.test_e2e_gateways import decode_qr
 
 
@@ -184,3 +185,19 @@ async def test_pos_lightning_attempt_is_renewed_in_place_and_paid(harness: Harne
 
     await harness.sandbox().pay(invoice.gateway_session_id or "")
     await harness.emu.wait_for(lambda: "PAID" in photo.content, timeout=5)
+
+
+async def test_sandbox_auto_pay_setting_pays_new_invoices_by_themselves(harness: Harness) -> None:
+    """SANDBOX_AUTO_PAY_SECONDS (demos): a new sandbox invoice is paid that long after it was
+    created, seen by polling like any payment; a value that is not positive is refused."""
+    await harness.start(sandbox_auto_pay_seconds=1)
+    reply, invoice = await harness.invoice(harness.merchant, "/invoice 3 Demo")
+    assert "waiting for payment" in reply.content
+    await harness.emu.wait_for(lambda: "PAID" in reply.content, timeout=5)
+    stored = await harness.services.repo.get_invoice(invoice.id)
+    assert stored is not None and stored.paid_at is not None
+    # Mion's paidAt has whole seconds: one second after the creation, give or take that.
+    assert timedelta(0) < stored.paid_at - invoice.created_at < timedelta(seconds=2)
+    with pytest.raises(SettingsError) as info:
+        load_settings(telegram_bot_token=TOKEN, sandbox_auto_pay_seconds=0, _env_file=None)
+    assert "SANDBOX_AUTO_PAY_SECONDS" in str(info.value)
