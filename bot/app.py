@@ -42,6 +42,7 @@ from bot.handlers.menu import register_commands
 from bot.logsafe import install_redaction
 from bot.notifier import Notifier, TelegramLimiter
 from bot.payments import PaymentPolicy, PaymentsService
+from bot.storage_watch import WATCH_INTERVAL_SECONDS, StorageWatch
 from bot.views import (
     CALLBACK_CANCEL,
     CALLBACK_MERCHANT,
@@ -54,7 +55,7 @@ from bot.views import (
     ViewContext,
 )
 from bot.watcher import Watcher
-from storage import StorageError, open_repository
+from storage import StorageError, open_repository, parse_sqlite_url
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -228,6 +229,12 @@ async def post_init(app: TillbotApp) -> None:
     services = app.bot_data
     settings = services.settings
     services.repo = await open_repository(settings.database_url)
+    if services.repo.created_new:
+        log.warning(
+            "started on a NEW, EMPTY database (%s): no earlier invoice is known; if this bot"
+            " ran before, its database was lost or DATABASE_URL points elsewhere",
+            database_label(settings.database_url),
+        )
     services.http = httpx.AsyncClient(
         timeout=httpx.Timeout(settings.gateway_timeout_seconds),
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
@@ -296,6 +303,20 @@ async def post_init(app: TillbotApp) -> None:
         name="watcher",
         job_kwargs={"max_instances": 2, "coalesce": True},
     )
+    services.storage_watch = StorageWatch(
+        services.repo,
+        admin_ids=frozenset(settings.admin_ids),
+        send=lambda chat_id, text: app.bot.send_message(chat_id, text),
+        language_of=services.language_of_chat,
+        owner=services.owner,
+        clock=services.clock,
+    )
+    job_queue.run_repeating(
+        services.storage_watch.tick,
+        interval=WATCH_INTERVAL_SECONDS,
+        first=WATCH_INTERVAL_SECONDS,
+        name="storage-watch",
+    )
     job_queue.run_daily(admin.daily_summary, time=time(0, 5, tzinfo=UTC), name="daily-summary")
     # In the background: a gateway that is slow to answer must not delay the start.
     job_queue.run_once(check_gateway_setup, when=0.0, name="gateway-setup")
@@ -320,6 +341,16 @@ async def check_gateway_setup(context: TillbotContext) -> None:
         for problem in problems:
             log.error("%s is not fully set up: %s", gateway.title, problem)
         await services.payments.report_setup(name, problems)
+
+
+def database_label(database_url: str) -> str:
+    """What to call the database in a log line: the file of SQLite, never a password."""
+    if database_url.lower().startswith("sqlite"):
+        try:
+            return str(parse_sqlite_url(database_url)[0])
+        except StorageError:
+            return "SQLite"
+    return "the PostgreSQL database of DATABASE_URL"
 
 
 async def release_stale_leases(services: Services) -> None:

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     http_port: int | None = None
     port: int | None = None
     public_url: str | None = None
+    metrics_token: SecretStr | None = None  # GET /metrics then needs "Bearer <token>"
+    http_max_connections: int = Field(default=256, ge=8, le=100_000)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    http_body_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
 
     # Sandbox gateway (sessions in the bot's own database; no port, no process)
     sandbox_enabled: bool = True
@@ -272,6 +276,7 @@ class Settings(BaseSettings):
             self.telegram_webhook_secret,
             self.mion_api_key,
             self.miraclepay_api_key,
+            self.metrics_token,
         ]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         # Derived secrets are secrets too: the derived webhook secret lets anyone who reads

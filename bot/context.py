@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bot.gateways.sandbox import SandboxGateway
     from bot.notifier import Notifier
     from bot.payments import PaymentsService
+    from bot.storage_watch import StorageWatch
     from bot.watcher import Watcher
     from bot.web import WebServer
     from storage.base import Repository
@@ -42,6 +43,7 @@ class Services:
         self.sandbox: SandboxGateway | None = None
         self.notifier: Notifier | None = None
         self.watcher: Watcher | None = None
+        self.storage_watch: StorageWatch | None = None
         self.web: WebServer | None = None
         self.view = ViewContext(bot_username="")
         self._prefs: dict[int, UserPrefs] = {}

@@ -233,6 +233,13 @@ EN: dict[str, str] = {
     "inline_description": "{description} · tap to send an invoice to this chat",
     "inline_help_title": "Type an amount, e.g. 12.50 Coffee",
     "inline_error_title": "Cannot create that invoice",
+    "admin_storage_lost": (
+        "🚨 This bot's database was {problem} while the bot was running. What is stored now is "
+        "lost at the next restart, and payments to earlier invoices are no longer reported "
+        "after it. Restore the file and restart the bot."
+    ),
+    "storage_problem_removed": "removed",
+    "storage_problem_replaced": "replaced",
 }
 
 DE: dict[str, str] = {
@@ -475,6 +482,13 @@ DE: dict[str, str] = {
     "inline_description": "{description} · tippen, um eine Rechnung in diesen Chat zu senden",
     "inline_help_title": "Gib einen Betrag ein, z. B. 12,50 Kaffee",
     "inline_error_title": "Diese Rechnung geht nicht",
+    "admin_storage_lost": (
+        "🚨 Die Datenbank dieses Bots wurde während des Betriebs {problem}. Was jetzt gespeichert "
+        "wird, geht beim nächsten Neustart verloren, und Zahlungen früherer Rechnungen werden "
+        "danach nicht mehr gemeldet. Stelle die Datei wieder her und starte den Bot neu."
+    ),
+    "storage_problem_removed": "entfernt",
+    "storage_problem_replaced": "ersetzt",
 }
 
 CATALOGUES: Mapping[str, Mapping[str, str]] = {"en": EN, "de": DE}

@@ -35,6 +35,9 @@ class Metrics:
     def __init__(self) -> None:
         self.gateway_requests: Counter[tuple[str, str, str]] = Counter()
         self.callbacks: Counter[str] = Counter()
+        self.callbacks_merged: Counter[str] = Counter()
+        self.callbacks_deferred: Counter[str] = Counter()
+        self.http_connections_dropped: Counter[str] = Counter()
         self.telegram_429 = 0
         self.telegram_errors: Counter[str] = Counter()
         self.notifications_sent: Counter[str] = Counter()
@@ -48,6 +51,15 @@ class Metrics:
 
     def callback(self, gateway: str) -> None:
         self.callbacks[gateway] += 1
+
+    def callback_merged(self, gateway: str) -> None:
+        self.callbacks_merged[gateway] += 1
+
+    def callback_deferred(self, gateway: str) -> None:
+        self.callbacks_deferred[gateway] += 1
+
+    def http_connection_dropped(self, reason: str) -> None:
+        self.http_connections_dropped[reason] += 1
 
     def paid(self, invoice: Invoice) -> None:
         self.payments_seen += 1
@@ -75,6 +87,33 @@ class Metrics:
         lines += [
             f'tillbot_gateway_callbacks_total{{gateway="{g}"}} {n}'
             for g, n in sorted(self.callbacks.items())
+        ]
+        lines += [
+            "# HELP tillbot_gateway_callbacks_merged_total Callbacks merged into another"
+            " re-read.",
+            "# TYPE tillbot_gateway_callbacks_merged_total counter",
+        ]
+        lines += [
+            f'tillbot_gateway_callbacks_merged_total{{gateway="{g}"}} {n}'
+            for g, n in sorted(self.callbacks_merged.items())
+        ]
+        lines += [
+            "# HELP tillbot_gateway_callbacks_deferred_total Callback re-reads left to the"
+            " watcher for want of spare budget.",
+            "# TYPE tillbot_gateway_callbacks_deferred_total counter",
+        ]
+        lines += [
+            f'tillbot_gateway_callbacks_deferred_total{{gateway="{g}"}} {n}'
+            for g, n in sorted(self.callbacks_deferred.items())
+        ]
+        lines += [
+            "# HELP tillbot_http_connections_dropped_total Connections closed over the cap"
+            " (evicted: an idle one made room; refused: every one was busy).",
+            "# TYPE tillbot_http_connections_dropped_total counter",
+        ]
+        lines += [
+            f'tillbot_http_connections_dropped_total{{reason="{r}"}} {n}'
+            for r, n in sorted(self.http_connections_dropped.items())
         ]
         lines += [
             "# HELP tillbot_telegram_429_total Telegram 429 answers.",

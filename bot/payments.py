@@ -7,6 +7,7 @@ notifier turns into Telegram messages.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -27,6 +28,7 @@ from bot.gateways.base import (
     SessionRequest,
     SessionStatus,
 )
+from bot.gateways.budget import BudgetDeferred, callback_requests
 from bot.ids import parse_invoice_id
 from bot.metrics import Metrics
 from bot.money import AmountError, is_currency_code, parse_amount
@@ -54,6 +56,8 @@ KIND_GATEWAYS: dict[InvoiceKind, tuple[str, ...]] = {
     InvoiceKind.LIGHTNING: ("mion", "sandbox"),
     InvoiceKind.ONCHAIN: ("mixpay",),
 }
+# Two: a genuine callback right after a forged one (a status change) is still read at once.
+CALLBACK_READS_PER_WINDOW = 2
 # Longer than any creation can take (gateway timeout x retries): a pending invoice still
 # without a gateway session after this was cut short and is failed by the watcher.
 UNFINISHED_CREATION_AFTER = timedelta(minutes=10)
@@ -96,6 +100,10 @@ class PaymentPolicy:
     admin_ids: frozenset[int] = frozenset()
     merchant_ids: frozenset[int] = frozenset()
     gateway_expiry: Mapping[str, timedelta] = field(default_factory=dict)
+    # Callback re-reads of one invoice: at most CALLBACK_READS_PER_WINDOW within this long;
+    # callbacks beyond are merged into one later read by the watcher (anyone can replay a
+    # callback, and each would be a gateway request).
+    callback_merge_window: timedelta = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +169,10 @@ class PaymentsService:
         self._on_outbox = on_outbox or (lambda: None)
         self.metrics = metrics or Metrics()
         self._auth_alerted: set[str] = set()
+        # Callback re-reads: the one in flight per invoice, and when its last ones began.
+        self._callback_reads: dict[int, asyncio.Future[Invoice]] = {}
+        self._callback_read_at: dict[int, list[datetime]] = {}
+        self._callback_followup: set[int] = set()
 
     # -- roles ----------------------------------------------------------------------------
     def is_admin(self, user_id: int) -> bool:
@@ -898,7 +910,10 @@ class PaymentsService:
         gateway = self.gateways.get(gateway_name)
         if gateway is None:
             raise LookupError(gateway_name)
-        hint = gateway.parse_callback(body, content_type)
+        try:
+            hint = gateway.parse_callback(body, content_type)
+        except RecursionError:  # JSON nested deeper than the parser goes: malformed
+            raise ValueError("callback nested too deeply") from None
         invoice: Invoice | None = None
         if hint.session_id:
             invoice = await self.repo.get_invoice_by_session(gateway_name, hint.session_id)
@@ -910,7 +925,67 @@ class PaymentsService:
         if hint.payee is not None and expected_payee is not None and hint.payee != expected_payee:
             raise LookupError("unknown payee")
         self.metrics.callback(gateway_name)
-        return await self.refresh(invoice)
+        return await self._callback_refresh(invoice)
+
+    async def _callback_refresh(self, invoice: Invoice) -> Invoice:
+        """Re-read an invoice for a callback, merged: callbacks arriving while a re-read is
+        in flight share it; beyond CALLBACK_READS_PER_WINDOW re-reads within
+        `callback_merge_window`, they bring the watcher's next poll forward to the end of
+        that window instead (one read, however many callbacks). The read itself only uses
+        spare gateway budget."""
+        running = self._callback_reads.get(invoice.id)
+        if running is not None:
+            self.metrics.callback_merged(invoice.gateway)
+            return await asyncio.shield(running)
+        now = self.clock()
+        window = self.policy.callback_merge_window
+        recent = [at for at in self._callback_read_at.get(invoice.id, ()) if now - at < window]
+        if len(recent) >= CALLBACK_READS_PER_WINDOW:
+            self.metrics.callback_merged(invoice.gateway)
+            await self._poll_soon(invoice, recent[0] + window)
+            return invoice
+        self._forget_old_callback_reads(now)
+        self._callback_read_at[invoice.id] = [*recent, now]
+        self._callback_followup.discard(invoice.id)
+        read = asyncio.ensure_future(self._callback_read(invoice))
+        self._callback_reads[invoice.id] = read
+        read.add_done_callback(lambda done: self._callback_read_done(invoice.id, done))
+        return await asyncio.shield(read)
+
+    def _callback_read_done(self, invoice_id: int, done: asyncio.Future[Invoice]) -> None:
+        self._callback_reads.pop(invoice_id, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: a caller that went away must not leave it unseen
+
+    async def _callback_read(self, invoice: Invoice) -> Invoice:
+        with callback_requests():
+            try:
+                return await self.refresh(invoice)
+            except BudgetDeferred:
+                self.metrics.callback_deferred(invoice.gateway)
+                await self._poll_soon(invoice, self.clock())
+                return invoice
+
+    async def _poll_soon(self, invoice: Invoice, at: datetime) -> None:
+        """Bring the watcher's next poll of an invoice it still watches (pending, or expired
+        or cancelled and watched for a late payment) forward to `at`, once per merge window:
+        it then reads the status paced like any poll."""
+        if invoice.id in self._callback_followup:
+            return
+        current = await self.repo.get_invoice(invoice.id)
+        if current is None or current.next_poll_at is None or current.next_poll_at <= at:
+            return
+        self._callback_followup.add(invoice.id)
+        await self.repo.reschedule(invoice.id, next_poll_at=at, owner="", now=self.clock())
+
+    def _forget_old_callback_reads(self, now: datetime) -> None:
+        if len(self._callback_read_at) < 10_000:
+            return
+        window = self.policy.callback_merge_window
+        for invoice_id, times in list(self._callback_read_at.items()):
+            if now - times[-1] >= window:
+                del self._callback_read_at[invoice_id]
+                self._callback_followup.discard(invoice_id)
 
     async def _invoice_by_reference(self, reference: str) -> Invoice | None:
         parts = reference.split("-")
@@ -931,7 +1006,8 @@ class PaymentsService:
         try:
             status = await gateway.get_status(invoice.gateway_session_id, reference_for(invoice))
         except GatewayError as exc:
-            self.metrics.gateway_request(invoice.gateway, "status", _outcome(exc))
+            if not isinstance(exc, BudgetDeferred):  # deferred: nothing was sent
+                self.metrics.gateway_request(invoice.gateway, "status", _outcome(exc))
             raise
         self.metrics.gateway_request(invoice.gateway, "status", "ok")
         return await self.apply_status(invoice, status)

@@ -54,6 +54,19 @@ class Repository(ABC):
     async def ping(self) -> bool:
         """True when the database answers a trivial query (for /healthz)."""
 
+    # Set by migrate(): True when it found no schema at all (a database created just now).
+    created_new: bool = False
+
+    @abstractmethod
+    async def check_write(self, owner: str, now: datetime) -> None:
+        """Write and commit one small row (for /healthz); raises StorageError when storage
+        does not take writes."""
+
+    def file_problem(self) -> str | None:
+        """For a database in a file: "removed" or "replaced" when the file this repository
+        opened is no longer at its path; None otherwise (and for servers)."""
+        return None
+
     # -- invoices -------------------------------------------------------------------------
     @abstractmethod
     async def create_invoice(self, new: NewInvoice) -> Invoice:

@@ -28,7 +28,6 @@ from storage.base import Repository, StorageError
 from storage.migrations import (
     DUE_INVOICES_WHERE,
     DUE_OUTBOX_WHERE,
-    LATEST_VERSION,
     SCHEMA_VERSION_DDL,
     pending_migrations,
     render,
@@ -268,24 +267,36 @@ class PostgresRepository(Repository):
 
     # -- lifecycle ------------------------------------------------------------------------
     @staticmethod
-    async def _version(con: Any) -> int:
+    async def _applied(con: Any) -> set[int]:
         if await con.fetchval("SELECT to_regclass('schema_version')") is None:
-            return 0
-        return int(await con.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+            return set()
+        return {int(r[0]) for r in await con.fetch("SELECT version FROM schema_version")}
+
+    async def check_write(self, owner: str, now: datetime) -> None:
+        async with self._conn() as con:
+            await con.execute(
+                "INSERT INTO health_checks (owner, checked_at) VALUES ($1, $2)"
+                " ON CONFLICT (owner) DO UPDATE SET checked_at = EXCLUDED.checked_at",
+                owner[:200],
+                _ms(now),
+            )
 
     async def migrate(self) -> int:
         async with self._conn() as con:
-            current = await self._version(con)
-            if current >= LATEST_VERSION:
-                return current
+            applied = await self._applied(con)
+            if not pending_migrations(applied):
+                return max(applied)
+            self.created_new = not applied
             async with con.transaction():
                 await con.execute(
                     "SELECT pg_advisory_xact_lock($1, hashtext(COALESCE(current_schema(), '')))",
                     MIGRATION_LOCK_KEY,
                 )
                 await con.execute(render(SCHEMA_VERSION_DDL, "postgres"))
-                current = await self._version(con)  # another process may have migrated
-                for migration in pending_migrations(current):
+                applied = await self._applied(con)  # another process may have migrated
+                self.created_new = self.created_new and not applied
+                current = max(applied, default=0)
+                for migration in pending_migrations(applied):
                     for statement in migration.render("postgres"):
                         await con.execute(statement)
                     await con.execute(
@@ -301,7 +312,7 @@ class PostgresRepository(Repository):
                         migration.version,
                         migration.name,
                     )
-                    current = migration.version
+                    current = max(current, migration.version)
         return current
 
     async def ping(self) -> bool:

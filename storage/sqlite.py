@@ -30,7 +30,6 @@ from storage.base import Repository, StorageError
 from storage.migrations import (
     DUE_INVOICES_WHERE,
     DUE_OUTBOX_WHERE,
-    LATEST_VERSION,
     SCHEMA_VERSION_DDL,
     pending_migrations,
     render,
@@ -125,6 +124,7 @@ class SqliteRepository(Repository):
         self.busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
 
     @classmethod
     async def open(
@@ -176,6 +176,32 @@ class SqliteRepository(Repository):
                 await db.close()
             raise self._error(exc) from exc
         self._db = db
+        self._identity = self._file_identity()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if str(self.path) == ":memory:":
+            return None
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def file_problem(self) -> str | None:
+        if self._identity is None:
+            return None
+        now = self._file_identity()
+        if now is None:
+            return "removed"
+        return "replaced" if now != self._identity else None
+
+    async def check_write(self, owner: str, now: datetime) -> None:
+        async with self._write() as db:
+            await db.execute(
+                "INSERT INTO health_checks (owner, checked_at) VALUES (?, ?)"
+                " ON CONFLICT (owner) DO UPDATE SET checked_at = excluded.checked_at",
+                (owner[:200], _ms(now)),
+            )
 
     async def close(self) -> None:
         db, self._db = self._db, None
@@ -239,25 +265,29 @@ class SqliteRepository(Repository):
 
     # -- lifecycle ------------------------------------------------------------------------
     @staticmethod
-    async def _version(db: aiosqlite.Connection) -> int:
+    async def _applied(db: aiosqlite.Connection) -> set[int]:
         exists = await SqliteRepository._one(
             db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
         )
         if exists is None:
-            return 0
-        row = await SqliteRepository._one(db, "SELECT MAX(version) FROM schema_version")
-        return int(row[0]) if row is not None and row[0] is not None else 0
+            return set()
+        rows = await SqliteRepository._all(db, "SELECT version FROM schema_version")
+        return {int(row[0]) for row in rows}
 
     async def migrate(self) -> int:
         # Fast path without the write lock (and possible on a read-only database).
         async with self._read() as db:
-            current = await self._version(db)
-        if current >= LATEST_VERSION:
-            return current
+            applied = await self._applied(db)
+            if not applied:
+                tables = await self._one(db, "SELECT COUNT(*) FROM sqlite_master")
+                self.created_new = tables is None or int(tables[0]) == 0
+        if not pending_migrations(applied):
+            return max(applied)
         async with self._write() as db:
             await db.execute(render(SCHEMA_VERSION_DDL, "sqlite"))
-            current = await self._version(db)  # another process may have migrated meanwhile
-            for migration in pending_migrations(current):
+            applied = await self._applied(db)  # another process may have migrated meanwhile
+            current = max(applied, default=0)
+            for migration in pending_migrations(applied):
                 for statement in migration.render("sqlite"):
                     await db.execute(statement)
                 await db.execute(
@@ -267,7 +297,7 @@ class SqliteRepository(Repository):
                 log.info(
                     "%s: applied migration %d (%s)", self.path, migration.version, migration.name
                 )
-                current = migration.version
+                current = max(current, migration.version)
         return current
 
     async def ping(self) -> bool:

@@ -24,7 +24,7 @@ from bot.gateways.base import (
     PaymentState,
     SessionRequest,
 )
-from bot.gateways.budget import RequestBudget
+from bot.gateways.budget import BudgetDeferred, RequestBudget, callback_requests
 from bot.gateways.http import (
     Backoff,
     GatewayAnswerLost,
@@ -550,3 +550,36 @@ async def test_mixpay_sends_json_with_string_amounts() -> None:
     assert body["expiredTimestamp"] == int((NOW + timedelta(minutes=30)).timestamp())
     assert session.checkout_url == "https://mixpay.me/code/c0de"
     assert str(seen[0].url) == "https://api.mixpay.me/v1/one_time_payment"
+
+
+async def test_callback_reads_take_only_spare_budget() -> None:
+    """Issue 17: callback re-reads never queue, never take more than their share of a
+    window, and never take the reserve that creating invoices needs."""
+    clock = FakeClock()
+    budget = RequestBudget(50, clock=clock, sleep=clock.sleep)
+    assert (budget.callback_limit, budget.spare_limit) == (10, 40)
+    granted = deferred = 0
+    for _ in range(50):  # a callback every 1.2 s for a minute: 10 fit the callbacks' share
+        with callback_requests():
+            try:
+                await budget.acquire()
+                granted += 1
+            except BudgetDeferred as exc:
+                assert not exc.retryable
+                deferred += 1
+        clock.now += budget.interval
+    assert (granted, deferred) == (10, 40)
+    # Creating is never deferred: outside callback_requests() everything waits its turn.
+    await budget.acquire()
+    # With other requests queued, a callback does not join the queue.
+    fresh = RequestBudget(50, clock=clock, sleep=clock.sleep)
+    async with fresh._lock:
+        with callback_requests(), pytest.raises(BudgetDeferred):
+            await fresh.acquire()
+    # A window already 80 % used (polls) leaves nothing to callbacks: the rest is creating's.
+    busy = RequestBudget(50, clock=clock, sleep=clock.sleep)
+    for _ in range(40):
+        await busy.acquire()
+    with callback_requests(), pytest.raises(BudgetDeferred):
+        await busy.acquire()
+    assert busy.callback_deferred == 1

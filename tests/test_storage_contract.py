@@ -14,7 +14,7 @@ import pytest
 
 from storage import StorageError, open_repository
 from storage.base import Repository
-from storage.migrations import LATEST_VERSION, MIGRATIONS
+from storage.migrations import LATEST_VERSION, MIGRATIONS, pending_migrations
 from storage.models import (
     Invoice,
     InvoiceKind,
@@ -827,3 +827,34 @@ async def test_open_repository_postgres_urls() -> None:
         await open_repository(bad)
     message = str(caught.value)
     assert "Pa55word" not in message and "no_such_database_here" in message
+
+
+# -- health (issue 17) ------------------------------------------------------------------------
+async def test_check_write_commits_one_row_per_owner(backend: Backend, repo: Repository) -> None:
+    now = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+    await repo.check_write("instance-a", now)
+    await repo.check_write("instance-a", now + timedelta(seconds=5))
+    await repo.check_write("instance-b", now)
+    assert await backend.fetchval("SELECT COUNT(*) FROM health_checks") == 2
+    assert await backend.fetchval(
+        "SELECT checked_at FROM health_checks WHERE owner = 'instance-a'"
+    ) == int((now + timedelta(seconds=5)).timestamp() * 1000)
+
+
+async def test_a_new_database_says_so_once(backend: Backend) -> None:
+    first = await backend.open(migrate=False)
+    await first.migrate()
+    assert first.created_new
+    again = await backend.open()
+    assert not again.created_new
+
+
+def test_migrations_missing_below_the_highest_applied_are_still_applied() -> None:
+    """Version numbers may have gaps (branches reserve them): what is missing is applied,
+    not only what is above the highest applied version."""
+    versions = [m.version for m in MIGRATIONS]
+    assert versions == sorted(set(versions))
+    newest = versions[-1]
+    assert [m.version for m in pending_migrations({1, newest})] == versions[1:-1]
+    assert pending_migrations(set(versions)) == []
+    assert [m.version for m in pending_migrations(1)] == versions[1:]

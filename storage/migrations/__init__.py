@@ -12,13 +12,15 @@ booleans are BOOLEAN (SQLite stores 0/1). Applied migrations are recorded in
 (under `BEGIN IMMEDIATE` on SQLite, under a transaction-scoped advisory lock on
 PostgreSQL), so several processes starting at once apply each migration exactly once.
 
-Never edit a migration that has been released: append a new one.
+Never edit a migration that has been released: append a new one. Versions only need to
+increase (a gap is fine: branches reserve numbers), and a migration is applied when its own
+version is missing from `schema_version`, not only when it is above the highest applied.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Literal
 
 Dialect = Literal["sqlite", "postgres"]
@@ -200,6 +202,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        5,
+        "health checks: /healthz proves that storage takes a write",
+        (
+            """
+            CREATE TABLE health_checks (
+                owner TEXT PRIMARY KEY,
+                checked_at {bigint} NOT NULL
+            )
+            """,
+        ),
+    ),
+    Migration(
         6,
         "the sandbox gateway's payment sessions",
         (
@@ -231,18 +245,19 @@ MIGRATIONS: tuple[Migration, ...] = (
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
-def pending_migrations(current: int) -> list[Migration]:
-    """The migrations newer than `current`, in order."""
-    return [m for m in MIGRATIONS if m.version > current]
+def pending_migrations(applied: int | Collection[int]) -> list[Migration]:
+    """The migrations not yet applied, in order: those missing from the `applied` versions
+    (or, given one number, those newer than it)."""
+    if isinstance(applied, int):
+        return [m for m in MIGRATIONS if m.version > applied]
+    done = set(applied)
+    return [m for m in MIGRATIONS if m.version not in done]
 
 
 def _check() -> None:
-    # Increasing, not necessarily contiguous: work developed side by side reserves its version
-    # numbers. A released database never has a gap filled later (`pending_migrations` only
-    # applies versions above the current one), so reserved numbers ship together.
     versions = [m.version for m in MIGRATIONS]
-    if versions[:1] != [1] or any(b <= a for a, b in pairwise(versions)):
-        raise RuntimeError(f"migration versions must start at 1 and increase, got {versions}")
+    if versions != sorted(set(versions)) or versions[0] < 1:
+        raise RuntimeError(f"migration versions must be positive and increasing, got {versions}")
 
 
 _check()
