@@ -30,6 +30,7 @@ import pytest
 from bot.simulators.mion import MionSimulator
 from bot.simulators.miraclepay import MiraclePaySimulator
 from bot.simulators.telegram import BotApiEmulator
+from bot.simulators.tls import TlsFront
 from bot.web import SECRET_HEADER
 from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, CUSTOMER_ID, MERCHANT_ID, TOKEN, Harness
@@ -371,6 +372,8 @@ async def test_no_secret_or_bearer_link_in_a_real_process_in_webhook_mode(
     customer = emu.add_user(CUSTOMER_ID, "Chris", language_code="en")
     emu.add_user(ADMIN_ID, "Ada", language_code="en")
     port = free_port()
+    front = TlsFront(port)  # webhook mode needs an HTTPS PUBLIC_URL: TLS ends here
+    await front.start()
     env = {
         "TELEGRAM_BOT_TOKEN": TOKEN,
         "TELEGRAM_API_URL": emu.url,
@@ -378,7 +381,7 @@ async def test_no_secret_or_bearer_link_in_a_real_process_in_webhook_mode(
         "ADMIN_IDS": str(ADMIN_ID),
         "MERCHANT_IDS": str(MERCHANT_ID),
         "HTTP_PORT": str(port),
-        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "PUBLIC_URL": front.url,
         "LOG_LEVEL": "DEBUG",
     }
     if secret_set:
@@ -406,6 +409,7 @@ async def test_no_secret_or_bearer_link_in_a_real_process_in_webhook_mode(
     finally:
         await bot.stop()
         bot.kill()
+        await front.stop()
     output = bot.output()
     assert "setWebhook" in output and "Processing update" in output  # DEBUG really logged
     assert "?start=[REDACTED]" in output and "sim:[REDACTED]" in output  # links were logged
