@@ -378,9 +378,9 @@ def qr_render(rounds: int) -> dict[str, Any]:
     """bot.views.qr_for on a Lightning invoice of a realistic length (~300 characters)."""
     from datetime import UTC, datetime
 
+    from bot.gateways.bolt11 import make_bolt11
     from bot.views import qr_for
     from storage.models import InvoiceKind, InvoiceStatus
-    from testkit.mion import make_bolt11
 
     now = datetime.now(UTC)
     ln = make_bolt11(20_833_000, now, timedelta(minutes=2), "Tillbot order tb-1234 Espresso")

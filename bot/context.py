@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from bot.config import Settings
     from bot.gateways.base import Gateway
-    from bot.gateways.sandbox import SandboxRuntime
+    from bot.gateways.sandbox import SandboxGateway
     from bot.notifier import Notifier
     from bot.payments import PaymentsService
     from bot.storage_watch import StorageWatch
@@ -41,7 +41,7 @@ class Services:
         self._payments: PaymentsService | None = None
         self.http: httpx.AsyncClient | None = None
         self.gateways: dict[str, Gateway] = {}
-        self.sandbox: SandboxRuntime | None = None
+        self.sandbox: SandboxGateway | None = None
         self.notifier: Notifier | None = None
         self.watcher: Watcher | None = None
         self.storage_watch: StorageWatch | None = None

@@ -45,9 +45,10 @@ from storage.models import (
     from_ms,
     to_ms,
 )
+from storage.sandbox_sql import SandboxSql
 
 
-class SqlRepository(SqlDialect[Conn], Repository):
+class SqlRepository(SandboxSql[Conn], SqlDialect[Conn], Repository):
     """The repository on a SQL database; its subclasses are the dialects."""
 
     # -- health -------------------------------------------------------------------------
