@@ -379,8 +379,8 @@ def qr_render(rounds: int) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     from bot.domain.models import InvoiceKind, InvoiceStatus
+    from bot.gateways.bolt11 import make_bolt11
     from bot.telegram.views import qr_for
-    from testkit.mion import make_bolt11
 
     now = datetime.now(UTC)
     ln = make_bolt11(20_833_000, now, timedelta(minutes=2), "Tillbot order tb-1234 Espresso")

@@ -252,21 +252,17 @@ async def post_init(app: TillbotApp) -> None:
     )
     sandbox = None
     if settings.sandbox_enabled:
-        from bot.gateways.sandbox import SANDBOX_API_KEY, start_sandbox
-        from testkit.mion import MionSimulator
+        from bot.gateways.sandbox import open_sandbox
 
         username = app.bot.username
-        services.sandbox = await start_sandbox(
-            services.http,
-            port=settings.sandbox_port,
+        services.sandbox = sandbox = open_sandbox(
+            services.repo,
+            clock=services.clock,
             checkout_url_for=lambda session_id: (
                 f"https://t.me/{username}?start={customer.SANDBOX_CHECKOUT_PREFIX}{session_id}"
             ),
-            simulator=MionSimulator(
-                api_key=SANDBOX_API_KEY, currencies=None, checkout_base=None, clock=services.clock
-            ),
+            auto_pay_seconds=settings.sandbox_auto_pay_seconds,
         )
-        sandbox = services.sandbox.gateway
     services.gateways = build_gateways(settings, services.http, sandbox=sandbox)
     services.view = ViewContext(
         bot_username=app.bot.username,
@@ -386,7 +382,7 @@ async def post_shutdown(app: TillbotApp) -> None:
     if services.notifier is not None:
         await services.notifier.stop()
     if services.sandbox is not None:
-        await services.sandbox.stop()
+        await services.sandbox.aclose()
     if services.http is not None:
         await services.http.aclose()
     if services._repo is not None:

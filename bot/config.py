@@ -82,9 +82,9 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     http_body_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
 
-    # Sandbox gateway (a local simulator started inside the bot)
+    # Sandbox gateway (sessions in the bot's own database; no port, no process)
     sandbox_enabled: bool = True
-    sandbox_port: int = 0
+    sandbox_auto_pay_seconds: float | None = Field(default=None, gt=0)
 
     # Mion
     mion_api_url: str | None = None

@@ -29,6 +29,7 @@ from bot.domain.models import (
     NewInvoice,
     NewOutbox,
     OutboxItem,
+    SandboxSession,
     Transition,
     UserPrefs,
 )
@@ -273,3 +274,20 @@ class Repository(ABC):
 
         `language` and `gateway` are the user's own choices (/settings);
         `telegram_language` and `name` are what Telegram last said about the user."""
+
+    # -- the sandbox gateway -----------------------------------------------------------------
+    @abstractmethod
+    async def sandbox_insert(self, session: SandboxSession) -> bool:
+        """Store a new sandbox session (its version as given); False, storing nothing, when
+        its id or its reference is already taken."""
+
+    @abstractmethod
+    async def sandbox_get(self, session_id: str) -> SandboxSession | None: ...
+
+    @abstractmethod
+    async def sandbox_by_reference(self, reference: str) -> SandboxSession | None: ...
+
+    @abstractmethod
+    async def sandbox_update(self, current: SandboxSession, changed: SandboxSession) -> bool:
+        """Compare-and-set: store `changed` (all but its id) with version current.version + 1
+        if the stored row still has `current.version`; False when someone changed it first."""

@@ -43,10 +43,11 @@ from storage.migrations.columns import (
     outbox_from_row,
     prefs_from_row,
 )
+from storage.sandbox_sql import SandboxSql
 from storage.times import from_ms, to_ms
 
 
-class SqlRepository(SqlDialect[Conn], Repository):
+class SqlRepository(SandboxSql[Conn], SqlDialect[Conn], Repository):
     """The repository on a SQL database; its subclasses are the dialects."""
 
     # -- health -------------------------------------------------------------------------

@@ -343,10 +343,61 @@ class SimSession:
 S = TypeVar("S", bound=SimSession)
 
 
+class FaultControls:
+    """The recorded requests and the faults to inject into the next ones: the simulators'
+    test surface, also used around the sandbox's in-process transport (tests/sandbox_kit.py)."""
+
+    requests: list[RecordedRequest]
+    faults: list[Fault]
+
+    def clear_requests(self) -> None:
+        self.requests.clear()
+
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 500,
+        body: Any = None,
+        retry_after: float | None = None,
+        path_contains: str | None = None,
+    ) -> None:
+        self.faults.append(
+            Fault("fail", n, status=status, body=body, retry_after=retry_after,
+                  path_contains=path_contains)
+        )
+
+    def hang_next(self, n: int = 1, seconds: float = 5.0, path_contains: str | None = None) -> None:
+        self.faults.append(Fault("hang", n, seconds=seconds, path_contains=path_contains))
+
+    def malformed_next(self, n: int = 1, path_contains: str | None = None) -> None:
+        self.faults.append(Fault("malformed", n, path_contains=path_contains))
+
+    def lose_next_create(self, n: int = 1, mode: LoseMode = "502") -> None:
+        if mode not in ("502", "abort"):
+            raise ValueError("mode must be '502' or 'abort'")
+        self.faults.append(Fault("lose_create", n, mode=mode))
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def next_fault(self, path: str, is_create: bool) -> Fault | None:
+        """The fault for a request to `path` (`lose_create` only for a create), if any."""
+        return next(
+            (f for f in self.faults
+             if f.matches(path) and (f.kind != "lose_create" or is_create)),
+            None,
+        )
+
+    def spend(self, fault: Fault) -> None:
+        """Count one use of `fault`; a spent fault is dropped."""
+        fault.remaining -= 1
+        self.faults[:] = [f for f in self.faults if f.remaining > 0]
+
+
 # -- the base simulator -----------------------------------------------------------------------
 
 
-class GatewaySimulator(ABC, Generic[S]):
+class GatewaySimulator(FaultControls, ABC, Generic[S]):
     """An aiohttp server speaking one gateway's wire format; see the module docstring."""
 
     name: ClassVar[str] = "gateway"
@@ -451,38 +502,6 @@ class GatewaySimulator(ABC, Generic[S]):
     def now(self) -> datetime:
         moment = self.clock()
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-    # -- recording and faults -------------------------------------------------------------------
-
-    def clear_requests(self) -> None:
-        self.requests.clear()
-
-    def fail_next(
-        self,
-        n: int = 1,
-        status: int = 500,
-        body: Any = None,
-        retry_after: float | None = None,
-        path_contains: str | None = None,
-    ) -> None:
-        self.faults.append(
-            Fault("fail", n, status=status, body=body, retry_after=retry_after,
-                  path_contains=path_contains)
-        )
-
-    def hang_next(self, n: int = 1, seconds: float = 5.0, path_contains: str | None = None) -> None:
-        self.faults.append(Fault("hang", n, seconds=seconds, path_contains=path_contains))
-
-    def malformed_next(self, n: int = 1, path_contains: str | None = None) -> None:
-        self.faults.append(Fault("malformed", n, path_contains=path_contains))
-
-    def lose_next_create(self, n: int = 1, mode: LoseMode = "502") -> None:
-        if mode not in ("502", "abort"):
-            raise ValueError("mode must be '502' or 'abort'")
-        self.faults.append(Fault("lose_create", n, mode=mode))
-
-    def clear_faults(self) -> None:
-        self.faults.clear()
 
     # -- sessions and controls ------------------------------------------------------------------
 
@@ -728,15 +747,9 @@ class GatewaySimulator(ABC, Generic[S]):
         early = self._pre_handle(request)
         if early is not None:
             return early
-        is_create = self._is_create(request)
-        fault = next(
-            (f for f in self.faults
-             if f.matches(request.path) and (f.kind != "lose_create" or is_create)),
-            None,
-        )
+        fault = self.next_fault(request.path, self._is_create(request))
         if fault is not None and fault.kind != "lose_create":
-            fault.remaining -= 1
-            self._drop_spent_faults()
+            self.spend(fault)
             if fault.kind == "fail":
                 failed = self._fault_body_response(fault.status, fault.body)
                 if fault.retry_after is not None:
@@ -754,8 +767,7 @@ class GatewaySimulator(ABC, Generic[S]):
         except web.HTTPException as exc:
             response = self._error_response(exc.status, exc.reason)
         if fault is not None and fault.kind == "lose_create" and 200 <= response.status < 300:
-            fault.remaining -= 1
-            self._drop_spent_faults()
+            self.spend(fault)
             if fault.mode == "abort":
                 if request.transport is not None:
                     request.transport.abort()
@@ -767,9 +779,6 @@ class GatewaySimulator(ABC, Generic[S]):
                 content_type="text/html",
             )
         return response
-
-    def _drop_spent_faults(self) -> None:
-        self.faults[:] = [f for f in self.faults if f.remaining > 0]
 
     # -- /_sim control routes -------------------------------------------------------------------
 

@@ -114,6 +114,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from bot.gateways.bolt11 import make_bech32_address
 from testkit.gateway_base import (
     Clock,
     GatewaySimulator,
@@ -124,7 +125,6 @@ from testkit.gateway_base import (
     json_response,
     parse_decimal,
 )
-from testkit.mion import make_bech32_address
 
 STATUSES = ("unpaid", "pending", "auditing", "success", "failed")
 FINAL_STATUSES = frozenset({"success", "failed"})

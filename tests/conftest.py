@@ -23,6 +23,7 @@ from bot.domain.models import Invoice
 from bot.telegram.context import Services
 from testkit.telegram import BotApiEmulator
 from testkit.telegram.models import EmuUser, MessageRecord
+from tests.sandbox_kit import BotSandbox
 
 # A marker token: any test output or log line containing it fails the secrets checks.
 TOKEN = "987654:MARKERtokenSECRETvalue0123456789abcdef"
@@ -49,6 +50,7 @@ class Harness:
     overrides: dict[str, Any] = field(default_factory=dict)
     runner: Runner | None = None
     clock: Callable[[], Any] | None = None
+    _sandbox: BotSandbox | None = None
 
     def __post_init__(self) -> None:
         self.merchant = self.emu.add_user(MERCHANT_ID, "Maria", username="maria", language_code="en")
@@ -78,6 +80,8 @@ class Harness:
         kwargs: dict[str, Any] = {"clock": self.clock} if self.clock else {}
         self.runner = Runner(build_application(self.settings(), **kwargs))
         await self.runner.start()
+        gateway = self.services.sandbox
+        self._sandbox = BotSandbox(gateway) if gateway is not None else None
         return self.services
 
     async def stop(self) -> None:
@@ -112,10 +116,10 @@ class Harness:
         assert invoices, f"no invoice stored; the bot said: {reply.content}"
         return reply, invoices[0]
 
-    def sandbox(self) -> Any:
-        runtime = self.services.sandbox
-        assert runtime is not None
-        return runtime.simulator
+    def sandbox(self) -> BotSandbox:
+        """The running bot's sandbox: controls, and what its client sent since the start."""
+        assert self._sandbox is not None and self.runner is not None, "no sandbox running"
+        return self._sandbox
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,18 +26,22 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.domain.models import InvoiceKind
+from bot.domain.models import InvoiceKind, utcnow
 from bot.gateways.base import Gateway, SessionRequest
 from bot.gateways.budget import RequestBudget
 from bot.gateways.http import Backoff
 from bot.gateways.mion import MionGateway
 from bot.gateways.miraclepay import MiraclePayGateway
 from bot.gateways.mixpay import MixPayGateway
-from bot.gateways.sandbox import SandboxGateway, start_sandbox
+from bot.gateways.sandbox import SandboxGateway
+from bot.gateways.sandbox_api import SandboxBank
+from storage import open_repository
+from storage.base import Repository
 from testkit.gateway_base import GatewaySimulator, RecordedRequest
 from testkit.mion import MionSimulator
 from testkit.miraclepay import MiraclePaySimulator
 from testkit.mixpay import BTC, DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
+from tests.sandbox_kit import SandboxSim
 
 MION_KEY = "mion-key-MARKER-7d1f0c93"
 MIRACLE_CLIENT_ID = "mp-client-MARKER-2b9a41"
@@ -190,23 +195,25 @@ async def harness(
         "max_retries": max_retries, "timeout": request_timeout, "backoff": TEST_BACKOFF,
         "sleep": fake.sleep, "random": lambda: 0.5,
     }
-    sim: GatewaySimulator[Any]
+    sim: GatewaySimulator[Any] | SandboxSim
     gateway: Gateway
-    stop_sandbox = None
+    sandbox_repo: Repository | None = None
+    workdir = tempfile.TemporaryDirectory(prefix="tillbot-sandbox-")
     try:
         if case == "sandbox":
-            runtime = await start_sandbox(
-                client, request_timeout=request_timeout, backoff=TEST_BACKOFF, sleep=fake.sleep,
-                random=lambda: 0.5, max_retries=max_retries,
+            # The sandbox's sessions live in a database: a real SQLite file, as in the bot.
+            sandbox_repo = await open_repository(f"sqlite:///{workdir.name}/sandbox.db")
+            sim = SandboxSim(SandboxBank(sandbox_repo, clock=utcnow))
+            sandbox_client = httpx.AsyncClient(
+                transport=sim.transport(), timeout=httpx.Timeout(5.0),
+                event_hooks={"request": list(client_hooks or [])},
             )
-            stop_sandbox = runtime.stop
-            sim = runtime.simulator
-            gateway = runtime.gateway
-            if wrong_credentials:
-                gateway = SandboxGateway(
-                    client, api_url=sim.url, root_url=sim.root_url, api_key=MION_KEY + "-wrong",
-                    **common,
-                )
+            await client.aclose()
+            client = sandbox_client
+            gateway = SandboxGateway(
+                sim.bank, client=client,
+                api_key=MION_KEY + "-wrong" if wrong_credentials else "sandbox", **common,
+            )
         elif case in ("mion-online", "mion-pos"):
             sim = MionSimulator(api_key=MION_KEY, **sim_kw)
             await sim.start()
@@ -241,11 +248,12 @@ async def harness(
             currency=CURRENCY[case], amount_minor=AMOUNT[case],
         )
     finally:
-        if stop_sandbox is not None:
-            await stop_sandbox()
-        elif "sim" in locals():
+        if sandbox_repo is not None:
+            await sandbox_repo.close()
+        elif "sim" in locals() and not isinstance(sim, SandboxSim):
             await sim.stop()
         await client.aclose()
+        workdir.cleanup()
 
 
 @pytest.fixture(params=CASES)

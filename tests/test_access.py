@@ -128,7 +128,7 @@ async def test_forged_buttons_do_nothing_for_strangers(tillbot: Harness) -> None
     assert prefs.gateway is None
     new = h.emu.bot_messages(h.stranger)[before_messages:]
     assert not [m for m in new if "Invoice #" in m.content], [m.content for m in new]
-    assert not [m for m in h.sandbox().sessions.values() if m.status != "created"]
+    assert not [m for m in (await h.sandbox().sessions()).values() if m.status != "created"]
     record("access", tests=1, inputs=len(forged), denied=len(forged))
 
 

@@ -306,7 +306,7 @@ async def test_cancel_at_a_gateway_that_can_in_german(
     cancelled: list[str] = []
 
     async def cancel(session_id: str) -> bool:
-        sandbox.cancel(session_id)
+        await sandbox.cancel(session_id)
         cancelled.append(session_id)
         return True
 
@@ -481,7 +481,7 @@ async def test_inline_card_becomes_the_invoice_and_is_edited_to_paid(tillbot: Ha
     assert row.role is MessageRole.INLINE and row.inline_message_id == card.inline_message_id
 
     assert invoice.gateway_session_id is not None
-    tillbot.sandbox().pay(invoice.gateway_session_id)  # paid at the gateway: polling sees it
+    await tillbot.sandbox().pay(invoice.gateway_session_id)  # paid at the gateway: polling sees it
     await emu.wait_for(lambda: "PAID" in card.content)
     assert not card.buttons
     assert (
@@ -581,7 +581,7 @@ async def test_german_merchant_amounts_everywhere_in_each_readers_language(
     await messages_stored(tillbot, invoice.id, 3)
 
     assert invoice.gateway_session_id is not None
-    tillbot.sandbox().pay(invoice.gateway_session_id)
+    await tillbot.sandbox().pay(invoice.gateway_session_id)
     await emu.wait_for(
         lambda: (
             "BEZAHLT" in reply.content and "BEZAHLT" in german.content and "PAID" in english.content
@@ -758,12 +758,12 @@ async def test_admins_and_merchant_are_told_in_their_own_language(
     late_reply, late = await bot.invoice(max_, "/invoice 3 Kuchen")
     _, short = await bot.invoice(max_, "/invoice mixpay 10 Lampe")
     _, failed = await bot.invoice(max_, "/invoice mixpay 20 Stuhl")
-    bot.sandbox().pay(paid.gateway_session_id or "")
-    bot.sandbox().expire(late.gateway_session_id or "")
+    await bot.sandbox().pay(paid.gateway_session_id or "")
+    await bot.sandbox().expire(late.gateway_session_id or "")
     mixpay.underpay(mixpay_session(mixpay, short))
     mixpay.fail(mixpay_session(mixpay, failed))
     await emu.wait_for(lambda: "abgelaufen" in late_reply.content, timeout=5)
-    bot.sandbox().pay(late.gateway_session_id or "", force=True)  # after it expired
+    await bot.sandbox().pay(late.gateway_session_id or "", force=True)  # after it expired
 
     en = await notice(bot.admin, f"Invoice #{paid.id} paid")
     assert (

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.config import SettingsError, load_settings
 from bot.domain.models import InvoiceStatus
 from testkit.telegram.models import MessageRecord
-from tests.conftest import Harness
+from tests.conftest import TOKEN, Harness
+from tests.test_e2e_gateways import decode_qr
 
 
 def pay_button(message: MessageRecord) -> dict[str, str]:
@@ -114,7 +117,7 @@ async def test_paid_at_the_gateway_is_seen_by_polling_within_two_intervals(
     interval = tillbot.settings().poll_interval_seconds
     started = time.monotonic()
     assert invoice.gateway_session_id is not None
-    tillbot.sandbox().pay(invoice.gateway_session_id)  # at the gateway: no hint to the bot
+    await tillbot.sandbox().pay(invoice.gateway_session_id)  # at the gateway: no hint to the bot
     await tillbot.emu.wait_for(lambda: "PAID" in reply.content, timeout=5)
     assert time.monotonic() - started <= 2 * interval + 0.3
     await tillbot.emu.wait_for_message(tillbot.admin, lambda m: "Invoice #" in m.content)
@@ -123,7 +126,7 @@ async def test_paid_at_the_gateway_is_seen_by_polling_within_two_intervals(
 async def test_expired_session_is_edited_to_expired(tillbot: Harness) -> None:
     reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 3 Cookie")
     assert invoice.gateway_session_id is not None
-    tillbot.sandbox().expire(invoice.gateway_session_id)
+    await tillbot.sandbox().expire(invoice.gateway_session_id)
     await tillbot.emu.wait_for(lambda: "expired" in reply.content, timeout=5)
     assert not reply.buttons
     await asyncio.sleep(0.6)
@@ -155,3 +158,46 @@ async def test_someone_else_cannot_cancel(tillbot: Harness) -> None:
     assert "not your invoice" in str(answer)
     stored = await tillbot.services.repo.get_invoice(invoice.id)
     assert stored is not None and stored.status is InvoiceStatus.PENDING
+
+
+async def test_pos_lightning_attempt_is_renewed_in_place_and_paid(harness: Harness) -> None:
+    """/pos on the sandbox: a Lightning QR whose attempt (two minutes at the sandbox) is
+    renewed in place before it expires, then paid. The bot's clock runs 40 times faster, so
+    the renewal comes about 2.6 s after the photo."""
+    started, origin = time.monotonic(), datetime.now(UTC)
+    harness.clock = lambda: origin + timedelta(seconds=(time.monotonic() - started) * 40)
+    bot = await harness.start()
+    photo = await harness.command(harness.merchant, "/pos 5 Espresso")
+    assert photo.photo is not None and "Lightning" in photo.content, photo.content
+    invoice = (await bot.repo.list_invoices(harness.merchant.id, limit=1))[0]
+    first = invoice.payment["ln_invoice"]
+    assert decode_qr(photo.photo) == f"LIGHTNING:{first.upper()}"
+
+    await harness.emu.wait_for(lambda: photo.edits >= 1, timeout=10)
+    renewed = await bot.repo.get_invoice(invoice.id)
+    assert renewed is not None and renewed.payment["ln_invoice"] != first
+    session = await harness.sandbox().session(invoice.gateway_session_id or "")
+    assert session is not None and session.attempts >= 2
+    await harness.emu.wait_for(
+        lambda: decode_qr(photo.photo or b"") != f"LIGHTNING:{first.upper()}", timeout=3
+    )
+    assert harness.emu.calls("editMessageMedia"), "the QR must be replaced in place"
+
+    await harness.sandbox().pay(invoice.gateway_session_id or "")
+    await harness.emu.wait_for(lambda: "PAID" in photo.content, timeout=5)
+
+
+async def test_sandbox_auto_pay_setting_pays_new_invoices_by_themselves(harness: Harness) -> None:
+    """SANDBOX_AUTO_PAY_SECONDS (demos): a new sandbox invoice is paid that long after it was
+    created, seen by polling like any payment; a value that is not positive is refused."""
+    await harness.start(sandbox_auto_pay_seconds=1)
+    reply, invoice = await harness.invoice(harness.merchant, "/invoice 3 Demo")
+    assert "waiting for payment" in reply.content
+    await harness.emu.wait_for(lambda: "PAID" in reply.content, timeout=5)
+    stored = await harness.services.repo.get_invoice(invoice.id)
+    assert stored is not None and stored.paid_at is not None
+    # Mion's paidAt has whole seconds: one second after the creation, give or take that.
+    assert timedelta(0) < stored.paid_at - invoice.created_at < timedelta(seconds=2)
+    with pytest.raises(SettingsError) as info:
+        load_settings(telegram_bot_token=TOKEN, sandbox_auto_pay_seconds=0, _env_file=None)
+    assert "SANDBOX_AUTO_PAY_SECONDS" in str(info.value)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,8 +37,9 @@ from bot.gateways.mion import MION_PAID_STATUSES, MionApi, MionGateway
 from bot.gateways.miraclepay import MiraclePayGateway
 from bot.gateways.mixpay import MixPayGateway
 from bot.gateways.registry import build_gateways
-from bot.gateways.sandbox import SandboxGateway, start_sandbox
+from bot.gateways.sandbox import SandboxGateway, open_sandbox
 from bot.times import parse_time
+from storage import open_repository
 from tests.gateway_fixtures import (
     CASES,
     MION_KEY,
@@ -52,22 +55,26 @@ from tests.gateway_fixtures import (
     gw,
     harness,
 )
+from tests.sandbox_kit import SandboxSim
 
 __all__ = ["gw"]  # the fixture, imported for pytest
 
 Control = Callable[[Any, str], Any] | None
 
 
-def _set(attr: str, value: Any) -> Callable[[Any, str], None]:
-    def apply(sim: Any, sid: str) -> None:
+def _set(attr: str, value: Any) -> Callable[[Any, str], Any]:
+    def apply(sim: Any, sid: str) -> Any:
+        if isinstance(sim, SandboxSim):  # stored in the database: written through it
+            return sim.set_fields(sid, **{attr: value})
         setattr(sim.sessions[sid], attr, value)
+        return None
 
     return apply
 
 
-def _status_setter(raw: str) -> Callable[[Any, str], None]:
-    def apply(sim: Any, sid: str) -> None:
-        sim.set_status(sid, raw)
+def _status_setter(raw: str) -> Callable[[Any, str], Any]:
+    def apply(sim: Any, sid: str) -> Any:
+        return sim.set_status(sid, raw)
 
     return apply
 
@@ -208,7 +215,9 @@ async def test_every_status_is_mapped(gw: Harness) -> None:
         request = gw.request()
         session = await gw.gateway.create_session(request)
         if control is not None:
-            control(gw.sim, session.session_id)
+            done = control(gw.sim, session.session_id)
+            if inspect.isawaitable(done):  # the sandbox's controls go through its database
+                await done
         status = await gw.gateway.get_status(session.session_id, request.reference)
         assert status.state == expected, label
         if raw is not None:
@@ -710,50 +719,56 @@ async def test_mion_status_fields_that_do_not_change_the_state() -> None:
         assert status.raw["refundSessionIds"] == ["r-1"]
 
 
-async def test_sandbox_any_currency_simulated_payment_and_deep_link() -> None:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        runtime = await start_sandbox(
-            client, checkout_url_for=lambda sid: f"https://t.me/tillbot?start=sb_{sid}"
-        )
-        gateway, sim = runtime
-        try:
-            assert gateway.name == "sandbox" and gateway.title == "Sandbox"
-            assert gateway.can_simulate
-            assert gateway.kinds == frozenset({InvoiceKind.CHECKOUT, InvoiceKind.LIGHTNING})
-            assert gateway.accepts_currency("JPY") and gateway.accepts_currency("usd")
-            h = Harness("sandbox", sim, gateway, client, FakeTime(), InvoiceKind.CHECKOUT,
-                        "JPY", 500)
-            request = h.request()
-            session = await gateway.create_session(request)
-            assert session.checkout_url == f"https://t.me/tillbot?start=sb_{session.session_id}"
-            assert h.creates()[-1].parsed["currencyIso3"] == "JPY"
+async def test_sandbox_any_currency_simulated_payment_and_deep_link(tmp_path: Path) -> None:
+    repo = await open_repository(f"sqlite:///{tmp_path / 'sandbox.db'}")
+    gateway = open_sandbox(repo, checkout_url_for=lambda sid: f"https://t.me/tillbot?start=sb_{sid}")
+    try:
+        assert gateway.name == "sandbox" and gateway.title == "Sandbox"
+        assert gateway.can_simulate
+        assert gateway.kinds == frozenset({InvoiceKind.CHECKOUT, InvoiceKind.LIGHTNING})
+        assert gateway.accepts_currency("JPY") and gateway.accepts_currency("usd")
+        sim = SandboxSim(gateway.bank)
+        h = Harness("sandbox", sim, gateway, gateway.client, FakeTime(), InvoiceKind.CHECKOUT,
+                    "JPY", 500)
+        request = h.request()
+        session = await gateway.create_session(request)
+        assert session.checkout_url == f"https://t.me/tillbot?start=sb_{session.session_id}"
+        stored = await repo.sandbox_get(session.session_id)
+        assert stored is not None and stored.currency == "JPY" and stored.amount_minor == 500
+        await gateway.simulate_payment(session.session_id)
+        status = await gateway.get_status(session.session_id, request.reference)
+        assert status.state == PaymentState.PAID
+        with pytest.raises(GatewayRejected) as paid_twice:
             await gateway.simulate_payment(session.session_id)
+        assert "already paid" in paid_twice.value.user_message
+        pos = await gateway.create_session(h.request(kind=InvoiceKind.LIGHTNING))
+        assert pos.payment["ln_invoice"].startswith("lnbc")
+        with pytest.raises(GatewayNotFound):
+            await gateway.simulate_payment("no-such-session")
+    finally:
+        await gateway.aclose()
+        await repo.close()
+
+
+async def test_sandbox_auto_pay(tmp_path: Path) -> None:
+    repo = await open_repository(f"sqlite:///{tmp_path / 'sandbox.db'}")
+    gateway = open_sandbox(repo, auto_pay_seconds=0.05)
+    try:
+        h = Harness("sandbox", SandboxSim(gateway.bank), gateway, gateway.client, FakeTime(),
+                    InvoiceKind.CHECKOUT, "EUR", 100)
+        request = h.request()
+        session = await gateway.create_session(request)
+        status = await gateway.get_status(session.session_id, request.reference)
+        assert status.state == PaymentState.PENDING
+        for _ in range(100):
             status = await gateway.get_status(session.session_id, request.reference)
-            assert status.state == PaymentState.PAID
-            pos = await gateway.create_session(h.request(kind=InvoiceKind.LIGHTNING))
-            assert pos.payment["ln_invoice"].startswith("lnbc")
-            with pytest.raises(GatewayNotFound):
-                await gateway.simulate_payment("no-such-session")
-        finally:
-            await runtime.stop()
-
-
-async def test_sandbox_auto_pay() -> None:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        runtime = await start_sandbox(client, auto_pay_seconds=0.05)
-        try:
-            h = Harness("sandbox", runtime.simulator, runtime.gateway, client, FakeTime(),
-                        InvoiceKind.CHECKOUT, "EUR", 100)
-            request = h.request()
-            session = await runtime.gateway.create_session(request)
-            for _ in range(100):
-                status = await runtime.gateway.get_status(session.session_id, request.reference)
-                if status.state == PaymentState.PAID:
-                    break
-                await asyncio.sleep(0.02)
-            assert status.state == PaymentState.PAID
-        finally:
-            await runtime.stop()
+            if status.state == PaymentState.PAID:
+                break
+            await asyncio.sleep(0.02)
+        assert status.state == PaymentState.PAID
+    finally:
+        await gateway.aclose()
+        await repo.close()
 
 
 async def test_mixpay_wire_format_and_callbacks() -> None:
@@ -1004,7 +1019,7 @@ async def test_miraclepay_every_documented_error_reaches_the_merchant(
 
 
 # -- registry ---------------------------------------------------------------------------------
-async def test_build_gateways_from_settings() -> None:
+async def test_build_gateways_from_settings(tmp_path: Path) -> None:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         telegram_bot_token=SecretStr("123:abc"),
@@ -1017,12 +1032,13 @@ async def test_build_gateways_from_settings() -> None:
         mixpay_requests_per_minute=30,
     )
     async with httpx.AsyncClient() as client:
-        async with httpx.AsyncClient(trust_env=False) as sb_client:
-            runtime = await start_sandbox(sb_client)
-            try:
-                built = build_gateways(settings, client, sandbox=runtime.gateway)
-            finally:
-                await runtime.stop()
+        repo = await open_repository(f"sqlite:///{tmp_path / 'sandbox.db'}")
+        sandbox = open_sandbox(repo)
+        try:
+            built = build_gateways(settings, client, sandbox=sandbox)
+        finally:
+            await sandbox.aclose()
+            await repo.close()
         assert list(built) == ["sandbox", "mion", "mixpay", "miraclepay"]
         assert isinstance(built["sandbox"], SandboxGateway)
         assert isinstance(built["mion"], MionGateway)
@@ -1066,7 +1082,6 @@ def test_gateways_doc_has_a_test_for_every_row() -> None:
     """Every row of docs/GATEWAYS.md names at least one test, and every test named exists
     (a row with no test is a bug)."""
     import re
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     doc = (root / "docs" / "GATEWAYS.md").read_text()

@@ -603,7 +603,7 @@ async def fuzz_bot(
     # one paid invoice as well
     _, paid = await harness.invoice(harness.merchant, "/invoice 9 Paid")
     assert paid.gateway_session_id is not None
-    harness.sandbox().pay(paid.gateway_session_id)
+    await harness.sandbox().pay(paid.gateway_session_id)
     await harness.emu.wait_for_message(harness.admin, lambda m: f"#{paid.id}" in m.content)
     yield harness
 

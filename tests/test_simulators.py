@@ -14,8 +14,9 @@ import httpx
 import pytest
 from aiohttp import web
 
+from bot.gateways.bolt11 import _hrp_expand, _polymod
 from testkit.gateway_base import InvalidTransition, UnsupportedControl
-from testkit.mion import MionSimulator, _hrp_expand, _polymod
+from testkit.mion import MionSimulator
 from testkit.miraclepay import MiraclePaySimulator
 from testkit.mixpay import BTC, STATUSES, MixPaySimulator
 from testkit.tls import server_context

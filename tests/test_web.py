@@ -172,7 +172,7 @@ async def test_telegram_429_delays_the_next_request_by_retry_after(tillbot: Harn
     emu = tillbot.emu
     reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 2 Water")
     emu.fail_next(1, status=429, retry_after=2, method="editMessageText")
-    tillbot.sandbox().pay(invoice.gateway_session_id or "")
+    await tillbot.sandbox().pay(invoice.gateway_session_id or "")
     await emu.wait_for(lambda: "PAID" in reply.content, timeout=8)
     sends = [r for r in emu.requests if r.method in ("editMessageText", "sendMessage")]
     refused = next(i for i, r in enumerate(sends) if r.status == 429)
@@ -211,7 +211,7 @@ async def test_message_that_cannot_be_edited_gets_a_new_message(tillbot: Harness
     runner = tillbot.runner
     assert runner is not None
     await runner.app.bot.delete_message(tillbot.merchant.id, reply.message_id)
-    tillbot.sandbox().pay(invoice.gateway_session_id or "")
+    await tillbot.sandbox().pay(invoice.gateway_session_id or "")
     fresh = await emu.wait_for_message(tillbot.merchant, lambda m: "PAID" in m.content
                                        and m.message_id != reply.message_id, timeout=5)
     for _ in range(50):  # the row is repointed right after the new message is accepted

@@ -213,3 +213,28 @@ class Transition:
     failure_reason: str | None = None
     late: bool = False
     outbox: tuple[NewOutbox, ...] = ()
+
+
+# -- the sandbox gateway ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SandboxSession:
+    """A payment session of the built-in sandbox gateway, stored in the bot's own database so
+    that every instance sharing it sees the same sessions (`bot.gateways.sandbox_api`).
+
+    `status` is Mion's vocabulary ("created", "funded", "expired", ...); `version` counts the
+    stored changes, for compare-and-set (`Repository.sandbox_update`)."""
+
+    session_id: str
+    reference: str | None
+    amount_minor: int
+    currency: str
+    retail_pos: bool
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    paid_at: datetime | None = None
+    payment_method: str | None = None
+    attempts: int = 0
+    attempt_expires_at: datetime | None = None
+    auto_pay_at: datetime | None = None
+    version: int = 0

@@ -45,8 +45,9 @@ def build_gateways(
 ) -> dict[str, Gateway]:
     """name -> adapter for every gateway in `settings.available_gateways()`, in that order.
 
-    The sandbox needs a running simulator, so the wiring starts it (`start_sandbox`) and
-    passes its gateway here; it is included when SANDBOX_ENABLED is true and one is given.
+    The sandbox needs the repository (its sessions live in the bot's database), so the
+    wiring opens it (`open_sandbox`) and passes it here; it is included when SANDBOX_ENABLED
+    is true and one is given.
     """
     retrying: dict[str, Any] = {
         "max_retries": settings.gateway_max_retries,

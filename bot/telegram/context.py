@@ -12,7 +12,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 from bot.domain.models import UserPrefs, utcnow
 from bot.i18n import resolve_language
 from bot.metrics import Metrics
-from bot.telegram.ratelimit import RateLimitArgs
+from bot.ratelimit import RateLimitArgs
 from bot.telegram.views import ViewContext
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from bot.config import Settings
     from bot.gateways.base import Gateway
-    from bot.gateways.sandbox import SandboxRuntime
+    from bot.gateways.sandbox import SandboxGateway
     from bot.services.payments import PaymentsService
     from bot.services.watcher import Watcher
     from bot.storage_watch import StorageWatch
@@ -41,7 +41,7 @@ class Services:
         self._payments: PaymentsService | None = None
         self.http: httpx.AsyncClient | None = None
         self.gateways: dict[str, Gateway] = {}
-        self.sandbox: SandboxRuntime | None = None
+        self.sandbox: SandboxGateway | None = None
         self.notifier: Notifier | None = None
         self.watcher: Watcher | None = None
         self.storage_watch: StorageWatch | None = None

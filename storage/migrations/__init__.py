@@ -208,6 +208,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        6,
+        "the sandbox gateway's payment sessions",
+        (
+            # The sandbox is a state machine in this table (bot/gateways/sandbox_api.py), so
+            # that a session created through one instance is paid or read through another.
+            # References are unique like at Mion (NULLs are distinct: a session may have none).
+            """
+            CREATE TABLE sandbox_sessions (
+                id TEXT PRIMARY KEY,
+                reference TEXT UNIQUE,
+                amount_minor {bigint} NOT NULL,
+                currency TEXT NOT NULL,
+                retail_pos BOOLEAN NOT NULL DEFAULT FALSE,
+                status TEXT NOT NULL,
+                created_at {bigint} NOT NULL,
+                expires_at {bigint} NOT NULL,
+                paid_at {bigint},
+                payment_method TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                attempt_expires_at {bigint},
+                auto_pay_at {bigint},
+                version INTEGER NOT NULL DEFAULT 0
+            )
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -21,9 +21,10 @@ from bot.domain.models import (
     OutboxEvent,
     OutboxItem,
     OutboxKind,
+    SandboxSession,
     UserPrefs,
 )
-from storage.times import from_ms
+from storage.times import from_ms, to_ms
 
 
 class Row(Protocol):
@@ -163,3 +164,60 @@ MAX_ERROR_LENGTH = 2000
 def clip_error(error: str) -> str:
     """Outbox errors are kept for diagnosis; a huge response body is cut."""
     return error if len(error) <= MAX_ERROR_LENGTH else error[: MAX_ERROR_LENGTH - 1] + "…"
+
+
+# -- the sandbox gateway ------------------------------------------------------------------------
+SANDBOX_COLUMNS = (
+    "id, reference, amount_minor, currency, retail_pos, status, created_at, expires_at,"
+    " paid_at, payment_method, attempts, attempt_expires_at, auto_pay_at, version"
+)
+# What `sandbox_update` writes (everything but the id and the version).
+SANDBOX_CHANGED_COLUMNS = (
+    "reference", "amount_minor", "currency", "retail_pos", "status", "created_at",
+    "expires_at", "paid_at", "payment_method", "attempts", "attempt_expires_at", "auto_pay_at",
+)
+
+
+def sandbox_values(session: SandboxSession) -> tuple[Any, ...]:
+    """The row of a session in SANDBOX_COLUMNS order but the version (times as epoch ms)."""
+    return (
+        session.session_id,
+        *sandbox_changed_values(session),
+    )
+
+
+def sandbox_changed_values(session: SandboxSession) -> tuple[Any, ...]:
+    """The values of SANDBOX_CHANGED_COLUMNS, in that order."""
+    return (
+        session.reference,
+        session.amount_minor,
+        session.currency,
+        session.retail_pos,
+        session.status,
+        to_ms(session.created_at),
+        to_ms(session.expires_at),
+        to_ms(session.paid_at),
+        session.payment_method,
+        session.attempts,
+        to_ms(session.attempt_expires_at),
+        to_ms(session.auto_pay_at),
+    )
+
+
+def sandbox_from_row(row: Row) -> SandboxSession:
+    return SandboxSession(
+        session_id=str(row["id"]),
+        reference=row["reference"],
+        amount_minor=int(row["amount_minor"]),
+        currency=str(row["currency"]),
+        retail_pos=bool(row["retail_pos"]),
+        status=str(row["status"]),
+        created_at=_time(row["created_at"]),
+        expires_at=_time(row["expires_at"]),
+        paid_at=from_ms(row["paid_at"]),
+        payment_method=row["payment_method"],
+        attempts=int(row["attempts"]),
+        attempt_expires_at=from_ms(row["attempt_expires_at"]),
+        auto_pay_at=from_ms(row["auto_pay_at"]),
+        version=int(row["version"]),
+    )
