@@ -12,7 +12,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 from bot.domain.models import UserPrefs, utcnow
 from bot.i18n import resolve_language
 from bot.metrics import Metrics
-from bot.ratelimit import RateLimitArgs
+from bot.telegram.ratelimit import RateLimitArgs
 from bot.telegram.views import ViewContext
 
 if TYPE_CHECKING:
