@@ -56,7 +56,7 @@ def notice_text(
         return None
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
     common = {
-        "id": invoice.id,
+        "id": invoice.shown_number,
         "amount": amount,
         "gateway": escape(view.title(invoice.gateway)),
         "merchant": escape(

@@ -196,7 +196,7 @@ def _invoice_text(
 ) -> str:
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
     lines = [
-        t(language, "invoice_title", id=invoice.id),
+        t(language, "invoice_title", id=invoice.shown_number),
         t(language, "invoice_amount", amount=amount),
     ]
     if description:

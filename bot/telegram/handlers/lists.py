@@ -112,7 +112,7 @@ async def _show_page(update: Update, context: TillbotContext, page: int) -> None
 def _row_label(invoice: Invoice, lang: str) -> str:
     amount = format_amount(invoice.amount_minor, invoice.currency, lang)
     description = f" · {invoice.description[:24]}" if invoice.description else ""
-    return f"#{invoice.id} · {amount} · {status_label(invoice, lang)}{description}"[:64]
+    return f"#{invoice.shown_number} · {amount} · {status_label(invoice, lang)}{description}"[:64]
 
 
 async def report_command(update: Update, context: TillbotContext) -> None:

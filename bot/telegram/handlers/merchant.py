@@ -137,7 +137,7 @@ async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, co
         # The invoice is live at the gateway: never let the error reply say nothing was
         # charged. The merchant finds it in /invoices.
         log.exception("invoice %s was created but could not be shown", created.id)
-        await reply(update, context, "invoice_not_shown", id=created.id)
+        await reply(update, context, "invoice_not_shown", id=created.shown_number)
 
 
 async def cancel_button(update: Update, context: TillbotContext) -> None:
