@@ -135,6 +135,7 @@ def test_each_language_has_its_plural_forms(language: str) -> None:
         "err_amount_too_many_decimals",
         "err_description_too_long",
         "report_caption",
+        "report_sandbox",
     ]
     for key, message in plural.items():
         assert len(texts(message)) == rule.num_plurals, f"{language}:{key}"

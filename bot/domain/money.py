@@ -7,7 +7,7 @@ is "12,50 €".
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from bot.i18n import format_number
 
@@ -177,3 +177,27 @@ def format_amount(minor: int, currency: str, language: str = "en") -> str:
     sign = _SYMBOLS.get(code, code)
     return format_number(to_decimal(minor, code), language, exponent(code), currency_sign=sign)
 
+
+
+# Lightning amounts: one bitcoin is 10^8 sats, 10^11 millisats.
+MSAT_PER_BTC = 100_000_000_000
+
+
+def display_sats(amount_msat: int) -> int:
+    """Whole sats for people to read (half up); the Lightning invoice itself stays exact."""
+    return int((Decimal(amount_msat) / 1000).quantize(Decimal(1), ROUND_HALF_UP))
+
+
+def btc_rate(amount_minor: int, currency: str, amount_msat: int) -> Decimal | None:
+    """The rate a Lightning invoice was priced at: what one bitcoin costs in `currency`,
+    in whole units (None when the invoice has no sats)."""
+    if amount_msat <= 0:
+        return None
+    price = to_decimal(amount_minor, currency) * MSAT_PER_BTC / Decimal(amount_msat)
+    return price.quantize(Decimal(1), ROUND_HALF_UP)
+
+
+def format_whole_amount(value: Decimal, currency: str, language: str = "en") -> str:
+    """A whole amount (a rate) as the language writes it, no decimals: '€66,320', '66.320 €'."""
+    code = currency.upper()
+    return format_number(value, language, 0, currency_sign=_SYMBOLS.get(code, code))

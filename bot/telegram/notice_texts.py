@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from html import escape
 
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
 from bot.domain.models import (
     FINAL_STATUSES,
     Invoice,
@@ -15,7 +17,7 @@ from bot.domain.models import (
 )
 from bot.domain.money import format_amount
 from bot.i18n import format_datetime, format_day, t
-from bot.telegram.views import ViewContext
+from bot.telegram.views import CALLBACK_SHOW, ViewContext
 
 # The statuses a late payment can come after (a late-paid notice names which one).
 LATE_PAID_FROM = frozenset(s.value for s in FINAL_STATUSES - {InvoiceStatus.PAID})
@@ -90,6 +92,8 @@ def notice_text(
             reference=escape(invoice.gateway_session_id or "—"),
             **common,
         )
+    if item.kind is OutboxKind.MERCHANT and item.event is OutboxEvent.PAID:
+        return payment_ping(invoice, language)
     if item.event is OutboxEvent.OVERPAID:
         return t(language, "merchant_overpaid", **common)
     if item.event is OutboxEvent.FAILED and payload.get("refund_due"):
@@ -97,6 +101,30 @@ def notice_text(
         return t(language, key, **common)
     prefix = "admin" if item.kind is OutboxKind.ADMIN else "merchant"
     return t(language, f"{prefix}_{item.event.value}", **common)
+
+
+def payment_ping(invoice: Invoice, language: str) -> str:
+    """The merchant's short new message for a payment: "✅ €4.20 received: Cappuccino"."""
+    amount = format_amount(invoice.amount_minor, invoice.currency, language)
+    what = escape(invoice.description) if invoice.description else t(
+        language, "ping_invoice", id=invoice.shown_number
+    )
+    key = "payment_ping_sandbox" if invoice.is_sandbox else "payment_ping"
+    return t(language, key, amount=amount, what=what)
+
+
+def show_invoice_keyboard(invoice: Invoice, language: str) -> InlineKeyboardMarkup:
+    """The button under a payment ping that shows the invoice (`show:<id>`)."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    t(language, "button_show_invoice", id=invoice.shown_number),
+                    callback_data=f"{CALLBACK_SHOW}:{invoice.id}",
+                )
+            ]
+        ]
+    )
 
 
 def _previous_status(language: str, status: object) -> str:
