@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
 from bot.domain.models import Invoice, InvoiceStatus
-from bot.domain.money import format_amount
-from bot.i18n import format_datetime, t
+from bot.domain.money import exponent, format_amount, to_decimal
+from bot.i18n import format_datetime, format_number, t
 
 SIZE = 512
 _GREEN = (22, 163, 74)
@@ -60,7 +61,7 @@ def status_image(invoice: Invoice, language: str) -> bytes:
                 width=26,
             )
     status = _word(invoice.status, language)
-    amount = format_amount(invoice.amount_minor, invoice.currency, language)
+    amount = _amount(invoice, language)
     _centred(draw, status, 318, 44, colour)
     _centred(draw, amount, 372, 40, (15, 23, 42))
     if invoice.status is InvoiceStatus.PAID and invoice.paid_at is not None:
@@ -84,12 +85,38 @@ def _word(status: InvoiceStatus, language: str) -> str:
     return t(language, "image_expired")
 
 
+# A font with the currency signs (DejaVu ships with most Linux systems); without one,
+# Pillow's own font, which lacks "€": amounts are then written with the currency's code.
+_FONT_FILE = "DejaVuSans-Bold.ttf"
+
+
+@lru_cache(maxsize=32)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.truetype(_FONT_FILE, size)
+    except OSError:
+        return ImageFont.load_default(size=size)
+
+
+def _has_signs() -> bool:
+    path = getattr(_font(20), "path", None)
+    return isinstance(path, str) and path.endswith(_FONT_FILE)
+
+
+def _amount(invoice: Invoice, language: str) -> str:
+    if _has_signs():
+        return format_amount(invoice.amount_minor, invoice.currency, language)
+    code = invoice.currency.upper()
+    value = to_decimal(invoice.amount_minor, code)
+    return format_number(value, language, exponent(code), currency_sign=code)
+
+
 def _centred(
     draw: ImageDraw.ImageDraw, text: str, y: int, size: int, fill: tuple[int, int, int]
 ) -> None:
     """One line centred at height `y`, made smaller until it fits the width."""
     while True:
-        font = ImageFont.load_default(size=size)
+        font = _font(size)
         left, _, right, _ = draw.textbbox((0, 0), text, font=font)
         if right - left <= SIZE - 32 or size <= 12:
             break
