@@ -270,25 +270,14 @@ class Notifier:
                     link_preview_options=None,
                     rate_limit_args=OUTBOX,
                 )
+            elif message.is_photo and invoice.is_final:
+                await self._edit_to_picture(message, invoice, language, text, keyboard)
             elif message.is_photo and item.event is OutboxEvent.RENEWED and has_qr(invoice):
                 await self.bot.edit_message_media(
                     chat_id=message.chat_id,
                     message_id=message.message_id,
                     media=InputMediaPhoto(
                         await render_qr(invoice), caption=text, parse_mode=ParseMode.HTML
-                    ),
-                    reply_markup=keyboard,
-                    rate_limit_args=OUTBOX,
-                )
-            elif message.is_photo and invoice.is_final:
-                # The QR goes: a paid (or cancelled, expired, failed) picture replaces it.
-                await self.bot.edit_message_media(
-                    chat_id=message.chat_id,
-                    message_id=message.message_id,
-                    media=InputMediaPhoto(
-                        await render_status_image(invoice, language),
-                        caption=text,
-                        parse_mode=ParseMode.HTML,
                     ),
                     reply_markup=keyboard,
                     rate_limit_args=OUTBOX,
@@ -322,6 +311,25 @@ class Notifier:
             raise
         self._observe_delay(invoice, item)
         return SendResult(done=True)
+
+    async def _edit_to_picture(
+        self,
+        message: InvoiceMessage,
+        invoice: Invoice,
+        language: str,
+        text: str,
+        keyboard: InlineKeyboardMarkup | None,
+    ) -> None:
+        """The QR goes: a paid (or cancelled, expired, failed) picture replaces it."""
+        await self.bot.edit_message_media(
+            chat_id=message.chat_id,
+            message_id=message.message_id,
+            media=InputMediaPhoto(
+                await render_status_image(invoice, language), caption=text, parse_mode=ParseMode.HTML
+            ),
+            reply_markup=keyboard,
+            rate_limit_args=OUTBOX,
+        )
 
     async def _resend(
         self,
