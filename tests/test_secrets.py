@@ -110,6 +110,9 @@ async def every_flow(h: Harness, sims: Sims) -> int:
     cancel_reply, _ = await h.invoice(h.merchant, "/invoice 3 Tea")
     query = await emu.press_button(h.merchant, cancel_reply, "🚫 Cancel invoice")
     await emu.wait_for_callback_answer(query.id)
+    await emu.wait_for(lambda: cancel_reply.find_button("Yes, cancel") is not None)
+    query = await emu.press_button(h.merchant, cancel_reply, "Yes, cancel")
+    await emu.wait_for_callback_answer(query.id)
     await h.command(h.merchant, "/pos 2 Cake")
     await h.command(h.merchant, "/invoices")
     await h.command(h.merchant, "/report all")
@@ -172,6 +175,7 @@ async def test_no_secret_in_any_output_in_process(
     await h.start(
         http_port=0,
         telegram_webhook_secret=WEBHOOK_SECRET,
+        sandbox_enabled=True,  # beside real gateways, only when set explicitly
         mion_api_url=sims.mion.url,
         mion_api_key=MION_KEY,
         miraclepay_api_url=sims.miracle.url,
