@@ -113,6 +113,11 @@ def pixel(png: bytes, x: int, y: int) -> tuple[int, int, int]:
     return (int(value[0]), int(value[1]), int(value[2]))
 
 
+def bottom_left(png: bytes) -> tuple[int, int, int]:
+    width, height = Image.open(io.BytesIO(png)).size
+    return pixel(png, 4, height - 4) if width else (0, 0, 0)
+
+
 def grouped(value: int, lang: str) -> str:
     text = f"{value:,}"
     return text if lang == "en" else text.replace(",", ".")
@@ -223,6 +228,7 @@ async def test_paid_counter_qr_becomes_a_paid_picture_without_a_qr(
     merchant = merchant_of(tillbot, lang)
     photo = await tillbot.command(merchant, "/pos 5 Espresso")
     assert photo.photo is not None and qr_codes(photo.photo), "the counter shows a QR first"
+    assert bottom_left(photo.photo) == AMBER  # the sandbox QR says it is a test
     invoice = await latest_invoice(tillbot, merchant)
     await tillbot.sandbox().pay(invoice.gateway_session_id or "")
     await tillbot.emu.wait_for(lambda: TEXTS[lang]["paid"] in photo.content, timeout=5)
@@ -257,6 +263,8 @@ async def test_a_real_gateways_paid_picture_has_no_sandbox_banner(
 ) -> None:
     await harness.start(**mion_settings(mion))
     photo = await harness.command(harness.merchant2, "/pos 5 Espresso")
+    assert photo.photo is not None and qr_codes(photo.photo)
+    assert bottom_left(photo.photo) != AMBER  # a real gateway's QR: no sandbox band
     invoice = await latest_invoice(harness, harness.merchant2)
     mion.pay(invoice.gateway_session_id or "")
     await harness.emu.wait_for(lambda: not qr_codes(photo.photo or b""), timeout=8)

@@ -277,7 +277,9 @@ class Notifier:
                     chat_id=message.chat_id,
                     message_id=message.message_id,
                     media=InputMediaPhoto(
-                        await render_qr(invoice), caption=text, parse_mode=ParseMode.HTML
+                        await render_qr(invoice, language),
+                        caption=text,
+                        parse_mode=ParseMode.HTML,
                     ),
                     reply_markup=keyboard,
                     rate_limit_args=OUTBOX,
@@ -344,7 +346,7 @@ class Notifier:
         if invoice.status is InvoiceStatus.PENDING and message.is_photo and has_qr(invoice):
             sent = await self.bot.send_photo(
                 message.chat_id,
-                await render_qr(invoice),
+                await render_qr(invoice, message.language or "en"),
                 caption=text,
                 parse_mode=ParseMode.HTML,
                 reply_markup=keyboard,

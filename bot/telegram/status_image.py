@@ -74,6 +74,27 @@ def status_image(invoice: Invoice, language: str) -> bytes:
     return buffer.getvalue()
 
 
+def with_sandbox_band(png: bytes, language: str) -> bytes:
+    """A sandbox QR with an amber band below it saying it is a test (the QR untouched)."""
+    qr = Image.open(io.BytesIO(png)).convert("RGB")
+    band = 52
+    image = Image.new("RGB", (qr.width, qr.height + band), "white")
+    image.paste(qr, (0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, qr.height, qr.width, qr.height + band), fill=_AMBER)
+    text, size = t(language, "image_sandbox"), 24
+    while True:
+        font = _font(size)
+        left, _, right, _ = draw.textbbox((0, 0), text, font=font)
+        if right - left <= qr.width - 16 or size <= 10:
+            break
+        size -= 2
+    draw.text((qr.width // 2, qr.height + band // 2), text, font=font, fill="white", anchor="mm")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def _word(status: InvoiceStatus, language: str) -> str:
     """The status as the picture says it, in capitals."""
     if status is InvoiceStatus.PAID:

@@ -23,6 +23,7 @@ from bot.domain.money import (
 )
 from bot.i18n import format_clock, format_datetime, t
 from bot.telegram.qr import lightning_uri, onchain_uri, qr_png
+from bot.telegram.status_image import with_sandbox_band
 from bot.times import parse_time
 
 CALLBACK_SIMULATE = "sim"
@@ -322,13 +323,19 @@ def has_qr(invoice: Invoice) -> bool:
     )
 
 
-async def render_qr(invoice: Invoice) -> bytes:
+async def render_qr(invoice: Invoice, language: str = "en") -> bytes:
     """`qr_for` in a worker thread: a QR takes ~20 ms of CPU, too long for the event loop."""
-    return await asyncio.to_thread(qr_for, invoice)
+    return await asyncio.to_thread(qr_for, invoice, language)
 
 
-def qr_for(invoice: Invoice) -> bytes:
-    """The PNG the customer scans: the Lightning invoice or the on-chain payment."""
+def qr_for(invoice: Invoice, language: str = "en") -> bytes:
+    """The PNG the customer scans: the Lightning invoice or the on-chain payment; a sandbox
+    invoice's QR carries a band saying it is a test."""
+    png = _qr_of(invoice)
+    return with_sandbox_band(png, language) if invoice.is_sandbox else png
+
+
+def _qr_of(invoice: Invoice) -> bytes:
     payment: Mapping[str, Any] = invoice.payment
     if invoice.kind is InvoiceKind.LIGHTNING:
         return qr_png(lightning_uri(str(payment["ln_invoice"])))
