@@ -381,9 +381,18 @@ async def test_a_sandbox_invoice_says_so_in_every_state_and_never_counts(
     await press(harness, merchant, menu, "set:gw:sandbox")
     reply, test = await harness.invoice(merchant, texts["invoice"])
     assert test.is_sandbox and texts["simulate"] in [b["text"] for b in reply.buttons]
+    customer = customer_of(harness, lang)
+    await harness.command(customer, f"/start {share_token(reply)}")
+    for _ in range(250):  # the customer's copy is remembered: the receipt goes there
+        if len(await harness.services.repo.messages_for(test.id)) >= 2:
+            break
+        await asyncio.sleep(0.02)
     await press(harness, merchant, reply, texts["simulate"])
     await harness.emu.wait_for(lambda: texts["paid"] in reply.content, timeout=5)
     assert texts["sandbox"] in reply.content  # paid, and still a test
+    word = "🧾 Receipt" if lang == "en" else "🧾 Quittung"
+    receipt = await harness.emu.wait_for_message(customer, lambda m: m.content.startswith(word))
+    assert receipt.content.endswith("\n" + texts["sandbox"])  # so is the receipt
     ping = await harness.emu.wait_for_message(merchant, lambda m: m.content.startswith("🧪"))
     assert ping.content == texts["sandbox_ping"]
 

@@ -570,7 +570,8 @@ async def test_customer_pays_and_gets_a_receipt_naming_the_merchant(tillbot: Har
         "🧾 Receipt\n€12.50 paid to Maria\n“Coffee”\n"
         f"Paid: {paid.paid_at:%Y-%m-%d %H:%M} UTC\n"
         f"Gateway: Sandbox · Reference: {invoice.gateway_session_id}\n"
-        f"Invoice #{invoice.id}"
+        f"Invoice #{invoice.id}\n"
+        "🧪 Sandbox test: no real money moved."  # a sandbox receipt says it is a test
     )
     notice = await emu.wait_for_message(tillbot.admin, lambda m: f"#{invoice.id}" in m.content)
     assert "merchant Maria (1001)" in notice.content

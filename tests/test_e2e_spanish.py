@@ -109,7 +109,8 @@ async def test_a_spanish_merchant_and_customer_from_invoice_to_receipt(spanish: 
         "🧾 Recibo\n1.234,50 € pagado a Lucía\n«Lámpara»\n"
         f"Pagado: {spanish_time(paid.paid_at)}\n"
         f"Pasarela: Sandbox · Referencia: {invoice.gateway_session_id}\n"
-        f"Factura n.º {invoice.id}"
+        f"Factura n.º {invoice.id}\n"
+        "🧪 Prueba de sandbox: no se ha movido dinero real."
     )
     await emu.wait_for(lambda: "✅ PAGADA" in reply.content and "✅ PAGADA" in shown.content)
     assert f"Pagada: {spanish_time(paid.paid_at)}" in reply.content

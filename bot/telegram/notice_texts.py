@@ -85,13 +85,15 @@ def notice_text(
         return t(language, "customer_underpaid", **common)
     if item.kind is OutboxKind.RECEIPT:
         common["merchant"] = escape(merchant or str(invoice.merchant_id))
-        return t(
+        receipt = t(
             language,
             "receipt",
             time=format_datetime(invoice.paid_at, language),
             reference=escape(invoice.gateway_session_id or "—"),
             **common,
         )
+        # A sandbox receipt says it is a test: it must never pass for proof of a payment.
+        return receipt + "\n" + t(language, "sandbox_label") if invoice.is_sandbox else receipt
     if item.kind is OutboxKind.MERCHANT and item.event is OutboxEvent.PAID:
         return payment_ping(invoice, language)
     if item.event is OutboxEvent.OVERPAID:
