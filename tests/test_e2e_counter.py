@@ -258,6 +258,21 @@ async def test_cancelled_counter_qr_becomes_a_cancelled_picture(
     assert invoice.status is InvoiceStatus.CANCELLED and not photo.buttons
 
 
+@pytest.mark.parametrize(("lang", "word"), [("en", "expired"), ("de", "abgelaufen")])
+async def test_expired_counter_qr_becomes_an_expired_picture(
+    tillbot: Harness, lang: str, word: str
+) -> None:
+    merchant = merchant_of(tillbot, lang)
+    photo = await tillbot.command(merchant, "/pos 5 Espresso")
+    assert photo.photo is not None and qr_codes(photo.photo)
+    invoice = await latest_invoice(tillbot, merchant)
+    await tillbot.sandbox().expire(invoice.gateway_session_id or "")
+    await tillbot.emu.wait_for(lambda: not qr_codes(photo.photo or b""), timeout=8)
+    png = photo.photo or b""
+    assert qr_codes(png) == [] and pixel(png, 256, 110) == GREY
+    assert word in photo.content and TEXTS[lang]["sandbox"] in photo.content
+
+
 async def test_a_real_gateways_paid_picture_has_no_sandbox_banner(
     harness: Harness, mion: MionSimulator
 ) -> None:
