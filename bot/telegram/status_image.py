@@ -15,8 +15,8 @@ from functools import lru_cache
 from PIL import Image, ImageDraw, ImageFont
 
 from bot.domain.models import Invoice, InvoiceStatus
-from bot.domain.money import exponent, format_amount, to_decimal
-from bot.i18n import format_datetime, format_number, t
+from bot.domain.money import exponent, to_decimal
+from bot.i18n import format_amount, format_datetime, format_number, t
 
 SIZE = 512
 _GREEN = (22, 163, 74)

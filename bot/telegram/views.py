@@ -14,14 +14,15 @@ from typing import Any
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
-from bot.domain.money import (
-    btc_rate,
-    display_sats,
+from bot.domain.money import btc_rate, display_sats
+from bot.i18n import (
     format_amount,
+    format_clock,
+    format_datetime,
     format_decimal,
     format_whole_amount,
+    t,
 )
-from bot.i18n import format_clock, format_datetime, t
 from bot.telegram.qr import lightning_uri, onchain_uri, qr_png
 from bot.telegram.status_image import with_sandbox_band
 from bot.times import parse_time
