@@ -167,8 +167,8 @@ async def cancel_button(update: Update, context: TillbotContext) -> None:
         await answer(update, t(lang, "not_yours"), alert=True)
         return
     if invoice.status is not InvoiceStatus.PENDING:
-        await answer(update, error_text(lang, "not_pending", {"status": invoice.status.value},
-                                        html=False), alert=True)
+        params = {"status": invoice.status.value}
+        await answer(update, error_text(lang, "not_pending", params, html=False), alert=True)
         return
     await answer(update)
     with suppress(BadRequest):  # pressed twice: the question is already there
