@@ -42,17 +42,19 @@ from bot.services.payments import PaymentsService
 from bot.services.watcher import Watcher
 from bot.storage_watch import WATCH_INTERVAL_SECONDS, StorageWatch
 from bot.telegram.context import Services, TillbotApp, TillbotContext
-from bot.telegram.handlers import admin, customer, inline, lists, merchant, users
+from bot.telegram.handlers import admin, customer, inline, links, lists, merchant, users
 from bot.telegram.handlers.common import reply
 from bot.telegram.handlers.menu import register_commands
 from bot.telegram.notifier import Notifier
 from bot.telegram.ratelimit import TelegramRateLimiter
 from bot.telegram.views import (
     CALLBACK_CANCEL,
+    CALLBACK_LINK,
     CALLBACK_MERCHANT,
     CALLBACK_NOOP,
     CALLBACK_PAGE,
     CALLBACK_REFRESH,
+    CALLBACK_RESEND,
     CALLBACK_SETTINGS,
     CALLBACK_SHOW,
     CALLBACK_SIMULATE,
@@ -148,6 +150,7 @@ def register_handlers(app: TillbotApp) -> None:
         ("invoice", merchant.invoice),
         ("pos", merchant.pos),
         ("onchain", merchant.onchain),
+        ("link", links.link_command),
         ("settings", merchant.settings_command),
         ("invoices", lists.invoices_command),
         ("report", lists.report_command),
@@ -168,6 +171,8 @@ def register_handlers(app: TillbotApp) -> None:
         (CALLBACK_PAGE, lists.page_button),
         (CALLBACK_SHOW, lists.show_button),
         (CALLBACK_MERCHANT, admin.merchant_button),
+        (CALLBACK_RESEND, links.resend_button),
+        (CALLBACK_LINK, links.link_button),
         (CALLBACK_NOOP, noop_button),
     ]
     for prefix, callback in buttons:
@@ -207,7 +212,10 @@ async def edited_command(update: Update, context: TillbotContext) -> None:
 
 
 async def unknown_input(update: Update, context: TillbotContext) -> None:
-    """Anything else in a private chat: point to /help."""
+    """Anything else in a private chat: point to /help (a reply naming the amount of an
+    open-amount payment link opens its invoice)."""
+    if await links.amount_reply(update, context):
+        return
     await merchant.help_command(update, context)
 
 
@@ -268,6 +276,7 @@ async def post_init(app: TillbotApp) -> None:
         bot_username=app.bot.username,
         gateway_titles={name: gw.title for name, gw in services.gateways.items()},
         simulatable=frozenset(name for name, gw in services.gateways.items() if gw.can_simulate),
+        time_zone=settings.timezone,
     )
     webhooks = bool(settings.public_url and settings.http_listen_port is not None)
     services.payments = PaymentsService(
@@ -290,6 +299,7 @@ async def post_init(app: TillbotApp) -> None:
         owner=services.owner,
         metrics=services.metrics,
         limiter=limiter,
+        receipt_of=services.payments.receipts.receipt_for,
     )
     services.watcher = Watcher(
         services.payments,
