@@ -35,10 +35,14 @@ def draw_card(link: PaymentLink, shop: str, language: str, bot_username: str) ->
     margin = 36
     inner = CARD_WIDTH - 2 * margin
 
-    def centered(text: str, y: int, size: int, bold: bool = False, fill: tuple[int, int, int] = INK) -> int:
+    def centered(
+        text: str, y: int, size: int, bold: bool = False, fill: tuple[int, int, int] = INK
+    ) -> int:
         face = font(size, bold)
         for line in wrap(text, face, inner, draw)[:2]:
-            draw.text(((CARD_WIDTH - draw.textlength(line, font=face)) / 2, y), line, font=face, fill=fill)
+            draw.text(
+                ((CARD_WIDTH - draw.textlength(line, font=face)) / 2, y), line, font=face, fill=fill
+            )
             y += int(size * 1.3)
         return y
 
@@ -67,6 +71,8 @@ def make_card(link: PaymentLink, shop: str, language: str, bot_username: str) ->
     return CounterCard(png=png.getvalue(), pdf=pdf.getvalue())
 
 
-async def render_card(link: PaymentLink, shop: str, language: str, bot_username: str) -> CounterCard:
+async def render_card(
+    link: PaymentLink, shop: str, language: str, bot_username: str
+) -> CounterCard:
     """`make_card` in a worker thread."""
     return await asyncio.to_thread(make_card, link, shop, language, bot_username)

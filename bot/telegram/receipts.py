@@ -97,15 +97,16 @@ def rate_text(rate: Decimal, currency: str, language: str) -> str:
     return format_amount(minor, currency, language)
 
 
-def receipt_rows(
-    receipt: Receipt, language: str, zone: ZoneInfo
-) -> list[tuple[str, str]]:
+def receipt_rows(receipt: Receipt, language: str, zone: ZoneInfo) -> list[tuple[str, str]]:
     """The label and value rows of the receipt, in the reader's language."""
     amount = format_amount(receipt.amount_minor, receipt.currency, language)
     rows = [(t(language, "receipt_img_amount"), amount)]
     if receipt.tip_minor:
         rows.append(
-            (t(language, "receipt_img_tip"), format_amount(receipt.tip_minor, receipt.currency, language))
+            (
+                t(language, "receipt_img_tip"),
+                format_amount(receipt.tip_minor, receipt.currency, language),
+            )
         )
         rows.append(
             (
@@ -128,7 +129,9 @@ def receipt_rows(
                     f"1 {crypto.rate_unit} = {rate_text(crypto.rate, receipt.currency, language)}",
                 )
             )
-    rows.append((t(language, "receipt_img_time"), format_datetime_in(receipt.paid_at, language, zone)))
+    rows.append(
+        (t(language, "receipt_img_time"), format_datetime_in(receipt.paid_at, language, zone))
+    )
     rows.append((t(language, "receipt_img_reference"), receipt.reference))
     rows.append((t(language, "receipt_img_invoice"), f"#{receipt.invoice_id}"))
     return rows
@@ -145,9 +148,16 @@ def draw_receipt(receipt: Receipt, language: str, zone: ZoneInfo, bot_username: 
     rows = receipt_rows(receipt, language, zone)
     row_lines = [(label, wrap(value, text_font, inner - 200, scratch)) for label, value in rows]
     height = (
-        MARGIN + 48 + 40 + 32 * len(note_lines) + 24
+        MARGIN
+        + 48
+        + 40
+        + 32 * len(note_lines)
+        + 24
         + sum(32 * len(lines) for _, lines in row_lines)
-        + 24 + qr.height + 36 + MARGIN
+        + 24
+        + qr.height
+        + 36
+        + MARGIN
     )
     image = Image.new("RGB", (WIDTH, height), PAPER)
     draw = ImageDraw.Draw(image)
