@@ -54,11 +54,13 @@ def draw_card(link: PaymentLink, shop: str, language: str, bot_username: str) ->
     y = centered(amount, y + 8, 44, bold=True)
     y = centered(link.description, y + 4, 24, fill=MUTED)
     url = link_url(bot_username, link.token)
-    qr: Image.Image = Image.open(io.BytesIO(qr_png(url, box_size=8, border=2))).convert("RGB")
-    room = CARD_HEIGHT - y - 80
-    if qr.height > room:
-        qr = qr.resize((room, room), Image.Resampling.NEAREST)
-    image.paste(qr, ((CARD_WIDTH - qr.width) // 2, y + 12))
+    # One pixel a module, then scaled by a whole factor to fill the room: sharp edges.
+    qr: Image.Image = Image.open(io.BytesIO(qr_png(url, box_size=1, border=2))).convert("RGB")
+    room = min(CARD_HEIGHT - y - 100, inner)
+    factor = max(1, room // qr.width)
+    qr = qr.resize((qr.width * factor, qr.height * factor), Image.Resampling.NEAREST)
+    top = y + (CARD_HEIGHT - 90 - y - qr.height) // 2
+    image.paste(qr, ((CARD_WIDTH - qr.width) // 2, top))
     centered(t(language, "card_scan"), CARD_HEIGHT - 64, 22, fill=MUTED)
     return image
 
