@@ -67,6 +67,13 @@ log = logging.getLogger(__name__)
 WATCHER_TICK_SECONDS = 0.25
 
 
+def watcher_tick_seconds(settings: Settings) -> float:
+    """How often the watcher claims due invoices: 0.25 s, or a fifth of the counter's poll
+    interval when that is shorter (at 0.5 s a poll then waits at most 50 ms past its time,
+    which keeps paid-to-edit at a counter under 600 ms)."""
+    return min(WATCHER_TICK_SECONDS, settings.pos_poll_interval_seconds / 5)
+
+
 def policy_from(settings: Settings) -> PaymentPolicy:
     seconds = timedelta(seconds=1)
     return PaymentPolicy(
@@ -306,7 +313,7 @@ async def post_init(app: TillbotApp) -> None:
         services.repo,
         clock=services.clock,
         owner=services.owner,
-        tick=timedelta(seconds=WATCHER_TICK_SECONDS),
+        tick=timedelta(seconds=watcher_tick_seconds(settings)),
     )
     await release_stale_leases(services)
     await services.watcher.resume()
@@ -315,7 +322,7 @@ async def post_init(app: TillbotApp) -> None:
     assert job_queue is not None, "python-telegram-bot[job-queue] is a dependency"
     job_queue.run_repeating(
         services.watcher.tick,
-        interval=WATCHER_TICK_SECONDS,
+        interval=watcher_tick_seconds(settings),
         first=0.0,
         name="watcher",
         job_kwargs={"max_instances": 2, "coalesce": True},
