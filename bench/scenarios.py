@@ -223,7 +223,10 @@ async def pos_latency(
         for group in chunks(pool.take(n), wave):
             samples = await _create(stack, group, "/pos 4.20 Espresso")
             everyone += samples
-            await asyncio.sleep(0.3)
+            # A customer scans and confirms in a wallet: at least a second after the QR is
+            # shown. (Sooner, the edit would wait for Telegram's one message a second per
+            # chat, which the bot keeps after the QR it just sent.)
+            await asyncio.sleep(1.0)
 
             async def pay_later(sample: Sample, after: float) -> None:
                 await asyncio.sleep(after)
