@@ -16,7 +16,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import zxingcpp
 from PIL import Image
+from pydantic import ValidationError
 
+from bot.app import watcher_tick_seconds
+from bot.config import Settings
 from bot.domain.links import CryptoLeg, Receipt
 from bot.domain.models import Invoice, InvoiceStatus
 from bot.telegram.receipts import draw_receipt, receipt_rows
@@ -329,3 +332,15 @@ async def test_counter_card_png_and_pdf(tillbot: Harness) -> None:
     assert document.document is not None and document.document.startswith(b"%PDF")
     assert (document.document_filename or "").endswith(".pdf")
     assert b"%%EOF" in document.document[-64:]
+
+
+# -- settings -------------------------------------------------------------------------------
+def test_timezone_and_counter_cadence_settings(harness: Harness) -> None:
+    settings = harness.settings(timezone=" Europe/Berlin ", pos_poll_interval_seconds=0.5)
+    assert settings.timezone == "Europe/Berlin"
+    assert Settings(telegram_bot_token="1:a", _env_file=None).pos_poll_interval_seconds == 0.5
+    assert watcher_tick_seconds(settings) == pytest.approx(0.1)
+    assert watcher_tick_seconds(harness.settings(pos_poll_interval_seconds=2)) == 0.25
+    for bad in ("Mars/Olympus", "../etc/passwd"):
+        with pytest.raises(ValidationError, match="IANA time zone"):
+            harness.settings(timezone=bad)
