@@ -344,3 +344,14 @@ def test_timezone_and_counter_cadence_settings(harness: Harness) -> None:
     for bad in ("Mars/Olympus", "../etc/passwd"):
         with pytest.raises(ValidationError, match="IANA time zone"):
             harness.settings(timezone=bad)
+
+
+async def test_a_long_list_of_links_fits_one_message(tillbot: Harness) -> None:
+    links = tillbot.services.payments.links
+    for n in range(25):
+        await links.create(MERCHANT_ID, [f"{n + 1}", "long " * 38 + f"item {n}"])
+    listing = await tillbot.command(tillbot.merchant, "/link")
+    assert "Your payment links" in listing.content and len(listing.content) <= 4096
+    assert listing.content.count("?start=l_") == 20  # the newest 20
+    assert listing.content.count("…") == 20  # descriptions cut short in the list
+    assert len(listing.buttons) == 40

@@ -156,7 +156,8 @@ class ReceiptService:
         chats = sorted(
             {m.chat_id for m in messages if m.role is MessageRole.CUSTOMER and m.chat_id}
         )
-        stamp = self.core.clock().strftime("%Y%m%d%H%M%S%f")
+        # Once per press; presses within the same 10 seconds (a double tap) count once.
+        stamp = int(self.core.clock().timestamp()) // 10
         await self.core.enqueue(
             [
                 NewOutbox(

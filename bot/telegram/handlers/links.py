@@ -36,7 +36,7 @@ from bot.telegram.handlers.common import (
     show_invoice,
 )
 from bot.telegram.receipts import send_receipt
-from bot.telegram.views import CALLBACK_LINK, CALLBACK_RESEND, error_text
+from bot.telegram.views import CALLBACK_LINK, CALLBACK_RESEND, cut_to_units, error_text
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ async def link_command(update: Update, context: TillbotContext) -> None:
     )
 
 
-def _describe(link: PaymentLink, lang: str, context: TillbotContext) -> str:
+def _describe(
+    link: PaymentLink, lang: str, context: TillbotContext, description_units: int = 200
+) -> str:
     amount = (
         t(lang, "link_open_amount")
         if link.amount_minor is None
@@ -85,7 +87,7 @@ def _describe(link: PaymentLink, lang: str, context: TillbotContext) -> str:
     return t(
         lang,
         "link_line",
-        description=escape(link.description),
+        description=escape(cut_to_units(link.description, description_units)),
         amount=amount,
         url=url,
     )
@@ -128,7 +130,8 @@ async def show_links(update: Update, context: TillbotContext) -> None:
             total=format_amount(link.sales_total_minor, link.currency, lang),
         )
         state = "" if link.enabled else " " + t(lang, "link_disabled_mark")
-        lines.append(f"{_describe(link, lang, context)}\n{sales}{state}")
+        # Short descriptions: 20 links fit in one message (4096 characters).
+        lines.append(f"{_describe(link, lang, context, 48)}\n{sales}{state}")
     await show_in_place(update, context, "\n\n".join(lines), _link_buttons(links, lang))
 
 
@@ -143,7 +146,12 @@ async def link_button(update: Update, context: TillbotContext) -> None:
     payments = context.services.payments
     lang = await language(update, context)
     link = await payments.links.link(token)
-    if link is None or link.merchant_id != user.id or not await is_merchant(update, context):
+    if (
+        link is None
+        or link.merchant_id != user.id
+        or not link.enabled
+        or not await is_merchant(update, context)
+    ):
         await answer(update)
         return
     if action == "off":
