@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 
 from bot.domain.links import LINK_PREFIX, PaymentLink
-from bot.domain.money import format_amount
-from bot.i18n import t
+from bot.i18n import format_amount, t
 from bot.telegram.qr import qr_png
 from bot.telegram.receipts import INK, MUTED, PAPER, font, wrap
 

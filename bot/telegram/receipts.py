@@ -21,8 +21,8 @@ from telegram.ext import ExtBot
 
 from bot.domain.links import RECEIPT_PREFIX, Receipt
 from bot.domain.models import Invoice
-from bot.domain.money import exponent, format_amount, format_decimal
-from bot.i18n import format_datetime_in, t
+from bot.domain.money import exponent
+from bot.i18n import format_amount, format_datetime_in, format_decimal, t
 from bot.telegram.qr import qr_png
 from bot.telegram.ratelimit import RateLimitArgs
 from bot.telegram.views import ViewContext, cut_to_units

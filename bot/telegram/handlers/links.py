@@ -18,9 +18,8 @@ from telegram.constants import ParseMode
 from bot.domain.drafts import InputError, NotAllowed
 from bot.domain.links import LINK_PREFIX, PaymentLink, token_in
 from bot.domain.models import MessageRole
-from bot.domain.money import format_amount
 from bot.gateways.base import GatewayError
-from bot.i18n import t
+from bot.i18n import format_amount, t
 from bot.ids import parse_invoice_id
 from bot.telegram.cards import link_url, render_card
 from bot.telegram.context import TillbotContext
