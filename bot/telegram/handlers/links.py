@@ -9,7 +9,6 @@ receipt again. The merchant's Resend receipt button on a paid invoice.
 
 from __future__ import annotations
 
-import logging
 from html import escape
 
 from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
@@ -36,8 +35,6 @@ from bot.telegram.handlers.common import (
 )
 from bot.telegram.receipts import send_receipt
 from bot.telegram.views import CALLBACK_LINK, CALLBACK_RESEND, cut_to_units, error_text
-
-log = logging.getLogger(__name__)
 
 OPEN_AMOUNT_MARK = f"?start={LINK_PREFIX}"
 
