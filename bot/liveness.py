@@ -29,7 +29,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -208,7 +208,9 @@ class Liveness:
 
     async def take_over(self) -> int:
         stale_before = self.clock() - self.stale_after
-        freed = await self.repo.take_over(now=self.work_clock(), stale_before=stale_before)
+        freed = await self.repo.take_over(
+            now=self.work_clock(), stale_before=stale_before, alive=self.id
+        )
         if freed:
             self.taken_over += freed
             log.info("took over %s claims of instances that stopped", freed)
@@ -216,19 +218,25 @@ class Liveness:
         return freed
 
     async def _run(self) -> None:
-        half = self.interval.total_seconds() / 2
-        beat_next = True
+        """Heartbeats and take-overs in separate loops: a slow take-over never delays a
+        heartbeat."""
+        await asyncio.gather(
+            self._every(self.interval.total_seconds(), self.beat),
+            self._every(self.interval.total_seconds() / 2, self.take_over),
+        )
+
+    async def _every(self, seconds: float, step: Callable[[], Awaitable[object]]) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
         while True:
-            await asyncio.sleep(half)
+            next_at = max(next_at + seconds, loop.time())
+            await asyncio.sleep(next_at - loop.time())
             try:
-                if beat_next:
-                    await self.beat()
-                await self.take_over()
+                await step()
             except StorageError as exc:  # storage hiccup: `trusted` turns False if it lasts
                 log.warning("liveness: %s", exc)
             except Exception:
                 log.exception("liveness check failed")
-            beat_next = not beat_next
 
 
 __all__ = ["Liveness", "new_instance_id", "process_gone", "process_identity"]

@@ -207,12 +207,14 @@ class Repository(ABC):
         is no longer running): the next `take_over` frees their claims. Returns how many."""
 
     @abstractmethod
-    async def take_over(self, *, now: datetime, stale_before: datetime) -> int:
-        """Forget instances whose last heartbeat is before `stale_before`, and free every
-        claim whose owner is not a registered instance: such invoices and unsent outbox rows
-        become due at `now` (an invoice no longer polled stays so). Claims of registered,
-        fresh instances are never touched. Returns how many claims were freed. Cheap when
-        there is nothing to take over (reads only)."""
+    async def take_over(
+        self, *, now: datetime, stale_before: datetime, alive: str | None = None
+    ) -> int:
+        """Forget instances whose last heartbeat is before `stale_before` (never `alive`,
+        the caller itself), and free every claim whose owner is not a registered instance:
+        such invoices and unsent outbox rows become due at `now` (an invoice no longer
+        polled stays so). Claims of registered, fresh instances are never touched. Returns
+        how many claims were freed. Cheap when there is nothing to take over (reads only)."""
 
     @abstractmethod
     async def deregister_instance(self, instance_id: str, *, now: datetime) -> int:

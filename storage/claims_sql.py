@@ -165,7 +165,9 @@ class ClaimsSql(SqlDialect[Conn]):
                 db, f"DELETE FROM instances WHERE id IN ({marks(len(ids))})", ids
             )
 
-    async def take_over(self, *, now: datetime, stale_before: datetime) -> int:
+    async def take_over(
+        self, *, now: datetime, stale_before: datetime, alive: str | None = None
+    ) -> int:
         stale_ms = ms(stale_before)
         # Reads first, and in this order: an owner registers before it claims, so every
         # owner seen here that is missing from the instances read after it is gone.
@@ -173,7 +175,9 @@ class ClaimsSql(SqlDialect[Conn]):
             owners = {str(row[0]) for row in await self._all(db, CLAIM_OWNERS_SQL)}
             instances = await self._all(db, "SELECT id, last_seen FROM instances")
         registered = {str(row[0]) for row in instances}
-        stale = sorted(str(row[0]) for row in instances if int(row[1]) < stale_ms)
+        stale = sorted(
+            str(row[0]) for row in instances if int(row[1]) < stale_ms and row[0] != alive
+        )
         gone = sorted(owners - registered)
         if not stale and not gone:
             return 0

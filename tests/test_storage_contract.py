@@ -508,6 +508,10 @@ async def test_retired_instances_are_taken_over_at_once(repo: Repository) -> Non
     assert await repo.take_over(now=T0, stale_before=T0 - timedelta(seconds=6)) == 1
     [again] = await repo.claim_due_invoices(now=T0, owner="new", lease=LEASE, limit=1)
     assert again.id == claim.id
+    # The caller is alive, however late its own heartbeat: it never takes itself over.
+    later = T0 + timedelta(minutes=5)
+    assert await repo.take_over(now=later, stale_before=later, alive="new") == 0
+    assert [i.id for i in await repo.list_instances()] == ["new"]
 
 
 async def test_concurrent_take_overs_free_each_claim_once(backend: Backend) -> None:

@@ -110,7 +110,7 @@ class Notifier:
             batch, int(lease.total_seconds() * 0.8 / self.limiter.global_interval)
         )
         # False while another instance may take this one for dead (bot/liveness.py): then
-        # nothing is claimed, and what is held is dropped unsent (it is someone else's).
+        # nothing is claimed and nothing sent until it is True again.
         self.fence = fence
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -206,8 +206,10 @@ class Notifier:
             while queue:
                 item = queue[0]
                 if not self.fence():
-                    self.drop_held()
-                    break
+                    # Paused while this instance may be taken for dead; if it is, drop_held
+                    # empties the queue (the rows are someone else's now).
+                    await asyncio.sleep(0.1)
+                    continue
                 try:
                     await self._deliver_row(item)
                 except asyncio.CancelledError:
