@@ -178,8 +178,8 @@ async def run(sizes: Sizes, quick: bool, work: Path, only: set[str]) -> dict[str
         results["failover"] = await failover.run(
             work / "failover",
             kills=kills,
-            pending=150 if quick else 800,
-            rate=3.0 if quick else 4.0,
+            pending=60,
+            rate=2.0,
         )
     results["duration_s"] = time.monotonic() - started
     results["machine"]["load_after"] = load_average()
