@@ -178,11 +178,6 @@ class Repository(ABC):
         `owner`'s lapsed and was taken over) is left to that owner."""
 
     @abstractmethod
-    async def release_leases(self, *, now: datetime, owner: str | None = None) -> int:
-        """Free the leases of a process that is gone (all leases when `owner` is None):
-        its claimed invoices and unsent outbox rows become due now. Returns how many."""
-
-    @abstractmethod
     async def next_due_at(self) -> datetime | None:
         """The earliest next_poll_at among the invoices `claim_due_invoices` would claim
         (None when there are none); for a leased invoice that is its lease's end."""

@@ -64,13 +64,6 @@ class ClaimsSql(SqlDialect[Conn]):
                 (to_ms(next_poll_at), owner, owner, invoice_id),
             )
 
-    async def release_leases(self, *, now: datetime, owner: str | None = None) -> int:
-        if owner is None:
-            async with self._transaction() as db:
-                return await self._release(db, "IS NOT NULL", (), ms(now))
-        async with self._transaction() as db:
-            return await self._release(db, "= ?", (owner,), ms(now))
-
     async def _release(self, db: Conn, owners: str, params: Sequence[str], at: int) -> int:
         """Free the claims whose lease_owner matches `owners` (SQL after the column): due at
         `at` (an invoice no longer polled stays so). How many were freed."""

@@ -400,26 +400,6 @@ async def test_outbox_rows_with_an_existing_dedupe_key_are_skipped(repo: Reposit
 
 
 # -- polling ----------------------------------------------------------------------------------
-async def test_release_leases_of_a_dead_process(repo: Repository) -> None:
-    now = T0
-    invoices = [await polled_invoice(repo, f"r-{n}", next_poll_at=now) for n in range(3)]
-    [first, *rest] = await repo.claim_due_invoices(now=now, owner="dead", lease=LEASE, limit=1) + (
-        await repo.claim_due_invoices(now=now, owner="alive", lease=LEASE, limit=10)
-    )
-    row = NewOutbox(OutboxKind.ADMIN, OutboxEvent.PAID, invoice_id=invoices[0].id, chat_id=7)
-    await repo.enqueue([row], now)
-    [claimed] = await repo.claim_outbox(now=now, owner="dead", lease=LEASE, limit=5)
-    soon = now + timedelta(seconds=1)
-    assert await repo.release_leases(now=soon, owner="dead") == 2
-    [again] = await repo.claim_due_invoices(now=soon, owner="new", lease=LEASE, limit=10)
-    assert again.id == first.id  # the alive owner's leases are untouched
-    assert [o.id for o in await repo.claim_outbox(now=soon, owner="new", lease=LEASE, limit=5)] == [
-        claimed.id
-    ]
-    assert await repo.release_leases(now=soon) == 4  # everything, e.g. at a SQLite start
-    assert len(rest) == 2
-
-
 def instance(instance_id: str, *, seen: datetime = T0, name: str = "host") -> Instance:
     return Instance(id=instance_id, name=name, started_at=T0, last_seen=seen, process=None)
 
