@@ -4,7 +4,7 @@ work killed -9 again and again; how long until another instance has done all of 
 60 invoices stay open at Mion (polled every 1 to 3 s), one is paid every half second and a
 new one opened in its place. Each round picks the next instance that holds claimed work at
 that moment (polls of invoices under way, notices being sent, preferring one that holds
-notices: the database says whose), kills it with SIGKILL, reads what
+both: the database says whose), kills it with SIGKILL, reads what
 it left claimed (rows whose lease_owner is the dead instance, read after the kill), and
 measures from the kill until every one of those is done by another instance: each invoice
 polled again or moved on (and the notices of a payment found by that poll sent), each
@@ -235,16 +235,16 @@ class Cluster:
 
     async def victim(self, ids: list[str], first: int, patience: float) -> int | None:
         """The first instance from `first` on (round robin) that holds claimed work now,
-        preferring, for up to `patience` seconds, one that holds notices too."""
+        preferring, for up to `patience` seconds, one that holds both polls and notices."""
         order = [(first + k) % len(ids) for k in range(len(ids))]
         deadline = time.monotonic() + patience
         while True:
             polls, notices = await self.holders()
-            with_notices = [i for i in order if notices[ids[i]]]
-            if with_notices:
-                return with_notices[0]
+            both = [i for i in order if notices[ids[i]] and polls[ids[i]]]
+            if both:
+                return both[0]
             if time.monotonic() > deadline:
-                return next((i for i in order if polls[ids[i]]), None)
+                return next((i for i in order if polls[ids[i]] or notices[ids[i]]), None)
             await asyncio.sleep(0.01)
 
     async def left_by(self, owner: str) -> tuple[dict[int, int], list[int]]:
