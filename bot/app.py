@@ -273,7 +273,7 @@ async def post_init(app: TillbotApp) -> None:
     assert isinstance(limiter, TelegramRateLimiter), "set in build_application"
     # Claimed work is owned by this instance's id while it heartbeats (bot/liveness.py),
     # on a connection of its own: a busy pool never delays a heartbeat.
-    services.liveness_repo = await open_repository(settings.database_url)
+    services.liveness_repo = await open_repository(settings.database_url, max_connections=2)
     services.liveness = liveness = Liveness(
         services.liveness_repo,
         work_clock=services.clock,
