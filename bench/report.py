@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.failover import render as failover_section
 from bench.machine import describe
 
 CALLBACK_P99_MS = 250.0
@@ -199,6 +200,8 @@ def render(results: dict[str, Any]) -> str:
             f"{qr['png_bytes']:,}-byte PNG): median **{qr['median_ms']:.1f} ms**, "
             f"p95 {qr['p95_ms']:.1f} ms over {qr['rounds']} renders.")
     add("")
+    if "failover" in results:
+        lines += failover_section(results["failover"])
     violations = results.get("emulator_violations", 0)
     add(f"Bot API violations seen by the emulator: {violations}.")
     add("")
