@@ -42,12 +42,13 @@ from bot.services.payments import PaymentsService
 from bot.services.watcher import Watcher
 from bot.storage_watch import WATCH_INTERVAL_SECONDS, StorageWatch
 from bot.telegram.context import Services, TillbotApp, TillbotContext
-from bot.telegram.handlers import admin, customer, inline, lists, merchant, users
+from bot.telegram.handlers import admin, amounts, customer, inline, lists, merchant, users
 from bot.telegram.handlers.common import reply
 from bot.telegram.handlers.menu import register_commands
 from bot.telegram.notifier import Notifier
 from bot.telegram.ratelimit import TelegramRateLimiter
 from bot.telegram.views import (
+    CALLBACK_AMOUNT,
     CALLBACK_CANCEL,
     CALLBACK_MERCHANT,
     CALLBACK_NOOP,
@@ -168,6 +169,7 @@ def register_handlers(app: TillbotApp) -> None:
         (CALLBACK_PAGE, lists.page_button),
         (CALLBACK_SHOW, lists.show_button),
         (CALLBACK_MERCHANT, admin.merchant_button),
+        (CALLBACK_AMOUNT, amounts.amount_button),
         (CALLBACK_NOOP, noop_button),
     ]
     for prefix, callback in buttons:
@@ -207,7 +209,12 @@ async def edited_command(update: Update, context: TillbotContext) -> None:
 
 
 async def unknown_input(update: Update, context: TillbotContext) -> None:
-    """Anything else in a private chat: point to /help."""
+    """A merchant's bare amount: buttons to make it an invoice or a counter QR; anything
+    else in a private chat: point to /help."""
+    message = update.effective_message
+    text = message.text or "" if message is not None else ""
+    if not text.startswith("/") and await amounts.amount_offer(update, context):
+        return
     await merchant.help_command(update, context)
 
 

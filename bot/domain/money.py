@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from bot.i18n import format_number
+from babel.numbers import get_decimal_symbol, get_group_symbol, list_currencies
+
+from bot.i18n import format_number, locale_of
 
 # ISO 4217 minor-unit exponents of the currencies Tillbot shows; anything else has 2.
 _EXPONENTS: dict[str, int] = {
@@ -35,6 +37,15 @@ _TWO_DECIMALS = frozenset(
     }
 )
 _SYMBOLS: dict[str, str] = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": "CHF"}
+# What people write before or after an amount for its currency (`€3.50`, `3,50 €`).
+SIGN_CURRENCIES: dict[str, str] = {"€": "EUR", "$": "USD", "£": "GBP", "¥": "JPY", "₿": "BTC"}
+# Codes people write for money that ISO 4217 does not list (crypto): recognised as a
+# currency when written in capitals (`12 BTC Lamp`), so that a gateway that cannot take it
+# refuses it by name instead of reading it as the description.
+_CRYPTO_CODES = frozenset(
+    {"BTC", "SAT", "SATS", "MSAT", "ETH", "LTC", "XMR", "XRP", "DOGE", "SOL", "TRX", "BNB", "DAI"}
+)
+_ISO_CODES = frozenset(list_currencies())
 _CURRENCY_RE = re.compile(r"^[A-Za-z]{3,5}$")
 # Digits with at most one decimal separator; no sign, exponent, spaces or thousands groups.
 _AMOUNT_RE = re.compile(r"^(?P<int>[0-9]+)(?:[.,](?P<frac>[0-9]*))?$")
@@ -115,6 +126,74 @@ def is_currency_code(text: str) -> bool:
     return bool(_CURRENCY_RE.match(text)) and text.upper() in KNOWN_CURRENCIES
 
 
+def currency_in(word: str) -> str | None:
+    """The currency a word names: a sign (`€`), a known code in any case (`usd`), or any
+    ISO 4217 or crypto code written in capitals (`BTC`, `CUP`); else None (`cup` is a word)."""
+    if word in SIGN_CURRENCIES:
+        return SIGN_CURRENCIES[word]
+    if is_currency_code(word):
+        return word.upper()
+    if (
+        _CURRENCY_RE.match(word)
+        and word.isupper()
+        and (word in _ISO_CODES or word in _CRYPTO_CODES)
+    ):
+        return word
+    return None
+
+
+_ONE_GROUP = re.compile(r"[1-9][0-9]{0,2}[.,][0-9]{3}")
+_GLUED_RE = re.compile(
+    r"^(?P<pre>[€$£¥₿]|[A-Za-z]{3,4})?\s*(?P<num>[0-9][0-9.,]*)\s*"
+    r"(?P<post>[€$£¥₿]|[A-Za-z]{3,4})?$"
+)
+
+
+def split_currency(word: str) -> tuple[str, str | None]:
+    """`€3.50` -> ('3.50', 'EUR'), `12,50€` -> ('12,50', 'EUR'), `3.50` -> ('3.50', None);
+    a word whose letters are no currency is returned whole (it is no amount then)."""
+    match = _GLUED_RE.match(word)
+    if not match or (match.group("pre") and match.group("post")):
+        return word, None
+    glued = match.group("pre") or match.group("post")
+    if glued is None:
+        return word, None
+    currency = currency_in(glued)
+    return (match.group("num"), currency) if currency else (word, None)
+
+
+def normalize_amount(text: str, language: str) -> str:
+    """An amount as people of `language` write it, as plain digits with at most one `.`:
+    `1,234.50` -> '1234.50', `1.234,50` -> '1234.50' (either way, both marks say which is
+    which), `1.234` -> '1234' in German but '1.234' in English (one mark followed by three
+    digits is the language's thousands group), `3,50` -> '3.50' in every language.
+    Text that is no such amount is returned as it was, for `parse_amount` to refuse."""
+    cleaned = text.strip()
+    if not re.fullmatch(r"[0-9][0-9.,]*", cleaned):
+        return text
+    marks = [c for c in cleaned if c in ".,"]
+    if not marks:
+        return cleaned
+    group_sign = get_group_symbol(locale_of(language))
+    decimal_sign = get_decimal_symbol(locale_of(language))
+    if len(set(marks)) == 2:
+        decimal = marks[-1]
+        whole, _, frac = cleaned.rpartition(decimal)
+        group = "," if decimal == "." else "."
+        if decimal in whole:
+            return text
+    elif len(marks) > 1 or (
+        marks[0] == group_sign != decimal_sign and _ONE_GROUP.fullmatch(cleaned)
+    ):
+        group, whole, frac = marks[0], cleaned, ""
+    else:
+        return cleaned.replace(",", ".")
+    parts = whole.split(group)
+    if not (1 <= len(parts[0]) <= 3 and parts[0][0] != "0" and all(len(p) == 3 for p in parts[1:])):
+        return text
+    return "".join(parts) + (f".{frac}" if frac else "")
+
+
 def parse_amount(text: str, currency: str, maximum: Decimal) -> int:
     """Parse what a merchant typed into minor units of `currency`; raise AmountError.
 
@@ -176,4 +255,3 @@ def format_amount(minor: int, currency: str, language: str = "en") -> str:
     code = currency.upper()
     sign = _SYMBOLS.get(code, code)
     return format_number(to_decimal(minor, code), language, exponent(code), currency_sign=sign)
-

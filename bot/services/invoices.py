@@ -84,6 +84,8 @@ class InvoiceService:
         if draft.kind not in gateway.kinds:
             raise InputError("kind_unsupported", gateway=gateway.title)
         currency = (draft.currency or self._default_currency_for(gateway)).upper()
+        if not gateway.accepts_currency(currency) and not gateway.currencies:
+            raise InputError("currency_not_taken", gateway=gateway.title, currency=currency)
         if not gateway.accepts_currency(currency):
             raise InputError(
                 "currency_unsupported",

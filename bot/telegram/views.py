@@ -27,6 +27,7 @@ CALLBACK_PAGE = "page"
 CALLBACK_SETTINGS = "set"
 CALLBACK_MERCHANT = "merch"
 CALLBACK_NOOP = "noop"
+CALLBACK_AMOUNT = "amt"
 
 # Telegram's limits, in UTF-16 code units after entity parsing.
 TEXT_LIMIT = 4096

@@ -33,14 +33,20 @@ async def reply(update: Update, context: TillbotContext, key: str, **params: obj
         )
 
 
-async def reply_input_error(update: Update, context: TillbotContext, exc: InputError) -> None:
-    """The refusal of bad input in the user's language: values escaped, counts kept."""
+async def reply_input_error(
+    update: Update, context: TillbotContext, exc: InputError, *, usage: str | None = None
+) -> None:
+    """The refusal of bad input in the user's language: values escaped, counts kept; with
+    `usage` (a command) how to write it, in the same message."""
     lang = await language(update, context)
     chat = update.effective_chat
+    text = error_text(lang, exc.code, exc.params)
+    if usage is not None:
+        text += "\n" + t(lang, "invoice_usage", command=usage)
     if chat is not None:
         await context.bot.send_message(
             chat.id,
-            error_text(lang, exc.code, exc.params),
+            text,
             parse_mode=ParseMode.HTML,
             link_preview_options=None,
         )

@@ -46,7 +46,7 @@ async def inline_query(update: Update, context: TillbotContext) -> None:
         await query.answer([], cache_time=0, is_personal=True, button=help_button)
         return
     try:
-        draft = parse_invoice_args(text.split())
+        draft = parse_invoice_args(text.split(), language=lang)
         gateway = await services.payments.merchant_gateway(query.from_user.id)
         amount, currency, description, _ = services.payments.validate(draft, gateway)
     except InputError as exc:
@@ -89,7 +89,7 @@ async def chosen_result(update: Update, context: TillbotContext) -> None:
     lang = await services.language_for(user)
     try:
         invoice = await services.payments.create_invoice(
-            user.id, parse_invoice_args(chosen.query.split())
+            user.id, parse_invoice_args(chosen.query.split(), language=lang)
         )
     except (InputError, NotAllowed, GatewayError) as exc:
         log.info("inline invoice not created: %s", type(exc).__name__)

@@ -95,7 +95,14 @@ async def onchain(update: Update, context: TillbotContext) -> None:
     await _create(update, context, InvoiceKind.ONCHAIN, "onchain")
 
 
-async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, command: str) -> None:
+async def _create(
+    update: Update,
+    context: TillbotContext,
+    kind: InvoiceKind,
+    command: str,
+    words: list[str] | None = None,
+) -> None:
+    """Create and show an invoice from the command's words (or `words`, from a button)."""
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
         return
@@ -103,7 +110,7 @@ async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, co
         await reply(update, context, "not_merchant")
         return
     payments = context.services.payments
-    args = list(context.args or [])
+    args = list(context.args or []) if words is None else words
     gateway = None
     if kind is not InvoiceKind.CHECKOUT:
         gateway = payments.gateway_for_kind(kind)
@@ -112,14 +119,14 @@ async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, co
             return
     elif args and args[0].lower() in payments.gateways:
         gateway = args.pop(0).lower()
+    lang = await language(update, context)
     try:
-        draft = parse_invoice_args(args, kind)
+        draft = parse_invoice_args(args, kind, lang)
         draft = InvoiceDraft(draft.amount_text, draft.description, draft.currency, gateway, kind)
         created = await payments.create_invoice(user.id, draft)
-    except InputError as exc:
-        await reply_input_error(update, context, exc)
-        if exc.code.startswith("amount_"):
-            await reply(update, context, "invoice_usage", command=command)
+    except InputError as exc:  # one reply per mistake: what is wrong, and how to write it
+        usage = exc.code.startswith("amount_") or exc.code == "two_currencies"
+        await reply_input_error(update, context, exc, usage=command if usage else None)
         return
     except NotAllowed:
         await reply(update, context, "not_merchant")
