@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from html import escape
+from typing import Any
 
 from bot.domain.models import (
     FINAL_STATUSES,
@@ -14,6 +16,7 @@ from bot.domain.models import (
     OutboxKind,
 )
 from bot.domain.money import format_amount
+from bot.domain.reasons import reason_key
 from bot.i18n import format_datetime, format_day, t
 from bot.telegram.views import ViewContext
 
@@ -63,7 +66,7 @@ def notice_text(
             f"{merchant} ({invoice.merchant_id})" if merchant else str(invoice.merchant_id)
         ),
         "description": escape(invoice.description or "—"),
-        "reason": escape(str(payload.get("reason") or invoice.failure_reason or "—")),
+        "reason": _reason(item, invoice, payload, language),
         "detail": escape(_underpaid_detail(invoice, payload, language)),
         "previous": _previous_status(language, payload.get("previous")),
     }
@@ -97,6 +100,16 @@ def notice_text(
         return t(language, key, **common)
     prefix = "admin" if item.kind is OutboxKind.ADMIN else "merchant"
     return t(language, f"{prefix}_{item.event.value}", **common)
+
+
+def _reason(item: OutboxItem, invoice: Invoice, payload: Mapping[str, Any], language: str) -> str:
+    """Why it failed in our words and the reader's language; admins also get the gateway's."""
+    raw = payload.get("reason") or invoice.failure_reason
+    key = reason_key(raw, payload.get("detail"), raw_status=invoice.raw_status)
+    text = t(language, key)
+    if item.kind is OutboxKind.ADMIN and raw:
+        return t(language, "reason_for_admins", reason=text, raw=escape(str(raw)))
+    return text
 
 
 def _previous_status(language: str, status: object) -> str:

@@ -15,6 +15,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
 from bot.domain.money import format_amount, format_decimal
+from bot.domain.reasons import reason_key
 from bot.i18n import format_clock, format_datetime, t
 from bot.telegram.qr import lightning_uri, onchain_uri, qr_png
 from bot.times import parse_time
@@ -212,7 +213,9 @@ def _invoice_text(
             expires = format_datetime(invoice.expires_at, language)
             lines.append(t(language, "invoice_expires", time=expires))
     elif invoice.status is InvoiceStatus.FAILED and invoice.failure_reason:
-        lines.append(t(language, "failure_reason", reason=escape(invoice.failure_reason)))
+        # Our own words in the reader's language, never the gateway's English.
+        key = reason_key(invoice.failure_reason, raw_status=invoice.raw_status)
+        lines.append(t(language, "failure_reason", reason=t(language, key)))
     elif invoice.status is InvoiceStatus.CANCELLED and invoice.raw_status in CANCEL_NOTES:
         note = CANCEL_NOTES[invoice.raw_status]
         lines.append(t(language, note, gateway=escape(ctx.title(invoice.gateway))))

@@ -19,6 +19,7 @@ from bot.telegram.handlers.common import (
     callback_parts,
     is_admin,
     language,
+    refuse,
     reply,
     show_in_place,
 )
@@ -33,7 +34,7 @@ MAX_BUTTONS = 20
 async def merchants_command(update: Update, context: TillbotContext) -> None:
     """/merchants, /merchants add <id>, /merchants remove <id>."""
     if not is_admin(update, context):
-        await reply(update, context, "not_admin")
+        await refuse(update, context, "not_admin_command", "merchants")
         return
     args = [a.lower() for a in (context.args or [])]
     if not args:

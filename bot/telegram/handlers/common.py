@@ -6,12 +6,12 @@ import logging
 from html import escape
 
 from telegram import InlineKeyboardMarkup, Message, Update
-from telegram.constants import ParseMode
+from telegram.constants import ChatType, ParseMode
 from telegram.error import TelegramError
 
 from bot.domain.drafts import InputError
 from bot.domain.models import Invoice, InvoiceMessage, MessageRole
-from bot.gateways.base import GatewayError
+from bot.gateways.base import GatewayAuthError, GatewayError
 from bot.i18n import t
 from bot.telegram.context import TillbotContext
 from bot.telegram.views import error_text, has_qr, invoice_keyboard, invoice_text, render_qr
@@ -31,6 +31,24 @@ async def reply(update: Update, context: TillbotContext, key: str, **params: obj
         await context.bot.send_message(
             chat.id, t(lang, key, **params), parse_mode=ParseMode.HTML, link_preview_options=None
         )
+
+
+async def refuse(update: Update, context: TillbotContext, key: str, command: str) -> None:
+    """Refuse a command the user may not use, naming it (`not_merchant_command`). In a
+    private chat, there; in a group, never for everyone to read: privately to the user,
+    which Telegram allows only once they have opened the bot, else not at all."""
+    user, chat = update.effective_user, update.effective_chat
+    if user is None or chat is None:
+        return
+    lang = await language(update, context)
+    text = t(lang, key, command=command)
+    if chat.type == ChatType.PRIVATE:
+        await context.bot.send_message(chat.id, text, parse_mode=ParseMode.HTML)
+        return
+    try:
+        await context.bot.send_message(user.id, text, parse_mode=ParseMode.HTML)
+    except TelegramError as exc:  # they never opened the bot: stay silent in the group
+        log.info("refusal of /%s in a group not sent privately: %s", command, exc)
 
 
 async def reply_input_error(
@@ -55,13 +73,30 @@ async def reply_input_error(
 async def reply_gateway_error(
     update: Update, context: TillbotContext, gateway: str, exc: GatewayError
 ) -> None:
-    title = context.services.view.title(gateway)
+    lang = await language(update, context)
+    text = gateway_error_text(
+        exc, lang, context.services.view.title(gateway), for_admin=is_admin(update, context)
+    )
+    chat = update.effective_chat
+    if chat is not None:
+        await context.bot.send_message(chat.id, text, parse_mode=ParseMode.HTML)
+
+
+def gateway_error_text(exc: GatewayError, lang: str, title: str, *, for_admin: bool) -> str:
+    """Why no invoice was made, in plain words of our catalogue (merchants never read
+    setting names or the gateway's English); admins also get the technical detail."""
     if exc.retryable:
-        await reply(update, context, "gateway_busy", gateway=title)
+        return t(lang, "gateway_busy", gateway=_escaped(title))
+    if isinstance(exc, GatewayAuthError):
+        key = "gateway_not_set_up"
+    elif exc.code == "answer-lost":
+        key = "gateway_unconfirmed"
     else:
-        await reply(
-            update, context, "gateway_failed", gateway=title, message=_escaped(exc.user_message)
-        )
+        key = "gateway_refused"
+    text = t(lang, key, gateway=_escaped(title))
+    if for_admin:
+        text += "\n" + t(lang, "detail_for_admins", detail=_escaped(exc.user_message))
+    return text
 
 
 async def is_merchant(update: Update, context: TillbotContext) -> bool:

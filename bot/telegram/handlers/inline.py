@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from html import escape
 
 from telegram import (
     InlineKeyboardButton,
@@ -22,6 +21,7 @@ from bot.domain.money import format_amount
 from bot.gateways.base import GatewayError
 from bot.i18n import t
 from bot.telegram.context import TillbotContext
+from bot.telegram.handlers.common import gateway_error_text
 from bot.telegram.handlers.merchant import HELP_PAYLOAD
 from bot.telegram.views import CALLBACK_NOOP, error_text, invoice_keyboard, invoice_text
 
@@ -94,7 +94,7 @@ async def chosen_result(update: Update, context: TillbotContext) -> None:
     except (InputError, NotAllowed, GatewayError) as exc:
         log.info("inline invoice not created: %s", type(exc).__name__)
         await context.bot.edit_message_text(
-            _failure_text(exc, lang, context),
+            _failure_text(exc, lang, context, services.payments.is_admin(user.id)),
             inline_message_id=chosen.inline_message_id,
             parse_mode=ParseMode.HTML,
         )
@@ -117,13 +117,13 @@ async def chosen_result(update: Update, context: TillbotContext) -> None:
     )
 
 
-def _failure_text(exc: Exception, lang: str, context: TillbotContext) -> str:
+def _failure_text(
+    exc: Exception, lang: str, context: TillbotContext, for_admin: bool
+) -> str:
     """Why the card could not become an invoice, in the merchant's language."""
     if isinstance(exc, InputError):
         return error_text(lang, exc.code, exc.params)
     if isinstance(exc, GatewayError):
         gateway = context.services.view.title(exc.gateway or "")
-        if exc.retryable:
-            return t(lang, "gateway_busy", gateway=escape(gateway))
-        return t(lang, "gateway_failed", gateway=escape(gateway), message=escape(exc.user_message))
+        return gateway_error_text(exc, lang, gateway, for_admin=for_admin)
     return t(lang, "not_merchant")

@@ -19,6 +19,7 @@ from bot.telegram.handlers.common import (
     callback_parts,
     is_merchant,
     language,
+    refuse,
     reply,
     show_in_place,
     show_invoice,
@@ -31,7 +32,7 @@ PAGE_SIZE = 8
 async def invoices_command(update: Update, context: TillbotContext) -> None:
     """/invoices: the merchant's recent invoices, newest first, with paging buttons."""
     if not await is_merchant(update, context):
-        await reply(update, context, "not_merchant")
+        await refuse(update, context, "not_merchant_command", "invoices")
         return
     await _show_page(update, context, 0)
 
@@ -121,7 +122,7 @@ async def report_command(update: Update, context: TillbotContext) -> None:
     if user is None or chat is None:
         return
     if not await is_merchant(update, context):
-        await reply(update, context, "not_merchant")
+        await refuse(update, context, "not_merchant_command", "report")
         return
     period = context.args[0].lower() if context.args else "month"
     if period not in PERIODS:

@@ -18,8 +18,10 @@ from bot.telegram.context import TillbotContext
 from bot.telegram.handlers.common import (
     answer,
     callback_parts,
+    is_admin,
     is_merchant,
     language,
+    refuse,
     reply,
     reply_gateway_error,
     reply_input_error,
@@ -27,7 +29,7 @@ from bot.telegram.handlers.common import (
     show_invoice,
 )
 from bot.telegram.handlers.customer import open_invoice
-from bot.telegram.handlers.menu import Role, help_lines, refresh_menu, role_of
+from bot.telegram.handlers.menu import Role, available, help_lines, refresh_menu, role_of
 from bot.telegram.views import CALLBACK_CANCEL, CALLBACK_SETTINGS, error_text
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,12 @@ HELP_PAYLOAD = "help"  # t.me/<bot>?start=help (the inline mode's help button)
 NO_GATEWAY_FOR = {
     InvoiceKind.LIGHTNING: "err_no_pos_gateway",
     InvoiceKind.ONCHAIN: "err_no_onchain_gateway",
+}
+
+# What an admin sets for a kind of payment (named to admins only, never to merchants).
+SETUP_OF = {
+    InvoiceKind.LIGHTNING: "MION_API_KEY (or SANDBOX_ENABLED=true)",
+    InvoiceKind.ONCHAIN: "MIXPAY_PAYEE_ID, MIXPAY_SETTLEMENT_ASSET_ID, MIXPAY_PAYMENT_ASSET_ID",
 }
 
 
@@ -64,7 +72,9 @@ async def help_command(update: Update, context: TillbotContext) -> None:
     lang = await language(update, context)
     role = await role_of(services, user.id)
     parts = [t(lang, "help_customer")] if role is Role.CUSTOMER else []
-    parts.append(t(lang, "help_commands") + "\n" + help_lines(role, lang))
+    parts.append(
+        t(lang, "help_commands") + "\n" + help_lines(role, lang, available(services, role))
+    )
     if role is not Role.CUSTOMER:
         parts.append(
             t(
@@ -107,7 +117,7 @@ async def _create(
     if user is None or chat is None:
         return
     if not await is_merchant(update, context):
-        await reply(update, context, "not_merchant")
+        await refuse(update, context, "not_merchant_command", command)
         return
     payments = context.services.payments
     args = list(context.args or []) if words is None else words
@@ -115,7 +125,13 @@ async def _create(
     if kind is not InvoiceKind.CHECKOUT:
         gateway = payments.gateway_for_kind(kind)
         if gateway is None:
-            await reply(update, context, NO_GATEWAY_FOR[kind])
+            text = t(await language(update, context), NO_GATEWAY_FOR[kind])
+            if is_admin(update, context):  # the setting names are for admins only
+                detail = t(
+                    await language(update, context), "detail_for_admins", detail=SETUP_OF[kind]
+                )
+                text += "\n" + detail
+            await context.bot.send_message(chat.id, text, parse_mode=ParseMode.HTML)
             return
     elif args and args[0].lower() in payments.gateways:
         gateway = args.pop(0).lower()
@@ -129,7 +145,7 @@ async def _create(
         await reply_input_error(update, context, exc, usage=command if usage else None)
         return
     except NotAllowed:
-        await reply(update, context, "not_merchant")
+        await refuse(update, context, "not_merchant_command", command)
         return
     except GatewayError as exc:
         await reply_gateway_error(
@@ -138,7 +154,12 @@ async def _create(
         return
     try:
         await show_invoice(
-            context, chat.id, created, MessageRole.MERCHANT, await language(update, context), user.id
+            context,
+            chat.id,
+            created,
+            MessageRole.MERCHANT,
+            await language(update, context),
+            user.id,
         )
     except Exception:
         # The invoice is live at the gateway: never let the error reply say nothing was
@@ -192,9 +213,7 @@ async def settings_button(update: Update, context: TillbotContext) -> None:
     if field == "gw" and value in services.gateways and await is_merchant(update, context):
         await services.payments.access.choose_gateway(user.id, value)
     elif field == "lang" and (value in LANGUAGES or value == "auto"):
-        await services.payments.access.choose_language(
-            user.id, None if value == "auto" else value
-        )
+        await services.payments.access.choose_language(user.id, None if value == "auto" else value)
     else:
         await answer(update)
         return
