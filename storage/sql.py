@@ -45,9 +45,10 @@ from storage.migrations.columns import (
 )
 from storage.sandbox_sql import SandboxSql
 from storage.times import from_ms, to_ms
+from storage.users_sql import UsersSql
 
 
-class SqlRepository(SandboxSql[Conn], SqlDialect[Conn], Repository):
+class SqlRepository(SandboxSql[Conn], UsersSql[Conn], SqlDialect[Conn], Repository):
     """The repository on a SQL database; its subclasses are the dialects."""
 
     # -- health -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ adds or removes them, also by @username.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,10 +17,24 @@ import pytest
 
 from bot.domain.models import InvoiceKind, InvoiceStatus
 from testkit.mion import MionSimulator
+from testkit.mixpay import DEFAULT_PAYEE_ID, MixPaySimulator
 from testkit.telegram.models import EmuUser, MessageRecord
 from tests.conftest import Harness
+from tests.test_e2e_product import (
+    help_commands,
+    menu_names,
+    menus_ready,
+    mixpay_session,
+    mixpay_settings,
+)
 
 MION_KEY = "mion-test-key-0123456789"
+
+
+@pytest.fixture
+async def mixpay() -> AsyncIterator[MixPaySimulator]:
+    async with MixPaySimulator(payee_id=DEFAULT_PAYEE_ID) as sim:
+        yield sim
 
 
 @pytest.fixture
@@ -163,3 +178,184 @@ async def test_a_forged_amount_button_makes_nothing_for_a_stranger(tillbot: Harn
     assert refusal["text"].startswith("Sorry, /invoice is for merchants only.")
     assert await tillbot.services.repo.list_invoices(tillbot.stranger.id, limit=5) == []
     assert offer.buttons  # still there for Maria
+
+
+# -- 8. no jargon and no English leaks ----------------------------------------------------------
+SETTING_NAME = re.compile(r"\b[A-Z]+_[A-Z_]+\b")  # MION_API_KEY, MERCHANT_IDS, ...
+
+
+async def test_a_missing_gateway_is_told_in_plain_words_and_to_admins_by_setting(
+    tillbot: Harness,
+) -> None:
+    [reply] = await replies_after(tillbot, tillbot.merchant, "/onchain 10 Lamp")
+    assert reply.content == (
+        "On-chain payments are not set up here yet. Your admin can turn them on."
+    )
+    [reply] = await replies_after(tillbot, tillbot.merchant2, "/onchain 10 Lampe")
+    assert reply.content == (
+        "On-Chain-Zahlungen sind hier noch nicht eingerichtet. Dein Admin kann sie einschalten."
+    )
+    [reply] = await replies_after(tillbot, tillbot.admin, "/onchain 10 Lamp")
+    assert reply.content.startswith("On-chain payments are not set up here yet.")
+    assert "For admins: MIXPAY_PAYEE_ID" in reply.content and "MIXPAY_PAYMENT_ASSET_ID" in (
+        reply.content
+    )
+
+
+async def test_a_rejected_api_key_is_no_jargon_for_merchants(harness: Harness) -> None:
+    async with MionSimulator(api_key="the-real-key-0123456789") as sim:
+        await harness.start(
+            mion_api_url=sim.url, mion_api_key="a-wrong-key-0123456789", default_gateway="mion"
+        )
+        [reply] = await replies_after(harness, harness.merchant, "/invoice 5 Tea")
+        assert reply.content == (
+            "⚠️ Mion is not set up correctly right now, so no invoice was made. "
+            "Your admin has been told."
+        )
+        [reply] = await replies_after(harness, harness.merchant2, "/invoice 5 Tee")
+        assert reply.content.startswith("⚠️ Mion ist gerade nicht richtig eingerichtet")
+        assert not SETTING_NAME.search(reply.content)
+        [reply] = await replies_after(harness, harness.admin, "/invoice 5 Tea")
+        assert "For admins:" in reply.content and "MION_API_KEY" in reply.content
+
+
+async def test_a_gateways_failure_reason_is_read_in_our_words(
+    mixpay: MixPaySimulator, harness: Harness
+) -> None:
+    bot = harness
+    await bot.start(callback_poll_interval_seconds=0.2, **mixpay_settings(mixpay))
+    reply_en, failed_en = await bot.invoice(bot.merchant, "/invoice mixpay 20 Chair")
+    reply_de, failed_de = await bot.invoice(bot.merchant2, "/invoice mixpay 20 Stuhl")
+    mixpay.fail(mixpay_session(mixpay, failed_en), code=40020)  # "Wrong asset paid"
+    mixpay.fail(mixpay_session(mixpay, failed_de), code=40020)
+    await bot.emu.wait_for(lambda: "Reason:" in reply_en.content, timeout=8)
+    assert "Reason: a different coin was paid than asked for" in reply_en.content
+    await bot.emu.wait_for(lambda: "Grund:" in reply_de.content, timeout=8)
+    assert "es wurde eine andere Währung bezahlt als verlangt" in reply_de.content
+    told = await bot.emu.wait_for_message(
+        bot.merchant2, lambda m: "fehlgeschlagen" in m.content and m is not reply_de, timeout=8
+    )
+    assert "Wrong asset" not in told.content and "andere Währung" in told.content
+    admin = await bot.emu.wait_for_message(
+        bot.admin, lambda m: f"#{failed_en.id} failed" in m.content, timeout=8
+    )
+    assert "a different coin was paid" in admin.content
+    assert "the gateway said: Wrong asset paid" in admin.content  # the detail, for admins
+
+
+# -- 9. the menu matches what works; refusals name the command, never in a group ----------------
+async def test_the_menu_offers_onchain_only_with_a_gateway_for_it(
+    mixpay: MixPaySimulator, harness: Harness
+) -> None:
+    bot = harness
+    await bot.start(sandbox_enabled=False, default_gateway="mixpay", **mixpay_settings(mixpay))
+    await menus_ready(bot)
+    merchant_menu = ["invoice", "onchain", "invoices", "report", "settings", "help", "start"]
+    assert menu_names(bot, bot.merchant) == merchant_menu  # no /pos: no Lightning gateway
+    assert menu_names(bot, bot.merchant2) == merchant_menu
+    assert menu_names(bot, bot.admin) == [*merchant_menu, "merchants"]
+    shown = await bot.command(bot.merchant2, "/help")
+    assert help_commands(shown.content) == merchant_menu
+
+
+async def test_the_menu_without_onchain_gateway_in_both_languages(tillbot: Harness) -> None:
+    await menus_ready(tillbot)
+    assert "onchain" not in menu_names(tillbot, tillbot.merchant)
+    assert "pos" in menu_names(tillbot, tillbot.merchant2)  # the sandbox serves Lightning
+    chat = {"type": "chat", "chat_id": tillbot.merchant2.id}
+    german = await tillbot.emu.wait_for(lambda: tillbot.emu.commands_for(chat, "de"))
+    assert [c["command"] for c in german] == menu_names(tillbot, tillbot.merchant)
+    shown = await tillbot.command(tillbot.merchant2, "/help")
+    assert "onchain" not in help_commands(shown.content)
+
+
+async def test_a_strangers_refusal_names_what_they_tried(tillbot: Harness) -> None:
+    sam = tillbot.stranger
+    reply = await tillbot.command(sam, "/report")
+    assert reply.content == (
+        "Sorry, /report is for merchants only. If you sell with this bot, ask its admin to add you."
+    )
+    assert (await tillbot.command(sam, "/invoices")).content.startswith(
+        "Sorry, /invoices is for merchants only."
+    )
+    assert (await tillbot.command(tillbot.merchant, "/merchants")).content == (
+        "Sorry, /merchants is for admins only."
+    )
+    klara = tillbot.emu.add_user(2003, "Klara", language_code="de")
+    assert (await tillbot.command(klara, "/report")).content.startswith(
+        "Entschuldigung, /report ist nur für Händler."
+    )
+    assert (await tillbot.command(tillbot.merchant2, "/merchants")).content == (
+        "Entschuldigung, /merchants ist nur für Admins."
+    )
+
+
+async def test_in_a_group_a_refusal_goes_privately_or_nowhere(tillbot: Harness) -> None:
+    emu = tillbot.emu
+    group = emu.add_group(-100777, "Café Team")
+    klara = emu.add_user(2003, "Klara", language_code="de")
+    shy = emu.add_user(2004, "Shy", language_code="en", started=False)
+    await emu.send_message(tillbot.stranger, "/report", chat=group)
+    private = await emu.wait_for_message(tillbot.stranger, lambda m: "/report" in m.content)
+    assert private.content.startswith("Sorry, /report is for merchants only.")
+    await emu.send_message(klara, "/invoice 5 Kuchen", chat=group)
+    privat = await emu.wait_for_message(klara, lambda m: "/invoice" in m.content)
+    assert privat.content.startswith("Entschuldigung, /invoice ist nur für Händler.")
+    await emu.send_message(shy, "/merchants", chat=group)  # never opened the bot
+    await emu.send_message(tillbot.merchant, "/invoices", chat=group)
+    await emu.wait_for_message(group.id, lambda m: "Invoices" in m.content or "#" in m.content
+                               or "no invoices" in m.content.lower())
+    assert not [m for m in emu.bot_messages(group.id) if "Sorry" in m.content
+                or "Entschuldigung" in m.content]
+    assert not emu.bot_messages(shy)
+
+
+# -- 11. people are told --------------------------------------------------------------------
+async def test_a_merchant_added_and_removed_is_told_in_their_language(tillbot: Harness) -> None:
+    emu = tillbot.emu
+    klara = emu.add_user(2003, "Klara", username="Klara_Kuchen", language_code="de")
+    await tillbot.command(klara, "/start")  # the bot has seen her: by id, name and @username
+    reply = await tillbot.command(tillbot.admin, "/merchants add @klara_kuchen")
+    assert reply.content == "✅ 2003 is now a merchant.\nI have told them."
+    told = await emu.wait_for_message(klara, lambda m: "verkaufen" in m.content)
+    assert told.content.startswith("🎉 Du kannst jetzt mit diesem Bot verkaufen.")
+    assert "/invoice 12,50 Kaffee" in told.content
+    _, invoice = await tillbot.invoice(klara, "/invoice 4,20 Kuchen")
+    assert (invoice.merchant_id, invoice.amount_minor) == (2003, 420)
+
+    reply = await tillbot.command(tillbot.admin, "/merchants remove @Klara_Kuchen")
+    assert reply.content == "🗑 2003 is no longer a merchant.\nI have told them."
+    gone = await emu.wait_for_message(klara, lambda m: "keine Rechnungen mehr" in m.content)
+    assert gone.content.startswith("Du kannst mit diesem Bot keine Rechnungen mehr erstellen.")
+
+    sam = tillbot.stranger
+    await tillbot.command(sam, "/help")
+    reply = await tillbot.command(tillbot.admin, f"/merchants add {sam.id}")
+    assert reply.content.endswith("I have told them.")
+    told = await emu.wait_for_message(sam, lambda m: "sell" in m.content)
+    assert told.content.startswith("🎉 You can now sell with this bot.")
+
+
+async def test_an_unknown_username_or_someone_who_never_wrote(tillbot: Harness) -> None:
+    reply = await tillbot.command(tillbot.admin, "/merchants add @nobody_here")
+    assert reply.content.startswith("I have not met @nobody_here yet.")
+    assert await tillbot.services.repo.list_merchants() == []
+    tillbot.emu.add_user(2005, "Quiet", username="quiet", started=False)
+    reply = await tillbot.command(tillbot.admin, "/merchants add 2005")
+    assert reply.content == (
+        "✅ 2005 is now a merchant.\nI could not tell them: they have not opened this bot yet."
+    )
+    adele = tillbot.emu.add_user(9010, "Adele", language_code="de")
+    await tillbot.restart(admin_ids=[9009, 9010])
+    reply = await tillbot.command(adele, "/merchants add @niemand")
+    assert reply.content.startswith("@niemand kenne ich noch nicht.")
+
+
+async def test_a_username_follows_whoever_has_it_now(tillbot: Harness) -> None:
+    emu, repo = tillbot.emu, tillbot.services.repo
+    first = emu.add_user(2006, "First", username="corner_shop")
+    await tillbot.command(first, "/start")
+    assert await repo.user_by_username("@Corner_Shop") == 2006
+    second = emu.add_user(2007, "Second", username="corner_shop")
+    await tillbot.command(second, "/start")
+    assert await repo.user_by_username("corner_shop") == 2007
