@@ -42,7 +42,16 @@ from bot.services.payments import PaymentsService
 from bot.services.watcher import Watcher
 from bot.storage_watch import WATCH_INTERVAL_SECONDS, StorageWatch
 from bot.telegram.context import Services, TillbotApp, TillbotContext
-from bot.telegram.handlers import admin, amounts, customer, inline, lists, merchant, users
+from bot.telegram.handlers import (
+    admin,
+    amounts,
+    customer,
+    inline,
+    lists,
+    merchant,
+    share,
+    users,
+)
 from bot.telegram.handlers.common import reply
 from bot.telegram.handlers.menu import register_commands
 from bot.telegram.notifier import Notifier
@@ -50,6 +59,7 @@ from bot.telegram.ratelimit import TelegramRateLimiter
 from bot.telegram.views import (
     CALLBACK_AMOUNT,
     CALLBACK_CANCEL,
+    CALLBACK_LINK_QR,
     CALLBACK_MERCHANT,
     CALLBACK_NOOP,
     CALLBACK_PAGE,
@@ -170,6 +180,7 @@ def register_handlers(app: TillbotApp) -> None:
         (CALLBACK_SHOW, lists.show_button),
         (CALLBACK_MERCHANT, admin.merchant_button),
         (CALLBACK_AMOUNT, amounts.amount_button),
+        (CALLBACK_LINK_QR, share.link_qr_button),
         (CALLBACK_NOOP, noop_button),
     ]
     for prefix, callback in buttons:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -359,3 +360,91 @@ async def test_a_username_follows_whoever_has_it_now(tillbot: Harness) -> None:
     second = emu.add_user(2007, "Second", username="corner_shop")
     await tillbot.command(second, "/start")
     assert await repo.user_by_username("corner_shop") == 2007
+
+
+# -- 7. sharing ---------------------------------------------------------------------------------
+def decode_qr(png: bytes) -> str:
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    results = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    assert results, "the photo holds no readable QR code"
+    return str(results[0].text)
+
+
+async def test_share_button_next_to_pay_and_a_qr_of_the_link(tillbot: Harness) -> None:
+    emu, maria = tillbot.emu, tillbot.merchant
+    reply, invoice = await tillbot.invoice(maria, "/invoice 4.20 Cappuccino")
+    link = f"https://t.me/tillbot_test_bot?start={invoice.public_token}"
+    first_row = reply.reply_markup["inline_keyboard"][0] if reply.reply_markup else []
+    assert [b["text"] for b in first_row] == ["💳 Pay €4.20", "📤 Share"]
+    share = parse_qs(urlsplit(first_row[1]["url"]).query)
+    assert first_row[1]["url"].startswith("https://t.me/share/url?")
+    assert share == {"url": [link], "text": ["Invoice of €4.20 Cappuccino"]}
+    before = len(emu.bot_messages(maria))
+    await emu.press_button(maria, reply, "🔳 QR code of the link")
+    photo = await emu.wait_for(
+        lambda: len(emu.bot_messages(maria)) > before and emu.bot_messages(maria)[before]
+    )
+    assert photo.photo is not None and decode_qr(photo.photo) == link
+    assert photo.content.startswith(f"🔳 Invoice #{invoice.id} (€4.20): the customer scans")
+
+    max_ = tillbot.merchant2
+    reply, invoice = await tillbot.invoice(max_, "/invoice 3,50 Kuchen")
+    assert [b["text"] for b in reply.buttons][:2] == ["💳 3,50 € bezahlen", "📤 Teilen"]
+    url = next(b["url"] for b in reply.buttons if b["text"] == "📤 Teilen")
+    assert parse_qs(urlsplit(url).query)["text"] == ["Rechnung über 3,50 € Kuchen"]
+    await emu.press_button(max_, reply, "🔳 QR-Code des Links")
+    photo = await emu.wait_for_message(max_, lambda m: m.photo is not None)
+    assert photo.content.startswith(f"🔳 Rechnung Nr. {invoice.id} (3,50 €)")
+    # Someone else's press of the button sends nothing.
+    query = await emu.press_button(tillbot.customer, reply, f"lqr:{invoice.id}")
+    assert (await emu.wait_for_callback_answer(query.id)).get("show_alert")
+    assert not [m for m in emu.bot_messages(tillbot.customer) if m.photo is not None]
+
+
+async def test_a_customer_opening_the_link_again_gets_one_message(tillbot: Harness) -> None:
+    emu, chris = tillbot.emu, tillbot.customer
+    _, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 5 Tea")
+    first = await tillbot.command(chris, f"/start {invoice.public_token}")
+    assert "€5.00" in first.content
+    second = await tillbot.command(chris, f"/start {invoice.public_token}")
+    assert second is not first and "€5.00" in second.content and second.buttons
+    await emu.wait_for(lambda: first.content == f"⬇️ Invoice #{invoice.id} is shown again below.")
+    assert not first.buttons
+    stored = [m for m in await tillbot.services.repo.messages_for(invoice.id)
+              if m.chat_id == chris.id]
+    assert [m.message_id for m in stored] == [second.message_id]
+    await tillbot.sandbox().pay(invoice.gateway_session_id or "")
+    await emu.wait_for(lambda: "paid" in second.content.lower(), timeout=8)
+    assert first.content.startswith("⬇️")  # the old one is not brought back to life
+
+    klara = emu.add_user(2003, "Klara", language_code="de")
+    _, other = await tillbot.invoice(tillbot.merchant, "/invoice 6 Cake")
+    first = await tillbot.command(klara, f"/start {other.public_token}")
+    await tillbot.command(klara, f"/start {other.public_token}")
+    await emu.wait_for(
+        lambda: first.content == f"⬇️ Rechnung Nr. {other.id} wird unten noch einmal angezeigt."
+    )
+    assert len(emu.bot_messages(klara)) == 2
+
+
+async def test_tapping_an_invoice_twice_in_the_list_moves_it(tillbot: Harness) -> None:
+    emu, max_ = tillbot.emu, tillbot.merchant2
+    _, invoice = await tillbot.invoice(max_, "/invoice 7 Brot")
+    listing = await tillbot.command(max_, "/invoices")
+    button = next(b["text"] for b in listing.buttons if f"#{invoice.id}" in b["text"])
+    await emu.press_button(max_, listing, button)
+    shown = await emu.wait_for_message(max_, lambda m: m is not listing and "7,00 €" in m.content
+                                       and m.message_id > listing.message_id)
+    await emu.press_button(max_, listing, button)
+    again = await emu.wait_for_message(max_, lambda m: m.message_id > shown.message_id
+                                       and "7,00 €" in m.content)
+    await emu.wait_for(lambda: shown.content.startswith("⬇️ Rechnung Nr."))
+    mine = [m for m in await tillbot.services.repo.messages_for(invoice.id)
+            if m.chat_id == max_.id]
+    # The message of /invoice and the one moved from the first tap to the second.
+    assert sorted(m.message_id for m in mine)[-1] == again.message_id
+    assert shown.message_id not in [m.message_id for m in mine]

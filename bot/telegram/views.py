@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from html import escape, unescape
 from typing import Any
+from urllib.parse import quote
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -29,6 +30,7 @@ CALLBACK_SETTINGS = "set"
 CALLBACK_MERCHANT = "merch"
 CALLBACK_NOOP = "noop"
 CALLBACK_AMOUNT = "amt"
+CALLBACK_LINK_QR = "lqr"
 
 # Telegram's limits, in UTF-16 code units after entity parsing.
 TEXT_LIMIT = 4096
@@ -54,6 +56,15 @@ class ViewContext:
 
 def share_link(invoice: Invoice, bot_username: str) -> str:
     return f"https://t.me/{bot_username}?start={invoice.public_token}"
+
+
+def share_url(invoice: Invoice, language: str, bot_username: str) -> str:
+    """Telegram's share dialog (https://t.me/share/url): pick a chat, the link goes there
+    with a line saying what it is."""
+    amount = unescape(format_amount(invoice.amount_minor, invoice.currency, language))
+    text = t(language, "share_text", amount=amount, description=invoice.description or "")
+    link = quote(share_link(invoice, bot_username), safe="")
+    return f"https://t.me/share/url?url={link}&text={quote(text.strip(), safe='')}"
 
 
 def status_label(invoice: Invoice, language: str) -> str:
@@ -235,11 +246,24 @@ def invoice_keyboard(
         return None
     rows: list[list[InlineKeyboardButton]] = []
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
+    first: list[InlineKeyboardButton] = []
     if invoice.checkout_url:
+        first.append(
+            InlineKeyboardButton(t(language, "button_pay", amount=amount), url=invoice.checkout_url)
+        )
+    if role is MessageRole.MERCHANT:  # next to Pay: send the link to the customer's chat
+        first.append(
+            InlineKeyboardButton(
+                t(language, "button_share"), url=share_url(invoice, language, ctx.bot_username)
+            )
+        )
+    if first:
+        rows.append(first)
+    if role is MessageRole.MERCHANT and invoice.kind is InvoiceKind.CHECKOUT:
         rows.append(
             [
                 InlineKeyboardButton(
-                    t(language, "button_pay", amount=amount), url=invoice.checkout_url
+                    t(language, "button_link_qr"), callback_data=f"{CALLBACK_LINK_QR}:{invoice.id}"
                 )
             ]
         )

@@ -118,6 +118,71 @@ async def show_invoice(
     user_id: int | None,
 ) -> Message:
     """Send the invoice message (a QR photo for Lightning/on-chain) and remember it."""
+    sent, photo = await _send_invoice(context, chat_id, invoice, role, lang)
+    await context.services.payments.remember_message(
+        InvoiceMessage(
+            invoice_id=invoice.id,
+            role=role,
+            chat_id=sent.chat_id,
+            message_id=sent.message_id,
+            user_id=user_id,
+            is_photo=photo,
+            language=lang,
+        ),
+        shown=invoice.status,
+    )
+    return sent
+
+
+async def show_invoice_once(
+    context: TillbotContext,
+    chat_id: int,
+    invoice: Invoice,
+    role: MessageRole,
+    lang: str,
+    user_id: int | None,
+) -> Message:
+    """Show the invoice in the chat once: shown there before (a link opened again, an
+    invoice tapped twice in /invoices), it is sent again at the bottom of the chat, the old
+    message says so, and the status edits follow the new one; never two live copies."""
+    payments = context.services.payments
+    old = await payments.message_in_chat(invoice.id, chat_id, role)
+    if old is None or old.message_id is None:
+        return await show_invoice(context, chat_id, invoice, role, lang, user_id)
+    sent, photo = await _send_invoice(context, chat_id, invoice, role, lang)
+    if photo == old.is_photo:
+        await payments.moved_message(old, sent.chat_id, sent.message_id)
+    else:  # a QR photo then, a text now (or back): a message row of its own
+        await payments.remember_message(
+            InvoiceMessage(
+                invoice_id=invoice.id,
+                role=role,
+                chat_id=sent.chat_id,
+                message_id=sent.message_id,
+                user_id=user_id,
+                is_photo=photo,
+                language=lang,
+            ),
+            shown=invoice.status,
+        )
+    moved = t(old.language or lang, "invoice_moved", id=invoice.id)
+    try:
+        if old.is_photo:
+            await context.bot.edit_message_caption(
+                chat_id=chat_id, message_id=old.message_id, caption=moved, reply_markup=None
+            )
+        else:
+            await context.bot.edit_message_text(
+                moved, chat_id=chat_id, message_id=old.message_id, reply_markup=None
+            )
+    except TelegramError as exc:  # deleted by the user, or too old to edit: nothing left
+        log.info("the earlier message of invoice %s was not edited: %s", invoice.id, exc)
+    return sent
+
+
+async def _send_invoice(
+    context: TillbotContext, chat_id: int, invoice: Invoice, role: MessageRole, lang: str
+) -> tuple[Message, bool]:
     services = context.services
     text = invoice_text(invoice, lang, role, services.view)
     keyboard = invoice_keyboard(invoice, lang, role, services.view)
@@ -134,19 +199,7 @@ async def show_invoice(
         sent = await context.bot.send_message(
             chat_id, text, parse_mode=ParseMode.HTML, reply_markup=keyboard
         )
-    await services.payments.remember_message(
-        InvoiceMessage(
-            invoice_id=invoice.id,
-            role=role,
-            chat_id=sent.chat_id,
-            message_id=sent.message_id,
-            user_id=user_id,
-            is_photo=photo,
-            language=lang,
-        ),
-        shown=invoice.status,
-    )
-    return sent
+    return sent, photo
 
 
 async def answer(update: Update, text: str | None = None, alert: bool = False) -> None:

@@ -22,7 +22,7 @@ from bot.telegram.handlers.common import (
     refuse,
     reply,
     show_in_place,
-    show_invoice,
+    show_invoice_once,
 )
 from bot.telegram.views import CALLBACK_PAGE, CALLBACK_SHOW, status_label
 
@@ -66,7 +66,7 @@ async def show_button(update: Update, context: TillbotContext) -> None:
         await answer(update, t(lang, "not_yours"), alert=True)
         return
     await answer(update)
-    await show_invoice(context, chat.id, invoice, MessageRole.MERCHANT, lang, user.id)
+    await show_invoice_once(context, chat.id, invoice, MessageRole.MERCHANT, lang, user.id)
 
 
 async def _show_page(update: Update, context: TillbotContext, page: int) -> None:
