@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ KIND_GATEWAYS: dict[InvoiceKind, tuple[str, ...]] = {
     InvoiceKind.LIGHTNING: ("mion", "sandbox"),
     InvoiceKind.ONCHAIN: ("mixpay",),
 }
+_PLAIN_AMOUNT = re.compile(r"[0-9]+(\.[0-9]*)?")  # ASCII digits only: never `١٢`
 
 
 class InputError(ValueError):
@@ -85,11 +87,7 @@ def looks_like_amount(text: str) -> bool:
         draft = parse_invoice_args(words)
     except InputError:
         return False
-    return (
-        not draft.description
-        and draft.amount_text[:1].isdigit()
-        and all(c.isdigit() or c == "." for c in draft.amount_text)
-    )
+    return not draft.description and _PLAIN_AMOUNT.fullmatch(draft.amount_text) is not None
 
 
 def new_public_token() -> str:

@@ -105,6 +105,8 @@ def notice_text(
 def _reason(item: OutboxItem, invoice: Invoice, payload: Mapping[str, Any], language: str) -> str:
     """Why it failed in our words and the reader's language; admins also get the gateway's."""
     raw = payload.get("reason") or invoice.failure_reason
+    if item.event is not OutboxEvent.FAILED:  # e.g. the customer details a gateway needs
+        return escape(str(raw or "—"))
     key = reason_key(raw, payload.get("detail"), raw_status=invoice.raw_status)
     text = t(language, key)
     if item.kind is OutboxKind.ADMIN and raw:
