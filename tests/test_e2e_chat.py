@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,6 +21,7 @@ from bot.domain.models import InvoiceKind, InvoiceStatus
 from testkit.mion import MionSimulator
 from testkit.mixpay import DEFAULT_PAYEE_ID, MixPaySimulator
 from testkit.telegram.models import EmuUser, MessageRecord
+from tests.chat_screenshots import make_screenshots
 from tests.conftest import Harness
 from tests.test_e2e_product import (
     help_commands,
@@ -448,3 +450,17 @@ async def test_tapping_an_invoice_twice_in_the_list_moves_it(tillbot: Harness) -
     # The message of /invoice and the one moved from the first tap to the second.
     assert sorted(m.message_id for m in mine)[-1] == again.message_id
     assert shown.message_id not in [m.message_id for m in mine]
+
+
+# -- the README's screenshots, rendered from the emulator's messages ---------------------------
+async def test_chat_screenshots_render_what_the_bot_said(tmp_path: Path) -> None:
+    made = await make_screenshots(tmp_path)
+    assert [p.name for p in made] == [
+        "chat-merchant-en.png",
+        "chat-merchant-de.png",
+        "chat-admin-en.png",
+        "chat-new-merchant-de.png",
+        "chat-stranger-en.png",
+    ]
+    # The counter QR in the German screenshot is still a QR a wallet reads.
+    assert decode_qr((tmp_path / "chat-merchant-de.png").read_bytes()).startswith("LIGHTNING:")
