@@ -17,7 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from bot.domain.drafts import looks_like_amount, parse_invoice_args
 from bot.domain.models import InvoiceKind, InvoiceStatus
+from bot.domain.money import currency_in, normalize_amount, split_currency
 from testkit.mion import MionSimulator
 from testkit.mixpay import DEFAULT_PAYEE_ID, MixPaySimulator
 from testkit.telegram.models import EmuUser, MessageRecord
@@ -464,3 +466,42 @@ async def test_chat_screenshots_render_what_the_bot_said(tmp_path: Path) -> None
     ]
     # The counter QR in the German screenshot is still a QR a wallet reads.
     assert decode_qr((tmp_path / "chat-merchant-de.png").read_bytes()).startswith("LIGHTNING:")
+
+
+# -- the domain's reading of amounts (no bot needed) --------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "en", "de"),
+    [
+        ("3.50", "3.50", "3.50"),
+        ("3,50", "3.50", "3.50"),
+        ("1,234.50", "1234.50", "1234.50"),
+        ("1.234,50", "1234.50", "1234.50"),
+        ("1,234", "1234", "1.234"),  # the language's thousands group, else a decimal mark
+        ("1.234", "1.234", "1234"),
+        ("1,234,567", "1234567", "1234567"),
+        ("0,001", "0.001", "0.001"),  # a leading 0 is never a thousands group
+        ("1,23,4", "1,23,4", "1,23,4"),  # not a number: refused by parse_amount
+        ("1.234.5", "1.234.5", "1.234.5"),
+        ("١٢", "١٢", "١٢"),
+    ],
+)
+def test_amounts_are_read_with_the_writers_separators(text: str, en: str, de: str) -> None:
+    assert normalize_amount(text, "en") == en
+    assert normalize_amount(text, "de") == de
+    assert normalize_amount(text, "es") == de
+
+
+def test_signs_and_codes_name_the_currency() -> None:
+    assert split_currency("€3.50") == ("3.50", "EUR")
+    assert split_currency("12,50€") == ("12,50", "EUR")
+    assert split_currency("$5") == ("5", "USD")
+    assert split_currency("12usd") == ("12", "USD")
+    assert split_currency("abc12") == ("abc12", None)
+    assert currency_in("BTC") == "BTC" and currency_in("CUP") == "CUP"
+    assert currency_in("cup") is None and currency_in("Tea") is None  # words stay words
+    draft = parse_invoice_args(["12", "cup", "of", "tea"])
+    assert (draft.currency, draft.description) == (None, "cup of tea")
+    draft = parse_invoice_args(["3,50", "€", "Kaffee"], language="de")
+    assert (draft.amount_text, draft.currency, draft.description) == ("3.50", "EUR", "Kaffee")
+    assert looks_like_amount("12,50 €") and looks_like_amount("5 USD")
+    assert not looks_like_amount("3.50 Coffee") and not looks_like_amount("١٢")
