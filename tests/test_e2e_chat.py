@@ -208,10 +208,15 @@ async def test_a_missing_gateway_is_told_in_plain_words_and_to_admins_by_setting
 
 
 async def test_a_rejected_api_key_is_no_jargon_for_merchants(harness: Harness) -> None:
+    adele = harness.emu.add_user(9010, "Adele", language_code="de")
     async with MionSimulator(api_key="the-real-key-0123456789") as sim:
         await harness.start(
-            mion_api_url=sim.url, mion_api_key="a-wrong-key-0123456789", default_gateway="mion"
+            mion_api_url=sim.url,
+            mion_api_key="a-wrong-key-0123456789",
+            default_gateway="mion",
+            admin_ids=[9009, 9010],
         )
+        await replies_after(harness, adele, "/start")  # her first contact: German from now on
         [reply] = await replies_after(harness, harness.merchant, "/invoice 5 Tea")
         assert reply.content == (
             "⚠️ Mion is not set up correctly right now, so no invoice was made. "
@@ -222,6 +227,10 @@ async def test_a_rejected_api_key_is_no_jargon_for_merchants(harness: Harness) -
         assert not SETTING_NAME.search(reply.content)
         [reply] = await replies_after(harness, harness.admin, "/invoice 5 Tea")
         assert "For admins:" in reply.content and "MION_API_KEY" in reply.content
+        # The admins are told once, each in their own language, with the setting to fix.
+        alert = await harness.emu.wait_for_message(adele, lambda m: "🔑" in m.content)
+        assert alert.content.startswith("🔑 Mion lehnt Tillbots Zugangsdaten ab: prüfe MION_API_KEY\n")
+        assert "rejected" not in alert.content  # no English inside the German
 
 
 async def test_a_gateways_failure_reason_is_read_in_our_words(

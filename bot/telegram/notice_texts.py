@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date
 from html import escape
@@ -17,9 +18,10 @@ from bot.domain.models import (
 )
 from bot.domain.money import format_amount
 from bot.domain.reasons import reason_key
-from bot.i18n import format_datetime, format_day, t
+from bot.i18n import DEFAULT_LANGUAGE, format_datetime, format_day, t
 from bot.telegram.views import ViewContext
 
+_SETTING_RE = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b")  # MION_API_KEY, ...
 # The statuses a late payment can come after (a late-paid notice names which one).
 LATE_PAID_FROM = frozenset(s.value for s in FINAL_STATUSES - {InvoiceStatus.PAID})
 
@@ -39,7 +41,7 @@ def notice_text(
             language,
             "admin_gateway_auth",
             gateway=escape(view.title(str(payload.get("gateway")))),
-            message=escape(str(payload.get("message", ""))),
+            message=_auth_detail(str(payload.get("message", "")), language),
         )
     if item.event is OutboxEvent.GATEWAY_SETUP:
         return t(
@@ -100,6 +102,14 @@ def notice_text(
         return t(language, key, **common)
     prefix = "admin" if item.kind is OutboxKind.ADMIN else "merchant"
     return t(language, f"{prefix}_{item.event.value}", **common)
+
+
+def _auth_detail(message: str, language: str) -> str:
+    """The adapter's detail is English: other languages read which settings to check."""
+    settings = list(dict.fromkeys(_SETTING_RE.findall(message)))
+    if language == DEFAULT_LANGUAGE or not settings:
+        return escape(message)
+    return t(language, "admin_check_settings", settings=escape(", ".join(settings)))
 
 
 def _reason(item: OutboxItem, invoice: Invoice, payload: Mapping[str, Any], language: str) -> str:
