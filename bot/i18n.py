@@ -33,7 +33,9 @@ from babel.dates import format_datetime as babel_format_datetime
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import NumberPattern
+from babel.numbers import NumberPattern, get_group_symbol
+
+from bot.domain.money import CURRENCY_SIGNS, exponent, to_decimal
 
 LANGUAGES = ("en", "de", "es")
 DEFAULT_LANGUAGE = "en"
@@ -150,6 +152,12 @@ def _decimal_pattern(language: str, places: int, currency_sign: str | None) -> N
     return pattern
 
 
+def group_separator(language: str) -> str:
+    """The mark the language groups thousands with (',' in English, '.' in German and
+    Spanish): how `parse_invoice_args` reads `1.234` or `1,234`."""
+    return str(get_group_symbol(locale_of(language)))
+
+
 def format_number(
     value: Decimal | int, language: str, places: int = 0, currency_sign: str | None = None
 ) -> str:
@@ -160,6 +168,20 @@ def format_number(
     pattern = _decimal_pattern(language, places, currency_sign)
     text: str = pattern.apply(quantized, locale_of(language))
     return text.translate(_SPACES)
+
+
+def format_decimal(value: Decimal, language: str, places: int = 2) -> str:
+    """Group thousands and choose the separators of the language ('1,234.50' / '1.234,50'),
+    through Babel's locale data; exact (Decimal, rounded to `places`)."""
+    return format_number(value, language, places)
+
+
+def format_amount(minor: int, currency: str, language: str = "en") -> str:
+    """An amount as people of the language write it (Babel's locale data): '€12.50' (en),
+    '12,50 €' (de, es); currencies without a sign here by their code ('CHF 12.50')."""
+    code = currency.upper()
+    sign = CURRENCY_SIGNS.get(code, code)
+    return format_number(to_decimal(minor, code), language, exponent(code), currency_sign=sign)
 
 
 def format_datetime(value: datetime | None, language: str) -> str:

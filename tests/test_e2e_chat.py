@@ -20,6 +20,7 @@ import pytest
 from bot.domain.drafts import looks_like_amount, parse_invoice_args
 from bot.domain.models import InvoiceKind, InvoiceStatus
 from bot.domain.money import currency_in, normalize_amount, split_currency
+from bot.i18n import group_separator
 from testkit.mion import MionSimulator
 from testkit.mixpay import DEFAULT_PAYEE_ID, MixPaySimulator
 from testkit.telegram.models import EmuUser, MessageRecord
@@ -495,9 +496,9 @@ async def test_chat_screenshots_render_what_the_bot_said(tmp_path: Path) -> None
     ],
 )
 def test_amounts_are_read_with_the_writers_separators(text: str, en: str, de: str) -> None:
-    assert normalize_amount(text, "en") == en
-    assert normalize_amount(text, "de") == de
-    assert normalize_amount(text, "es") == de
+    assert normalize_amount(text, group_separator("en")) == en
+    assert normalize_amount(text, group_separator("de")) == de
+    assert normalize_amount(text, group_separator("es")) == de
 
 
 def test_signs_and_codes_name_the_currency() -> None:
@@ -510,7 +511,7 @@ def test_signs_and_codes_name_the_currency() -> None:
     assert currency_in("cup") is None and currency_in("Tea") is None  # words stay words
     draft = parse_invoice_args(["12", "cup", "of", "tea"])
     assert (draft.currency, draft.description) == (None, "cup of tea")
-    draft = parse_invoice_args(["3,50", "€", "Kaffee"], language="de")
+    draft = parse_invoice_args(["3,50", "€", "Kaffee"], group=".")
     assert (draft.amount_text, draft.currency, draft.description) == ("3.50", "EUR", "Kaffee")
     assert looks_like_amount("12,50 €") and looks_like_amount("5 USD")
     assert not looks_like_amount("3.50 Coffee") and not looks_like_amount("١٢")

@@ -45,11 +45,11 @@ class InvoiceDraft:
 
 
 def parse_invoice_args(
-    args: Sequence[str], kind: InvoiceKind = InvoiceKind.CHECKOUT, language: str = "en"
+    args: Sequence[str], kind: InvoiceKind = InvoiceKind.CHECKOUT, group: str = ","
 ) -> InvoiceDraft:
     """`12.50 Coffee`, `12 USD Lamp`, `EUR 12`, `€3.50`, `3,50 € Tea`, `1.234,50`: amount,
     optional currency (code or sign, before or after), description. The amount is read with
-    the separators of the writer's `language` and kept as plain digits (`1234.50`); a code
+    the thousands `group` mark of the writer's language and kept as plain digits (`1234.50`); a code
     in capitals that no gateway may take (`12 BTC Lamp`) is still the currency, for the
     gateway to refuse by name, never part of the description."""
     words = [w for w in args if w]
@@ -64,7 +64,7 @@ def parse_invoice_args(
     if rest and currency_in(rest[0]):
         currency, rest = _one_currency(currency, currency_in(rest[0])), rest[1:]
     return InvoiceDraft(
-        amount_text=normalize_amount(number, language),
+        amount_text=normalize_amount(number, group),
         description=" ".join(rest),
         currency=currency,
         kind=kind,

@@ -9,10 +9,6 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from babel.numbers import get_decimal_symbol, get_group_symbol, list_currencies
-
-from bot.i18n import format_number, locale_of
-
 # ISO 4217 minor-unit exponents of the currencies Tillbot shows; anything else has 2.
 _EXPONENTS: dict[str, int] = {
     "JPY": 0,
@@ -36,7 +32,7 @@ _TWO_DECIMALS = frozenset(
         "RUB", "SAR", "SEK", "SGD", "THB", "TRY", "TWD", "UAH", "USD", "ZAR",
     }
 )
-_SYMBOLS: dict[str, str] = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": "CHF"}
+CURRENCY_SIGNS: dict[str, str] = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": "CHF"}
 # What people write before or after an amount for its currency (`€3.50`, `3,50 €`).
 SIGN_CURRENCIES: dict[str, str] = {"€": "EUR", "$": "USD", "£": "GBP", "¥": "JPY", "₿": "BTC"}
 # Codes people write for money that ISO 4217 does not list (crypto): recognised as a
@@ -45,7 +41,10 @@ SIGN_CURRENCIES: dict[str, str] = {"€": "EUR", "$": "USD", "£": "GBP", "¥": 
 _CRYPTO_CODES = frozenset(
     {"BTC", "SAT", "SATS", "MSAT", "ETH", "LTC", "XMR", "XRP", "DOGE", "SOL", "TRX", "BNB", "DAI"}
 )
-_ISO_CODES = frozenset(list_currencies())
+# ISO 4217 codes, current and historic (CLDR's list, as Babel 2.17 has it), in capitals.
+_ISO_CODES = frozenset(
+    ["ADP", "AED", "AFA", "AFN", "ALK", "ALL", "AMD", "ANG", "AOA", "AOK", "AON", "AOR", "ARA", "ARL", "ARM", "ARP", "ARS", "ATS", "AUD", "AWG", "AZM", "AZN", "BAD", "BAM", "BAN", "BBD", "BDT", "BEC", "BEF", "BEL", "BGL", "BGM", "BGN", "BGO", "BHD", "BIF", "BMD", "BND", "BOB", "BOL", "BOP", "BOV", "BRB", "BRC", "BRE", "BRL", "BRN", "BRR", "BRZ", "BSD", "BTN", "BUK", "BWP", "BYB", "BYN", "BYR", "BZD", "CAD", "CDF", "CHE", "CHF", "CHW", "CLE", "CLF", "CLP", "CNH", "CNY", "COP", "COU", "CRC", "CSD", "CSK", "CUC", "CUP", "CVE", "CYP", "CZK", "DDM", "DEM", "DJF", "DKK", "DOP", "DZD", "ECS", "ECV", "EEK", "EGP", "ERN", "ESA", "ESB", "ESP", "ETB", "EUR", "FIM", "FJD", "FKP", "FRF", "GBP", "GEK", "GEL", "GHC", "GHS", "GIP", "GMD", "GNF", "GNS", "GQE", "GRD", "GTQ", "GWE", "GWP", "GYD", "HKD", "HNL", "HRD", "HRK", "HTG", "HUF", "IDR", "IEP", "ILP", "ILR", "ILS", "INR", "IQD", "IRR", "ISJ", "ISK", "ITL", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRH", "KRO", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LTL", "LTT", "LUC", "LUF", "LUL", "LVL", "LVR", "LYD", "MAD", "MAF", "MCF", "MDC", "MDL", "MGA", "MGF", "MKD", "MKN", "MLF", "MMK", "MNT", "MOP", "MRO", "MRU", "MTL", "MTP", "MUR", "MVP", "MVR", "MWK", "MXN", "MXP", "MXV", "MYR", "MZE", "MZM", "MZN", "NAD", "NGN", "NIC", "NIO", "NLG", "NOK", "NPR", "NZD", "OMR", "PAB", "PEI", "PEN", "PES", "PGK", "PHP", "PKR", "PLN", "PLZ", "PTE", "PYG", "QAR", "RHD", "ROL", "RON", "RSD", "RUB", "RUR", "RWF", "SAR", "SBD", "SCR", "SDD", "SDG", "SDP", "SEK", "SGD", "SHP", "SIT", "SKK", "SLE", "SLL", "SOS", "SRD", "SRG", "SSP", "STD", "STN", "SUR", "SVC", "SYP", "SZL", "THB", "TJR", "TJS", "TMM", "TMT", "TND", "TOP", "TPE", "TRL", "TRY", "TTD", "TWD", "TZS", "UAH", "UAK", "UGS", "UGX", "USD", "USN", "USS", "UYI", "UYP", "UYU", "UYW", "UZS", "VEB", "VED", "VEF", "VES", "VND", "VNN", "VUV", "WST", "XAD", "XAF", "XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XCD", "XCG", "XDR", "XEU", "XFO", "XFU", "XOF", "XPD", "XPF", "XPT", "XRE", "XSU", "XTS", "XUA", "XXX", "YDD", "YER", "YUD", "YUM", "YUN", "YUR", "ZAL", "ZAR", "ZMK", "ZMW", "ZRN", "ZRZ", "ZWD", "ZWG", "ZWL", "ZWR"]
+)
 _CURRENCY_RE = re.compile(r"^[A-Za-z]{3,5}$")
 # Digits with at most one decimal separator; no sign, exponent, spaces or thousands groups.
 _AMOUNT_RE = re.compile(r"^(?P<int>[0-9]+)(?:[.,](?P<frac>[0-9]*))?$")
@@ -162,11 +161,12 @@ def split_currency(word: str) -> tuple[str, str | None]:
     return (match.group("num"), currency) if currency else (word, None)
 
 
-def normalize_amount(text: str, language: str) -> str:
-    """An amount as people of `language` write it, as plain digits with at most one `.`:
-    `1,234.50` -> '1234.50', `1.234,50` -> '1234.50' (either way, both marks say which is
-    which), `1.234` -> '1234' in German but '1.234' in English (one mark followed by three
-    digits is the language's thousands group), `3,50` -> '3.50' in every language.
+def normalize_amount(text: str, group: str = ",") -> str:
+    """An amount as people write it, as plain digits with at most one `.`, given their
+    language's thousands `group` mark (`,` in English, `.` in German and Spanish; bot/i18n's
+    `group_separator`): `1,234.50` -> '1234.50', `1.234,50` -> '1234.50' (either way, both
+    marks say which is which), `1.234` -> '1234' in German but '1.234' in English (one mark
+    followed by three digits is the writer's thousands group), `3,50` -> '3.50' always.
     Text that is no such amount is returned as it was, for `parse_amount` to refuse."""
     cleaned = text.strip()
     if not re.fullmatch(r"[0-9][0-9.,]*", cleaned):
@@ -174,21 +174,17 @@ def normalize_amount(text: str, language: str) -> str:
     marks = [c for c in cleaned if c in ".,"]
     if not marks:
         return cleaned
-    group_sign = get_group_symbol(locale_of(language))
-    decimal_sign = get_decimal_symbol(locale_of(language))
     if len(set(marks)) == 2:
         decimal = marks[-1]
         whole, _, frac = cleaned.rpartition(decimal)
-        group = "," if decimal == "." else "."
+        grouping = "," if decimal == "." else "."
         if decimal in whole:
             return text
-    elif len(marks) > 1 or (
-        marks[0] == group_sign != decimal_sign and _ONE_GROUP.fullmatch(cleaned)
-    ):
-        group, whole, frac = marks[0], cleaned, ""
+    elif len(marks) > 1 or (marks[0] == group and _ONE_GROUP.fullmatch(cleaned)):
+        grouping, whole, frac = marks[0], cleaned, ""
     else:
         return cleaned.replace(",", ".")
-    parts = whole.split(group)
+    parts = whole.split(grouping)
     if not (1 <= len(parts[0]) <= 3 and parts[0][0] != "0" and all(len(p) == 3 for p in parts[1:])):
         return text
     return "".join(parts) + (f".{frac}" if frac else "")
@@ -241,17 +237,3 @@ def decimal_text(value: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
-
-
-def format_decimal(value: Decimal, language: str, places: int = 2) -> str:
-    """Group thousands and choose the separators of the language ('1,234.50' / '1.234,50'),
-    through Babel's locale data; exact (Decimal, rounded to `places`)."""
-    return format_number(value, language, places)
-
-
-def format_amount(minor: int, currency: str, language: str = "en") -> str:
-    """An amount as people of the language write it (Babel's locale data): '€12.50' (en),
-    '12,50 €' (de, es); currencies without a sign here by their code ('CHF 12.50')."""
-    code = currency.upper()
-    sign = _SYMBOLS.get(code, code)
-    return format_number(to_decimal(minor, code), language, exponent(code), currency_sign=sign)

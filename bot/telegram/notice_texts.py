@@ -16,9 +16,8 @@ from bot.domain.models import (
     OutboxItem,
     OutboxKind,
 )
-from bot.domain.money import format_amount
 from bot.domain.reasons import reason_key
-from bot.i18n import DEFAULT_LANGUAGE, format_datetime, format_day, t
+from bot.i18n import DEFAULT_LANGUAGE, format_amount, format_datetime, format_day, t
 from bot.telegram.views import ViewContext
 
 _SETTING_RE = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b")  # MION_API_KEY, ...

@@ -8,8 +8,7 @@ from telegram.constants import ParseMode
 
 from bot.domain.drafts import InputError, looks_like_amount, parse_invoice_args
 from bot.domain.models import InvoiceKind
-from bot.domain.money import format_amount
-from bot.i18n import t
+from bot.i18n import format_amount, group_separator, t
 from bot.telegram.context import TillbotContext
 from bot.telegram.handlers.common import (
     answer,
@@ -37,7 +36,7 @@ async def amount_offer(update: Update, context: TillbotContext) -> bool:
     payments = services.payments
     lang = await language(update, context)
     try:
-        draft = parse_invoice_args(message.text.split(), language=lang)
+        draft = parse_invoice_args(message.text.split(), group=group_separator(lang))
         gateway = await payments.merchant_gateway(user.id)
         amount, currency, _, _ = payments.validate(draft, gateway)
     except InputError as exc:

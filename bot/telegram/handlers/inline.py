@@ -17,9 +17,8 @@ from telegram.constants import ParseMode
 
 from bot.domain.drafts import InputError, NotAllowed, parse_invoice_args
 from bot.domain.models import InvoiceMessage, MessageRole
-from bot.domain.money import format_amount
 from bot.gateways.base import GatewayError
-from bot.i18n import t
+from bot.i18n import format_amount, group_separator, t
 from bot.telegram.context import TillbotContext
 from bot.telegram.handlers.common import gateway_error_text
 from bot.telegram.handlers.merchant import HELP_PAYLOAD
@@ -46,7 +45,7 @@ async def inline_query(update: Update, context: TillbotContext) -> None:
         await query.answer([], cache_time=0, is_personal=True, button=help_button)
         return
     try:
-        draft = parse_invoice_args(text.split(), language=lang)
+        draft = parse_invoice_args(text.split(), group=group_separator(lang))
         gateway = await services.payments.merchant_gateway(query.from_user.id)
         amount, currency, description, _ = services.payments.validate(draft, gateway)
     except InputError as exc:
@@ -89,7 +88,7 @@ async def chosen_result(update: Update, context: TillbotContext) -> None:
     lang = await services.language_for(user)
     try:
         invoice = await services.payments.create_invoice(
-            user.id, parse_invoice_args(chosen.query.split(), language=lang)
+            user.id, parse_invoice_args(chosen.query.split(), group=group_separator(lang))
         )
     except (InputError, NotAllowed, GatewayError) as exc:
         log.info("inline invoice not created: %s", type(exc).__name__)

@@ -10,9 +10,8 @@ from telegram.constants import ParseMode
 
 from bot.domain.drafts import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
 from bot.domain.models import InvoiceKind, MessageRole
-from bot.domain.money import format_decimal
 from bot.gateways.base import GatewayError
-from bot.i18n import LANGUAGE_NAMES, LANGUAGES, t
+from bot.i18n import LANGUAGE_NAMES, LANGUAGES, format_decimal, group_separator, t
 from bot.ids import parse_invoice_id
 from bot.telegram.context import TillbotContext
 from bot.telegram.handlers.common import (
@@ -137,7 +136,7 @@ async def _create(
         gateway = args.pop(0).lower()
     lang = await language(update, context)
     try:
-        draft = parse_invoice_args(args, kind, lang)
+        draft = parse_invoice_args(args, kind, group_separator(lang))
         draft = InvoiceDraft(draft.amount_text, draft.description, draft.currency, gateway, kind)
         created = await payments.create_invoice(user.id, draft)
     except InputError as exc:  # one reply per mistake: what is wrong, and how to write it

@@ -9,8 +9,7 @@ from telegram import Update
 from telegram.constants import ParseMode
 
 from bot.domain.drafts import NotAllowed
-from bot.domain.money import format_amount
-from bot.i18n import t
+from bot.i18n import format_amount, t
 from bot.ids import parse_invoice_id
 from bot.telegram.context import TillbotContext
 from bot.telegram.handlers.common import answer, callback_parts, is_merchant, language
