@@ -515,3 +515,22 @@ def test_signs_and_codes_name_the_currency() -> None:
     assert (draft.amount_text, draft.currency, draft.description) == ("3.50", "EUR", "Kaffee")
     assert looks_like_amount("12,50 €") and looks_like_amount("5 USD")
     assert not looks_like_amount("3.50 Coffee") and not looks_like_amount("١٢")
+
+
+async def test_an_underpayment_is_written_in_the_readers_numbers(
+    mixpay: MixPaySimulator, harness: Harness
+) -> None:
+    bot = harness
+    await bot.start(callback_poll_interval_seconds=0.2, **mixpay_settings(mixpay))
+    reply_de, short_de = await bot.invoice(bot.merchant2, "/invoice mixpay 11 Lampe")
+    reply_en, short_en = await bot.invoice(bot.merchant, "/invoice mixpay 11 Lamp")
+    mixpay.underpay(mixpay_session(mixpay, short_de))  # half: 5.5 USDT of 11 USDT
+    mixpay.underpay(mixpay_session(mixpay, short_en))
+    await bot.emu.wait_for(lambda: "zu wenig bezahlt" in reply_de.content, timeout=8)
+    assert "zu wenig bezahlt: 5,5 USDT von 11 USDT angekommen" in reply_de.content
+    await bot.emu.wait_for(lambda: "underpaid" in reply_en.content, timeout=8)
+    assert "underpaid: 5.5 USDT of 11 USDT arrived" in reply_en.content
+    told = await bot.emu.wait_for_message(
+        bot.merchant2, lambda m: "wurde zu wenig bezahlt" in m.content, timeout=8
+    )
+    assert "5,5 USDT" in told.content and "5.5" not in told.content

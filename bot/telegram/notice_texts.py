@@ -18,7 +18,7 @@ from bot.domain.models import (
 )
 from bot.domain.reasons import reason_key
 from bot.i18n import DEFAULT_LANGUAGE, format_amount, format_datetime, format_day, t
-from bot.telegram.views import ViewContext
+from bot.telegram.views import ViewContext, quantity_text
 
 _SETTING_RE = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b")  # MION_API_KEY, ...
 # The statuses a late payment can come after (a late-paid notice names which one).
@@ -71,8 +71,8 @@ def notice_text(
         "detail": escape(_underpaid_detail(invoice, payload, language)),
         "previous": _previous_status(language, payload.get("previous")),
     }
-    common["received"] = escape(str(payload.get("received") or "—"))
-    common["surplus"] = escape(str(payload.get("surplus") or "—"))
+    common["received"] = escape(quantity_text(str(payload.get("received") or "—"), language))
+    common["surplus"] = escape(quantity_text(str(payload.get("surplus") or "—"), language))
     common["surplus_status"] = _surplus_status(language, payload.get("surplus_status"))
     if item.event is OutboxEvent.MISMATCH:
         return t(
@@ -163,8 +163,8 @@ def _underpaid_detail(invoice: Invoice, payload: dict[str, object], language: st
         return t(
             language,
             "underpaid_detail",
-            paid=received,
-            amount=due if isinstance(due, str) and due else format_amount(
+            paid=quantity_text(received, language),
+            amount=quantity_text(due, language) if isinstance(due, str) and due else format_amount(
                 invoice.amount_minor, invoice.currency, language
             ),
         )

@@ -66,6 +66,20 @@ def share_url(invoice: Invoice, language: str, bot_username: str) -> str:
     return f"https://t.me/share/url?url={link}&text={quote(text.strip(), safe='')}"
 
 
+_QUANTITY_RE = re.compile(r"^([0-9]+)(?:\.([0-9]+))? (\S+)$")
+
+
+def quantity_text(text: str, language: str) -> str:
+    """A gateway's amount text ('5.5 USDT', '0.00008333 BTC') with the number written as the
+    language writes it ('5,5 USDT' in German), every digit kept; other text as it is."""
+    match = _QUANTITY_RE.match(text.strip())
+    if match is None:
+        return text
+    whole, frac, unit = match.groups()
+    value = Decimal(f"{whole}.{frac or '0'}")
+    return f"{format_decimal(value, language, places=len(frac or ''))} {unit}"
+
+
 def status_label(invoice: Invoice, language: str) -> str:
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
     if invoice.status is InvoiceStatus.PENDING and invoice.underpaid:
@@ -75,8 +89,10 @@ def status_label(invoice: Invoice, language: str) -> str:
             return t(
                 language,
                 "status_underpaid",
-                paid=escape(received),
-                amount=escape(due) if isinstance(due, str) and due else amount,
+                paid=escape(quantity_text(received, language)),
+                amount=escape(quantity_text(due, language))
+                if isinstance(due, str) and due
+                else amount,
             )
         return t(language, "status_underpaid_unknown", amount=amount)
     if invoice.status is InvoiceStatus.PAID and invoice.late:
