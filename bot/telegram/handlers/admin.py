@@ -36,7 +36,8 @@ MAX_BUTTONS = 20
 
 
 async def merchants_command(update: Update, context: TillbotContext) -> None:
-    """/merchants, /merchants add <id>, /merchants remove <id>."""
+    """/merchants, /merchants add <id|@username>, /merchants remove <id|@username>; the
+    person is told (and the admin whether that reached them)."""
     if not is_admin(update, context):
         await refuse(update, context, "not_admin_command", "merchants")
         return
