@@ -265,7 +265,9 @@ async def test_the_menu_offers_onchain_only_with_a_gateway_for_it(
     bot = harness
     await bot.start(sandbox_enabled=False, default_gateway="mixpay", **mixpay_settings(mixpay))
     await menus_ready(bot)
-    merchant_menu = ["invoice", "onchain", "invoices", "report", "settings", "help", "start"]
+    merchant_menu = [
+        "invoice", "onchain", "link", "invoices", "report", "settings", "help", "start"
+    ]
     assert menu_names(bot, bot.merchant) == merchant_menu  # no /pos: no Lightning gateway
     assert menu_names(bot, bot.merchant2) == merchant_menu
     assert menu_names(bot, bot.admin) == [*merchant_menu, "merchants"]
