@@ -39,16 +39,28 @@ from bot.services.payments import PaymentsService
 from bot.services.watcher import Watcher
 from bot.storage_watch import WATCH_INTERVAL_SECONDS, StorageWatch
 from bot.telegram.context import Services, TillbotApp, TillbotContext
-from bot.telegram.handlers import admin, customer, inline, links, lists, merchant, users
+from bot.telegram.handlers import (
+    admin,
+    amounts,
+    customer,
+    inline,
+    links,
+    lists,
+    merchant,
+    share,
+    users,
+)
 from bot.telegram.handlers.common import reply
 from bot.telegram.handlers.menu import register_commands
 from bot.telegram.notifier import Notifier
 from bot.telegram.ratelimit import TelegramRateLimiter
 from bot.telegram.request import AiohttpRequest
 from bot.telegram.views import (
+    CALLBACK_AMOUNT,
     CALLBACK_CANCEL,
     CALLBACK_CANCEL_CONFIRM,
     CALLBACK_LINK,
+    CALLBACK_LINK_QR,
     CALLBACK_MERCHANT,
     CALLBACK_NOOP,
     CALLBACK_PAGE,
@@ -170,6 +182,8 @@ def register_handlers(app: TillbotApp) -> None:
         (CALLBACK_PAGE, lists.page_button),
         (CALLBACK_SHOW, lists.show_button),
         (CALLBACK_MERCHANT, admin.merchant_button),
+        (CALLBACK_AMOUNT, amounts.amount_button),
+        (CALLBACK_LINK_QR, share.link_qr_button),
         (CALLBACK_RESEND, links.resend_button),
         (CALLBACK_LINK, links.link_button),
         (CALLBACK_NOOP, noop_button),
@@ -211,9 +225,14 @@ async def edited_command(update: Update, context: TillbotContext) -> None:
 
 
 async def unknown_input(update: Update, context: TillbotContext) -> None:
-    """Anything else in a private chat: point to /help (a reply naming the amount of an
-    open-amount payment link opens its invoice)."""
+    """Anything else in a private chat: a reply naming the amount of an open-amount payment
+    link opens its invoice; a merchant's bare amount gets buttons to make it an invoice or
+    a counter QR; anything else points to /help."""
     if await links.amount_reply(update, context):
+        return
+    message = update.effective_message
+    text = message.text or "" if message is not None else ""
+    if not text.startswith("/") and await amounts.amount_offer(update, context):
         return
     await merchant.help_command(update, context)
 

@@ -34,7 +34,7 @@ from babel.dates import format_datetime as babel_format_datetime
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import NumberPattern
+from babel.numbers import NumberPattern, get_group_symbol
 
 from bot.domain.money import CURRENCY_SIGNS, exponent, to_decimal
 
@@ -151,6 +151,12 @@ def _decimal_pattern(language: str, places: int, currency_sign: str | None) -> N
             for s in base.suffix
         )
     return pattern
+
+
+def group_separator(language: str) -> str:
+    """The mark the language groups thousands with (',' in English, '.' in German and
+    Spanish): how `parse_invoice_args` reads `1.234` or `1,234`."""
+    return str(get_group_symbol(locale_of(language)))
 
 
 def format_number(

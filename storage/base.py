@@ -312,6 +312,16 @@ class Repository(ABC):
         `language` and `gateway` are the user's own choices (/settings);
         `telegram_language` and `name` are what Telegram last said about the user."""
 
+    # -- users seen ------------------------------------------------------------------------
+    @abstractmethod
+    async def note_username(self, user_id: int, username: str | None, now: datetime) -> None:
+        """Remember the user's @username (case-insensitive; None forgets theirs); a name
+        seen with another user before now points to this one."""
+
+    @abstractmethod
+    async def user_by_username(self, username: str) -> int | None:
+        """The id of the user last seen with this @username (with or without the @)."""
+
     # -- the sandbox gateway -----------------------------------------------------------------
     @abstractmethod
     async def sandbox_insert(self, session: SandboxSession) -> bool:

@@ -47,6 +47,7 @@ from storage.migrations.columns import (
 from storage.numbers_sql import NumbersSql
 from storage.sandbox_sql import SandboxSql
 from storage.times import to_ms
+from storage.users_sql import UsersSql
 
 
 class SqlRepository(
@@ -54,6 +55,7 @@ class SqlRepository(
     LinksSql[Conn],
     NumbersSql[Conn],
     SandboxSql[Conn],
+    UsersSql[Conn],
     SqlDialect[Conn],
     Repository,
 ):

@@ -21,8 +21,14 @@ from tests.reliability_stats import record
 pytest_plugins = ["tests.reliability_stats"]
 
 NOT_FOUND = t("en", "invoice_not_found")
-NOT_MERCHANT = t("en", "not_merchant")
-NOT_ADMIN = t("en", "not_admin")
+NOT_ADMIN = t("en", "not_admin_command", command="merchants")
+NOT_ADMIN_BUTTON = t("en", "not_admin")
+
+
+def not_merchant(command: str) -> str:
+    """The refusal names the command that was tried (issue 16)."""
+    return t("en", "not_merchant_command", command=command)
+
 NOT_YOURS = t("en", "not_yours")
 
 
@@ -61,12 +67,12 @@ async def test_strangers_cannot_create_list_report_or_administer(tillbot: Harnes
     _, a, _, _ = await two_invoices(h)
     denied = 0
     refusals = {
-        "/invoice 12.50 Coffee": NOT_MERCHANT,
-        "/invoice sandbox 5": NOT_MERCHANT,
-        "/pos 5": NOT_MERCHANT,
-        "/invoices": NOT_MERCHANT,
-        "/report": NOT_MERCHANT,
-        "/report all": NOT_MERCHANT,
+        "/invoice 12.50 Coffee": not_merchant("invoice"),
+        "/invoice sandbox 5": not_merchant("invoice"),
+        "/pos 5": not_merchant("pos"),
+        "/invoices": not_merchant("invoices"),
+        "/report": not_merchant("report"),
+        "/report all": not_merchant("report"),
         "/merchants": NOT_ADMIN,
         f"/merchants add {STRANGER_ID}": NOT_ADMIN,
         f"/merchants remove {MERCHANT_ID}": NOT_ADMIN,
@@ -105,8 +111,8 @@ async def test_forged_buttons_do_nothing_for_strangers(tillbot: Harness) -> None
         "show:999999": NOT_YOURS,
         "page:0": None,
         "page:99999999999999999999": None,
-        f"merch:add:{STRANGER_ID}": NOT_ADMIN,
-        f"merch:rm:{MERCHANT_ID}": NOT_ADMIN,
+        f"merch:add:{STRANGER_ID}": NOT_ADMIN_BUTTON,
+        f"merch:rm:{MERCHANT_ID}": NOT_ADMIN_BUTTON,
         "set:gw:sandbox": None,
         f"sim:{new_public_token()}": None,
         f"sim:{a.id}": None,
@@ -164,7 +170,7 @@ async def test_a_customer_sees_only_the_invoice_whose_link_they_hold(tillbot: Ha
     assert not any(b_.get("callback_data", "").startswith("cancel:") for b_ in shown.buttons)
     assert "?start=" not in shown.content
     denied = 0
-    for text, expected in {"/invoices": NOT_MERCHANT, "/report": NOT_MERCHANT}.items():
+    for text, expected in {"/invoices": not_merchant("invoices"), "/report": not_merchant("report")}.items():
         assert expected in (await h.command(h.customer, text)).content
         denied += 1
     for data in (f"cancel:{a.id}", f"show:{b.id}", f"show:{a.id}"):
@@ -257,8 +263,8 @@ async def test_refusals_are_fast_and_touch_no_gateway(tillbot: Harness) -> None:
         *(h.emu.send_message(h.customer, f"/pos {n}") for n in range(1, 31)),
     )
     await h.emu.wait_for(
-        lambda: sum(NOT_MERCHANT in m for m in _texts(h, h.stranger)) == 30
-        and sum(NOT_MERCHANT in m for m in _texts(h, h.customer)) == 30,
+        lambda: sum(not_merchant("invoice") in m for m in _texts(h, h.stranger)) == 30
+        and sum(not_merchant("pos") in m for m in _texts(h, h.customer)) == 30,
         timeout=15,
     )
     assert len(sim.requests) == before

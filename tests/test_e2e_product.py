@@ -121,7 +121,7 @@ async def two_admins(harness: Harness) -> Harness:
 
 # -- 6. the commands menu and /help ------------------------------------------------------------
 MERCHANT_MENU = [
-    "invoice", "pos", "onchain", "link", "invoices", "report", "settings", "help", "start"
+    "invoice", "pos", "link", "invoices", "report", "settings", "help", "start"
 ]
 ADMIN_MENU = [*MERCHANT_MENU, "merchants"]
 CUSTOMER_MENU = ["start", "help", "settings"]
@@ -263,7 +263,7 @@ async def test_invoices_in_german_and_when_there_are_none(tillbot: Harness) -> N
 async def test_only_merchants_list_invoices(tillbot: Harness) -> None:
     for user in (tillbot.stranger, tillbot.customer):
         reply = await tillbot.command(user, "/invoices")
-        assert "only merchants" in reply.content
+        assert reply.content.startswith("Sorry, /invoices is for merchants only.")
 
 
 async def test_someone_elses_show_and_page_buttons_do_nothing(tillbot: Harness) -> None:
@@ -401,7 +401,7 @@ async def test_report_bad_period_empty_period_and_strangers(tillbot: Harness) ->
     assert "Schreib" in reply.content
     for user in (tillbot.stranger, tillbot.customer):
         reply = await tillbot.command(user, "/report")
-        assert "only merchants" in reply.content and reply.document is None
+        assert "/report is for merchants only" in reply.content and reply.document is None
 
 
 # -- 1. merchants: /settings --------------------------------------------------------------------
@@ -548,7 +548,7 @@ async def test_inline_card_of_a_removed_merchant_says_so(tillbot: Harness) -> No
     [result] = answer["results"]
     await tillbot.command(tillbot.admin, f"/merchants remove {tillbot.stranger.id}")
     card = await emu.choose_inline_result(tillbot.stranger, query_id, result["id"])
-    await emu.wait_for(lambda: "only merchants" in card.content)
+    await emu.wait_for(lambda: "only merchants" in card.content)  # the inline card: no command
     assert not card.buttons
     assert await tillbot.services.repo.count_invoices(tillbot.stranger.id) == 0
 
@@ -621,9 +621,13 @@ async def test_customer_opens_a_counter_invoice_and_sees_the_lightning_qr(
 
 async def test_customers_cannot_use_merchant_or_admin_commands(tillbot: Harness) -> None:
     customer = tillbot.customer
-    assert "only merchants" in (await tillbot.command(customer, "/invoice 5 Tea")).content
-    assert "only merchants" in (await tillbot.command(customer, "/pos 5")).content
-    assert "only admins" in (await tillbot.command(customer, "/merchants")).content
+    assert "/invoice is for merchants only" in (
+        await tillbot.command(customer, "/invoice 5 Tea")
+    ).content
+    assert "/pos is for merchants only" in (await tillbot.command(customer, "/pos 5")).content
+    assert "/merchants is for admins only" in (
+        await tillbot.command(customer, "/merchants")
+    ).content
     welcome = await tillbot.command(customer, "/start")
     assert welcome.content.startswith("👋 Hi Chris!") and "invoice link" in welcome.content
     unknown = await tillbot.command(customer, "/start no-such-invoice")
@@ -637,9 +641,9 @@ async def test_admin_adds_and_removes_a_merchant_by_id(tillbot: Harness) -> None
     await menus_ready(tillbot)
     await tillbot.command(tillbot.merchant, "/help")  # who writes, the bot knows by name
     refused = await tillbot.command(sam, "/invoice 5 Tea")
-    assert "only merchants" in refused.content
+    assert "/invoice is for merchants only" in refused.content
     reply = await tillbot.command(admin_user, f"/merchants add {sam.id}")
-    assert reply.content == f"✅ {sam.id} is now a merchant."
+    assert reply.content == f"✅ {sam.id} is now a merchant.\nI have told them."
     assert await tillbot.services.repo.is_merchant(sam.id)
     sam_chat = {"type": "chat", "chat_id": sam.id}
     await emu.wait_for(lambda: emu.commands_for(sam_chat, ""))
@@ -657,10 +661,10 @@ async def test_admin_adds_and_removes_a_merchant_by_id(tillbot: Harness) -> None
     assert again.content == f"{sam.id} is already a merchant."
 
     reply = await tillbot.command(admin_user, f"/merchants remove {sam.id}")
-    assert reply.content == f"🗑 {sam.id} is no longer a merchant."
+    assert reply.content == f"🗑 {sam.id} is no longer a merchant.\nI have told them."
     await emu.wait_for(lambda: not emu.commands_for(sam_chat, ""))
     assert menu_names(tillbot, sam) == CUSTOMER_MENU
-    assert "only merchants" in (await tillbot.command(sam, "/invoice 5 Tea")).content
+    assert "for merchants only" in (await tillbot.command(sam, "/invoice 5 Tea")).content
     reply = await tillbot.command(admin_user, f"/merchants remove {sam.id}")
     assert reply.content == f"{sam.id} is not a merchant in the database."
     reply = await tillbot.command(admin_user, f"/merchants remove {MERCHANT_ID}")
@@ -725,13 +729,13 @@ async def test_only_admins_manage_merchants_on_every_command_and_press(tillbot: 
     listing = await tillbot.command(tillbot.admin, "/merchants")
     for user in (tillbot.merchant, tillbot.stranger, tillbot.customer):
         reply = await tillbot.command(user, "/merchants add 5555")
-        assert reply.content == "Sorry, only admins can do that."
+        assert reply.content == "Sorry, /merchants is for admins only."
         # A forged press of the admin's Remove button, from the user's own account:
         assert await answer_of(tillbot, user, listing, "merch:rm:4242") == (
             "Sorry, only admins can do that."
         )
     reply = await tillbot.command(tillbot.merchant2, "/merchants")
-    assert reply.content == "Entschuldigung, das dürfen nur Admins."
+    assert reply.content == "Entschuldigung, /merchants ist nur für Admins."
     assert [m.user_id for m in await tillbot.services.repo.list_merchants()] == [4242]
     assert listing.edits == 0
     # A non-admin forwarding a message gets the help, no offer to add anyone.
@@ -947,11 +951,11 @@ async def test_a_german_stranger_is_refused_kindly_and_changes_nothing(tillbot: 
     welcome = await tillbot.command(fremd, "/start")
     assert welcome.content.startswith("👋 Hallo Frieda!")
     for text, expected in [
-        ("/invoice 12,50 Kaffee", "nur Händler"),
-        ("/pos 5", "nur Händler"),
-        ("/invoices", "nur Händler"),
-        ("/report", "nur Händler"),
-        ("/merchants add 3004", "das dürfen nur Admins"),
+        ("/invoice 12,50 Kaffee", "/invoice ist nur für Händler"),
+        ("/pos 5", "/pos ist nur für Händler"),
+        ("/invoices", "/invoices ist nur für Händler"),
+        ("/report", "/report ist nur für Händler"),
+        ("/merchants add 3004", "/merchants ist nur für Admins"),
     ]:
         reply = await tillbot.command(fremd, text)
         assert expected in reply.content, (text, reply.content)

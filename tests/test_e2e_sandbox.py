@@ -77,11 +77,11 @@ async def test_bad_input_gets_a_reply_and_creates_nothing(
 
 async def test_non_merchant_is_refused_and_nothing_reaches_a_gateway(tillbot: Harness) -> None:
     reply = await tillbot.command(tillbot.stranger, "/invoice 12.50 Coffee")
-    assert "only merchants" in reply.content
+    assert "for merchants only" in reply.content
     assert tillbot.sandbox().create_count == 0
     assert await tillbot.services.repo.count_invoices(tillbot.stranger.id) == 0
     reply = await tillbot.command(tillbot.stranger, "/pos 5")
-    assert "only merchants" in reply.content
+    assert "for merchants only" in reply.content
     assert tillbot.sandbox().create_count == 0
 
 

@@ -165,9 +165,10 @@ async def test_amounts_in_unicode_digits_are_refused_never_misread(tillbot: Harn
     for amount in tried:
         before = len(h.emu.bot_messages(h.merchant))
         await h.emu.send_message(h.merchant, f"/invoice {amount} Tea")
-        await h.emu.wait_for(lambda n=before + 2: len(h.emu.bot_messages(h.merchant)) >= n)
+        await h.emu.wait_for(lambda n=before + 1: len(h.emu.bot_messages(h.merchant)) >= n)
         answer = h.emu.bot_messages(h.merchant)[before]
         assert "is not an amount I understand" in answer.content, (amount, answer.content)
+        assert "\nWrite it like this" in answer.content  # one reply per mistake
     assert await h.services.repo.list_invoices(h.merchant.id, limit=5) == []
     record("hostile input", tests=1, inputs=len(tried))
 

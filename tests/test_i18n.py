@@ -19,6 +19,7 @@ from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po
 
 from bot.domain.models import InvoiceStatus, OutboxEvent
+from bot.domain.reasons import REASON_KEYS
 from bot.i18n import (
     LANGUAGE_NAMES,
     LANGUAGES,
@@ -356,8 +357,12 @@ def used_keys() -> dict[str, list[str]]:
                     used.setdefault(name, []).append(f"{where}:{node.lineno}")
         for match in re.finditer(r'\bt\(\s*\w+\s*,\s*"(\w+)"', source):  # a regex, too
             used.setdefault(match.group(1), []).append(where)
+        for match in re.finditer(r'\brefuse\(\s*\w+\s*,\s*\w+\s*,\s*"(\w+)"', source):
+            used.setdefault(match.group(1), []).append(where)  # refusals naming a command
     for note in CANCEL_NOTES.values():
         used.setdefault(note, []).append("bot/telegram/views.py:CANCEL_NOTES")
+    for reason in REASON_KEYS:  # views and notices: t(language, reason_key(...))
+        used.setdefault(reason, []).append("bot/domain/reasons.py:REASON_KEYS")
     for refusal in NO_GATEWAY_FOR.values():
         used.setdefault(refusal, []).append("bot/telegram/handlers/merchant.py:NO_GATEWAY_FOR")
     return used

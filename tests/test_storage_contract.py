@@ -960,3 +960,18 @@ def test_migrations_missing_below_the_highest_applied_are_still_applied() -> Non
     assert [m.version for m in pending_migrations({1, newest})] == versions[1:-1]
     assert pending_migrations(set(versions)) == []
     assert [m.version for m in pending_migrations(1)] == versions[1:]
+
+
+async def test_usernames_seen_point_to_whoever_has_them_now(repo: Repository) -> None:
+    """Migration 11: `/merchants add @name` finds the user last seen with that @username."""
+    assert await repo.user_by_username("maria") is None
+    await repo.note_username(1001, "Maria_Cafe", T0)
+    assert await repo.user_by_username("@maria_cafe") == 1001
+    assert await repo.user_by_username("MARIA_CAFE") == 1001
+    await repo.note_username(1001, "maria_bistro", T0)  # she renamed herself
+    assert await repo.user_by_username("maria_cafe") is None
+    assert await repo.user_by_username("maria_bistro") == 1001
+    await repo.note_username(2002, "maria_bistro", T0)  # the name moved to someone else
+    assert await repo.user_by_username("maria_bistro") == 2002
+    await repo.note_username(2002, None, T0)  # and they dropped it
+    assert await repo.user_by_username("maria_bistro") is None

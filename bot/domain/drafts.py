@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.domain.models import Invoice, InvoiceKind
-from bot.domain.money import is_currency_code
+from bot.domain.money import currency_in, normalize_amount, split_currency
 from bot.ids import parse_invoice_id
 
 # Which gateways serve a kind of payment, in order of preference.
@@ -16,6 +17,7 @@ KIND_GATEWAYS: dict[InvoiceKind, tuple[str, ...]] = {
     InvoiceKind.LIGHTNING: ("mion", "sandbox"),
     InvoiceKind.ONCHAIN: ("mixpay",),
 }
+_PLAIN_AMOUNT = re.compile(r"[0-9]+(\.[0-9]*)?")  # ASCII digits only: never `١٢`
 
 
 class InputError(ValueError):
@@ -43,21 +45,49 @@ class InvoiceDraft:
 
 
 def parse_invoice_args(
-    args: Sequence[str], kind: InvoiceKind = InvoiceKind.CHECKOUT
+    args: Sequence[str], kind: InvoiceKind = InvoiceKind.CHECKOUT, group: str = ","
 ) -> InvoiceDraft:
-    """`12.50 Coffee`, `12 USD Lamp`, `EUR 12`: amount, optional currency, description."""
+    """`12.50 Coffee`, `12 USD Lamp`, `EUR 12`, `€3.50`, `3,50 € Tea`, `1.234,50`: amount,
+    optional currency (code or sign, before or after), description. The amount is read with
+    the thousands `group` mark of the writer's language and kept as plain digits (`1234.50`); a code
+    in capitals that no gateway may take (`12 BTC Lamp`) is still the currency, for the
+    gateway to refuse by name, never part of the description."""
     words = [w for w in args if w]
     if not words:
         raise InputError("amount_missing")
     currency: str | None = None
-    if len(words) > 1 and is_currency_code(words[0]) and not is_currency_code(words[1]):
-        currency, words = words[0].upper(), [words[1], *words[2:]]
-    amount, rest = words[0], words[1:]
-    if rest and is_currency_code(rest[0]):
-        currency, rest = rest[0].upper(), rest[1:]
+    if len(words) > 1 and currency_in(words[0]) and not currency_in(words[1]):
+        currency, words = currency_in(words[0]), words[1:]
+    number, glued = split_currency(words[0])
+    currency = _one_currency(currency, glued)
+    rest = words[1:]
+    if rest and currency_in(rest[0]):
+        currency, rest = _one_currency(currency, currency_in(rest[0])), rest[1:]
     return InvoiceDraft(
-        amount_text=amount, description=" ".join(rest), currency=currency, kind=kind
+        amount_text=normalize_amount(number, group),
+        description=" ".join(rest),
+        currency=currency,
+        kind=kind,
     )
+
+
+def _one_currency(first: str | None, second: str | None) -> str | None:
+    if first and second and first != second:
+        raise InputError("two_currencies", first=first, second=second)
+    return first or second
+
+
+def looks_like_amount(text: str) -> bool:
+    """Whether a message is an amount on its own (`3.50`, `€3.50`, `12,50 €`, `5 USD`), the
+    start of an invoice the bot can offer to make."""
+    words = text.split()
+    if not 1 <= len(words) <= 2:
+        return False
+    try:
+        draft = parse_invoice_args(words)
+    except InputError:
+        return False
+    return not draft.description and _PLAIN_AMOUNT.fullmatch(draft.amount_text) is not None
 
 
 def new_public_token() -> str:

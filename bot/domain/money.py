@@ -33,6 +33,18 @@ _TWO_DECIMALS = frozenset(
     }
 )
 CURRENCY_SIGNS: dict[str, str] = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": "CHF"}
+# What people write before or after an amount for its currency (`€3.50`, `3,50 €`).
+SIGN_CURRENCIES: dict[str, str] = {"€": "EUR", "$": "USD", "£": "GBP", "¥": "JPY", "₿": "BTC"}
+# Codes people write for money that ISO 4217 does not list (crypto): recognised as a
+# currency when written in capitals (`12 BTC Lamp`), so that a gateway that cannot take it
+# refuses it by name instead of reading it as the description.
+_CRYPTO_CODES = frozenset(
+    {"BTC", "SAT", "SATS", "MSAT", "ETH", "LTC", "XMR", "XRP", "DOGE", "SOL", "TRX", "BNB", "DAI"}
+)
+# ISO 4217 codes, current and historic (CLDR's list, as Babel 2.17 has it), in capitals.
+_ISO_CODES = frozenset(
+    ["ADP", "AED", "AFA", "AFN", "ALK", "ALL", "AMD", "ANG", "AOA", "AOK", "AON", "AOR", "ARA", "ARL", "ARM", "ARP", "ARS", "ATS", "AUD", "AWG", "AZM", "AZN", "BAD", "BAM", "BAN", "BBD", "BDT", "BEC", "BEF", "BEL", "BGL", "BGM", "BGN", "BGO", "BHD", "BIF", "BMD", "BND", "BOB", "BOL", "BOP", "BOV", "BRB", "BRC", "BRE", "BRL", "BRN", "BRR", "BRZ", "BSD", "BTN", "BUK", "BWP", "BYB", "BYN", "BYR", "BZD", "CAD", "CDF", "CHE", "CHF", "CHW", "CLE", "CLF", "CLP", "CNH", "CNY", "COP", "COU", "CRC", "CSD", "CSK", "CUC", "CUP", "CVE", "CYP", "CZK", "DDM", "DEM", "DJF", "DKK", "DOP", "DZD", "ECS", "ECV", "EEK", "EGP", "ERN", "ESA", "ESB", "ESP", "ETB", "EUR", "FIM", "FJD", "FKP", "FRF", "GBP", "GEK", "GEL", "GHC", "GHS", "GIP", "GMD", "GNF", "GNS", "GQE", "GRD", "GTQ", "GWE", "GWP", "GYD", "HKD", "HNL", "HRD", "HRK", "HTG", "HUF", "IDR", "IEP", "ILP", "ILR", "ILS", "INR", "IQD", "IRR", "ISJ", "ISK", "ITL", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRH", "KRO", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LTL", "LTT", "LUC", "LUF", "LUL", "LVL", "LVR", "LYD", "MAD", "MAF", "MCF", "MDC", "MDL", "MGA", "MGF", "MKD", "MKN", "MLF", "MMK", "MNT", "MOP", "MRO", "MRU", "MTL", "MTP", "MUR", "MVP", "MVR", "MWK", "MXN", "MXP", "MXV", "MYR", "MZE", "MZM", "MZN", "NAD", "NGN", "NIC", "NIO", "NLG", "NOK", "NPR", "NZD", "OMR", "PAB", "PEI", "PEN", "PES", "PGK", "PHP", "PKR", "PLN", "PLZ", "PTE", "PYG", "QAR", "RHD", "ROL", "RON", "RSD", "RUB", "RUR", "RWF", "SAR", "SBD", "SCR", "SDD", "SDG", "SDP", "SEK", "SGD", "SHP", "SIT", "SKK", "SLE", "SLL", "SOS", "SRD", "SRG", "SSP", "STD", "STN", "SUR", "SVC", "SYP", "SZL", "THB", "TJR", "TJS", "TMM", "TMT", "TND", "TOP", "TPE", "TRL", "TRY", "TTD", "TWD", "TZS", "UAH", "UAK", "UGS", "UGX", "USD", "USN", "USS", "UYI", "UYP", "UYU", "UYW", "UZS", "VEB", "VED", "VEF", "VES", "VND", "VNN", "VUV", "WST", "XAD", "XAF", "XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XCD", "XCG", "XDR", "XEU", "XFO", "XFU", "XOF", "XPD", "XPF", "XPT", "XRE", "XSU", "XTS", "XUA", "XXX", "YDD", "YER", "YUD", "YUM", "YUN", "YUR", "ZAL", "ZAR", "ZMK", "ZMW", "ZRN", "ZRZ", "ZWD", "ZWG", "ZWL", "ZWR"]
+)
 _CURRENCY_RE = re.compile(r"^[A-Za-z]{3,5}$")
 # Digits with at most one decimal separator; no sign, exponent, spaces or thousands groups.
 _AMOUNT_RE = re.compile(r"^(?P<int>[0-9]+)(?:[.,](?P<frac>[0-9]*))?$")
@@ -111,6 +123,71 @@ def minor_from_plain(text: object, currency: str) -> int | None:
 
 def is_currency_code(text: str) -> bool:
     return bool(_CURRENCY_RE.match(text)) and text.upper() in KNOWN_CURRENCIES
+
+
+def currency_in(word: str) -> str | None:
+    """The currency a word names: a sign (`€`), a known code in any case (`usd`), or any
+    ISO 4217 or crypto code written in capitals (`BTC`, `CUP`); else None (`cup` is a word)."""
+    if word in SIGN_CURRENCIES:
+        return SIGN_CURRENCIES[word]
+    if is_currency_code(word):
+        return word.upper()
+    if (
+        _CURRENCY_RE.match(word)
+        and word.isupper()
+        and (word in _ISO_CODES or word in _CRYPTO_CODES)
+    ):
+        return word
+    return None
+
+
+_ONE_GROUP = re.compile(r"[1-9][0-9]{0,2}[.,][0-9]{3}")
+_GLUED_RE = re.compile(
+    r"^(?P<pre>[€$£¥₿]|[A-Za-z]{3,4})?\s*(?P<num>[0-9][0-9.,]*)\s*"
+    r"(?P<post>[€$£¥₿]|[A-Za-z]{3,4})?$"
+)
+
+
+def split_currency(word: str) -> tuple[str, str | None]:
+    """`€3.50` -> ('3.50', 'EUR'), `12,50€` -> ('12,50', 'EUR'), `3.50` -> ('3.50', None);
+    a word whose letters are no currency is returned whole (it is no amount then)."""
+    match = _GLUED_RE.match(word)
+    if not match or (match.group("pre") and match.group("post")):
+        return word, None
+    glued = match.group("pre") or match.group("post")
+    if glued is None:
+        return word, None
+    currency = currency_in(glued)
+    return (match.group("num"), currency) if currency else (word, None)
+
+
+def normalize_amount(text: str, group: str = ",") -> str:
+    """An amount as people write it, as plain digits with at most one `.`, given their
+    language's thousands `group` mark (`,` in English, `.` in German and Spanish; bot/i18n's
+    `group_separator`): `1,234.50` -> '1234.50', `1.234,50` -> '1234.50' (either way, both
+    marks say which is which), `1.234` -> '1234' in German but '1.234' in English (one mark
+    followed by three digits is the writer's thousands group), `3,50` -> '3.50' always.
+    Text that is no such amount is returned as it was, for `parse_amount` to refuse."""
+    cleaned = text.strip()
+    if not re.fullmatch(r"[0-9][0-9.,]*", cleaned):
+        return text
+    marks = [c for c in cleaned if c in ".,"]
+    if not marks:
+        return cleaned
+    if len(set(marks)) == 2:
+        decimal = marks[-1]
+        whole, _, frac = cleaned.rpartition(decimal)
+        grouping = "," if decimal == "." else "."
+        if decimal in whole:
+            return text
+    elif len(marks) > 1 or (marks[0] == group and _ONE_GROUP.fullmatch(cleaned)):
+        grouping, whole, frac = marks[0], cleaned, ""
+    else:
+        return cleaned.replace(",", ".")
+    parts = whole.split(grouping)
+    if not (1 <= len(parts[0]) <= 3 and parts[0][0] != "0" and all(len(p) == 3 for p in parts[1:])):
+        return text
+    return "".join(parts) + (f".{frac}" if frac else "")
 
 
 def parse_amount(text: str, currency: str, maximum: Decimal) -> int:

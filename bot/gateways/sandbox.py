@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from bot.domain.models import InvoiceKind, utcnow
+from bot.domain.money import known_exponent
 from bot.gateways.base import (
     GatewayError,
     GatewayNotFound,
@@ -96,7 +97,12 @@ class SandboxGateway(MionGateway):
 
     @property
     def currencies(self) -> tuple[str, ...]:
-        return ()  # any currency
+        return ()  # any currency whose minor unit Tillbot knows
+
+    def accepts_currency(self, currency: str) -> bool:
+        """Any ISO 4217 currency Tillbot knows the decimals of (EUR, USD, JPY, ...); not
+        crypto (`BTC`), whose amounts no sandbox checkout would show."""
+        return known_exponent(currency) is not None
 
     def _checkout_url(self, session_id: str) -> str:
         if self._checkout_url_for is not None:

@@ -72,3 +72,11 @@ class AccessService:
     ) -> UserPrefs:
         """Store what Telegram last said about a user (language_code, display name)."""
         return await self.repo.set_prefs(user_id, telegram_language=telegram_language, name=name)
+
+    async def note_username(self, user_id: int, username: str | None) -> None:
+        """Remember the @username a user was seen with (for `/merchants add @name`)."""
+        await self.repo.note_username(user_id, username, self.core.clock())
+
+    async def user_by_username(self, username: str) -> int | None:
+        """The user the bot last saw with this @username; None when it never did."""
+        return await self.repo.user_by_username(username)

@@ -20,6 +20,7 @@ from bot.domain.models import (
     InvoiceKind,
     InvoiceMessage,
     InvoiceStatus,
+    MessageRole,
     NewInvoice,
     Transition,
 )
@@ -84,6 +85,8 @@ class InvoiceService:
         if draft.kind not in gateway.kinds:
             raise InputError("kind_unsupported", gateway=gateway.title)
         currency = (draft.currency or self._default_currency_for(gateway)).upper()
+        if not gateway.accepts_currency(currency) and not gateway.currencies:
+            raise InputError("currency_not_taken", gateway=gateway.title, currency=currency)
         if not gateway.accepts_currency(currency):
             raise InputError(
                 "currency_unsupported",
@@ -200,6 +203,23 @@ class InvoiceService:
         if current is not None and current.status != shown and stored.id is not None:
             await self.core.enqueue([notices.catch_up_edit(current, stored)])
         return stored
+
+    async def message_in_chat(
+        self, invoice_id: int, chat_id: int, role: MessageRole
+    ) -> InvoiceMessage | None:
+        """The newest message showing the invoice in that chat for that role (a link opened
+        again, an invoice tapped twice in /invoices): it is moved, not copied."""
+        found = [
+            m
+            for m in await self.repo.messages_for(invoice_id)
+            if m.chat_id == chat_id and m.role is role and m.inline_message_id is None
+        ]
+        return found[-1] if found else None
+
+    async def moved_message(self, message: InvoiceMessage, chat_id: int, message_id: int) -> None:
+        """The invoice's message in a chat was sent again: edits go to the new one."""
+        assert message.id is not None, "a stored message"
+        await self.repo.replace_message(message.id, chat_id=chat_id, message_id=message_id)
 
     async def invoice_for_customer(self, public_token: str) -> Invoice | None:
         """The invoice a share link names; None for anything else."""

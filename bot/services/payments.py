@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from bot.domain.drafts import InvoiceDraft
-from bot.domain.models import Invoice, InvoiceKind, InvoiceMessage, InvoiceStatus
+from bot.domain.models import Invoice, InvoiceKind, InvoiceMessage, InvoiceStatus, MessageRole
 from bot.domain.polling import PaymentPolicy
 from bot.gateways.base import Gateway, SessionStatus
 from bot.metrics import Metrics
@@ -86,6 +86,14 @@ class PaymentsService:
         self, message: InvoiceMessage, shown: InvoiceStatus
     ) -> InvoiceMessage:
         return await self.invoices.remember_message(message, shown)
+
+    async def message_in_chat(
+        self, invoice_id: int, chat_id: int, role: MessageRole
+    ) -> InvoiceMessage | None:
+        return await self.invoices.message_in_chat(invoice_id, chat_id, role)
+
+    async def moved_message(self, message: InvoiceMessage, chat_id: int, message_id: int) -> None:
+        await self.invoices.moved_message(message, chat_id, message_id)
 
     async def invoice_for_customer(self, public_token: str) -> Invoice | None:
         return await self.invoices.invoice_for_customer(public_token)

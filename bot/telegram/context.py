@@ -52,6 +52,7 @@ class Services:
         self.view = ViewContext(bot_username="")
         self._prefs: dict[int, UserPrefs] = {}
         self.seen_language: dict[int, str] = {}
+        self._usernames: dict[int, str | None] = {}
 
     def rename(self, owner: str) -> None:
         """This instance claims work under a new id from now on (bot/liveness.py); what
@@ -119,7 +120,14 @@ class Services:
         return resolve_language(prefs.language, seen)
 
     async def note_user(self, user: User) -> None:
-        """Store what Telegram says about a user (language_code, name) when it changed."""
+        """Store what Telegram says about a user (language_code, name, @username) when it
+        changed (the username once per process and user, and when it changes)."""
+        username = (user.username or "").lower() or None
+        if self._usernames.get(user.id, "") != username:  # "" : not yet seen by this process
+            await self.payments.access.note_username(user.id, username)
+            if len(self._usernames) > 10_000:
+                self._usernames.clear()
+            self._usernames[user.id] = username
         prefs = await self.prefs(user.id)
         code = (user.language_code or "")[:16] or prefs.telegram_language
         name = user.full_name[:128] or prefs.name

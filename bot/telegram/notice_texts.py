@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import date
 from html import escape
+from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -15,9 +18,11 @@ from bot.domain.models import (
     OutboxItem,
     OutboxKind,
 )
-from bot.i18n import format_amount, format_datetime, format_day, t
-from bot.telegram.views import CALLBACK_SHOW, ViewContext
+from bot.domain.reasons import reason_key
+from bot.i18n import DEFAULT_LANGUAGE, format_amount, format_datetime, format_day, t
+from bot.telegram.views import CALLBACK_SHOW, ViewContext, quantity_text
 
+_SETTING_RE = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b")  # MION_API_KEY, ...
 # The statuses a late payment can come after (a late-paid notice names which one).
 LATE_PAID_FROM = frozenset(s.value for s in FINAL_STATUSES - {InvoiceStatus.PAID})
 
@@ -37,7 +42,7 @@ def notice_text(
             language,
             "admin_gateway_auth",
             gateway=escape(view.title(str(payload.get("gateway")))),
-            message=escape(str(payload.get("message", ""))),
+            message=_auth_detail(str(payload.get("message", "")), language),
         )
     if item.event is OutboxEvent.GATEWAY_SETUP:
         return t(
@@ -64,12 +69,12 @@ def notice_text(
             f"{merchant} ({invoice.merchant_id})" if merchant else str(invoice.merchant_id)
         ),
         "description": escape(invoice.description or "—"),
-        "reason": escape(str(payload.get("reason") or invoice.failure_reason or "—")),
+        "reason": _reason(item, invoice, payload, language),
         "detail": escape(_underpaid_detail(invoice, payload, language)),
         "previous": _previous_status(language, payload.get("previous")),
     }
-    common["received"] = escape(str(payload.get("received") or "—"))
-    common["surplus"] = escape(str(payload.get("surplus") or "—"))
+    common["received"] = escape(quantity_text(str(payload.get("received") or "—"), language))
+    common["surplus"] = escape(quantity_text(str(payload.get("surplus") or "—"), language))
     common["surplus_status"] = _surplus_status(language, payload.get("surplus_status"))
     if item.event is OutboxEvent.MISMATCH:
         return t(
@@ -126,6 +131,24 @@ def show_invoice_keyboard(invoice: Invoice, language: str) -> InlineKeyboardMark
             ]
         ]
     )
+def _auth_detail(message: str, language: str) -> str:
+    """The adapter's detail is English: other languages read which settings to check."""
+    settings = list(dict.fromkeys(_SETTING_RE.findall(message)))
+    if language == DEFAULT_LANGUAGE or not settings:
+        return escape(message)
+    return t(language, "admin_check_settings", settings=escape(", ".join(settings)))
+
+
+def _reason(item: OutboxItem, invoice: Invoice, payload: Mapping[str, Any], language: str) -> str:
+    """Why it failed in our words and the reader's language; admins also get the gateway's."""
+    raw = payload.get("reason") or invoice.failure_reason
+    if item.event is not OutboxEvent.FAILED:  # e.g. the customer details a gateway needs
+        return escape(str(raw or "—"))
+    key = reason_key(raw, payload.get("detail"), raw_status=invoice.raw_status)
+    text = t(language, key)
+    if item.kind is OutboxKind.ADMIN and raw:
+        return t(language, "reason_for_admins", reason=text, raw=escape(str(raw)))
+    return text
 
 
 def _previous_status(language: str, status: object) -> str:
@@ -168,8 +191,8 @@ def _underpaid_detail(invoice: Invoice, payload: dict[str, object], language: st
         return t(
             language,
             "underpaid_detail",
-            paid=received,
-            amount=due if isinstance(due, str) and due else format_amount(
+            paid=quantity_text(received, language),
+            amount=quantity_text(due, language) if isinstance(due, str) and due else format_amount(
                 invoice.amount_minor, invoice.currency, language
             ),
         )

@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from html import escape, unescape
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
 from bot.domain.money import btc_rate, display_sats
+from bot.domain.reasons import reason_key
 from bot.i18n import (
     format_amount,
     format_clock,
@@ -37,6 +39,8 @@ CALLBACK_PAGE = "page"
 CALLBACK_SETTINGS = "set"
 CALLBACK_MERCHANT = "merch"
 CALLBACK_NOOP = "noop"
+CALLBACK_AMOUNT = "amt"
+CALLBACK_LINK_QR = "lqr"
 CALLBACK_RESEND = "rcpt"  # the merchant sends a paid invoice's receipt again
 CALLBACK_LINK = "lnk"  # a payment link's buttons: lnk:off:<token>, lnk:card:<token>
 
@@ -71,6 +75,29 @@ def share_link(invoice: Invoice, bot_username: str) -> str:
     return f"https://t.me/{bot_username}?start={invoice.public_token}"
 
 
+def share_url(invoice: Invoice, language: str, bot_username: str) -> str:
+    """Telegram's share dialog (https://t.me/share/url): pick a chat, the link goes there
+    with a line saying what it is."""
+    amount = unescape(format_amount(invoice.amount_minor, invoice.currency, language))
+    text = t(language, "share_text", amount=amount, description=invoice.description or "")
+    link = quote(share_link(invoice, bot_username), safe="")
+    return f"https://t.me/share/url?url={link}&text={quote(text.strip(), safe='')}"
+
+
+_QUANTITY_RE = re.compile(r"^([0-9]+)(?:\.([0-9]+))? (\S+)$")
+
+
+def quantity_text(text: str, language: str) -> str:
+    """A gateway's amount text ('5.5 USDT', '0.00008333 BTC') with the number written as the
+    language writes it ('5,5 USDT' in German), every digit kept; other text as it is."""
+    match = _QUANTITY_RE.match(text.strip())
+    if match is None:
+        return text
+    whole, frac, unit = match.groups()
+    value = Decimal(f"{whole}.{frac or '0'}")
+    return f"{format_decimal(value, language, places=len(frac or ''))} {unit}"
+
+
 def status_label(invoice: Invoice, language: str) -> str:
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
     if invoice.status is InvoiceStatus.PENDING and invoice.underpaid:
@@ -80,8 +107,10 @@ def status_label(invoice: Invoice, language: str) -> str:
             return t(
                 language,
                 "status_underpaid",
-                paid=escape(received),
-                amount=escape(due) if isinstance(due, str) and due else amount,
+                paid=escape(quantity_text(received, language)),
+                amount=escape(quantity_text(due, language))
+                if isinstance(due, str) and due
+                else amount,
             )
         return t(language, "status_underpaid_unknown", amount=amount)
     if invoice.status is InvoiceStatus.PAID and invoice.late:
@@ -245,7 +274,9 @@ def _invoice_text(
             expires = format_datetime(invoice.expires_at, language)
             lines.append(t(language, "invoice_expires", time=expires))
     elif invoice.status is InvoiceStatus.FAILED and invoice.failure_reason:
-        lines.append(t(language, "failure_reason", reason=escape(invoice.failure_reason)))
+        # Our own words in the reader's language, never the gateway's English.
+        key = reason_key(invoice.failure_reason, raw_status=invoice.raw_status)
+        lines.append(t(language, "failure_reason", reason=t(language, key)))
     elif invoice.status is InvoiceStatus.CANCELLED and invoice.raw_status in CANCEL_NOTES:
         note = CANCEL_NOTES[invoice.raw_status]
         lines.append(t(language, note, gateway=escape(ctx.title(invoice.gateway))))
@@ -273,11 +304,24 @@ def invoice_keyboard(
         return None
     rows: list[list[InlineKeyboardButton]] = []
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
+    first: list[InlineKeyboardButton] = []
     if invoice.checkout_url:
+        first.append(
+            InlineKeyboardButton(t(language, "button_pay", amount=amount), url=invoice.checkout_url)
+        )
+    if role is MessageRole.MERCHANT:  # next to Pay: send the link to the customer's chat
+        first.append(
+            InlineKeyboardButton(
+                t(language, "button_share"), url=share_url(invoice, language, ctx.bot_username)
+            )
+        )
+    if first:
+        rows.append(first)
+    if role is MessageRole.MERCHANT and invoice.kind is InvoiceKind.CHECKOUT:
         rows.append(
             [
                 InlineKeyboardButton(
-                    t(language, "button_pay", amount=amount), url=invoice.checkout_url
+                    t(language, "button_link_qr"), callback_data=f"{CALLBACK_LINK_QR}:{invoice.id}"
                 )
             ]
         )

@@ -280,6 +280,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        11,
+        "the @usernames of users the bot has seen",
+        (
+            # `/merchants add @name` finds the user the bot saw with that name (Telegram's
+            # Bot API cannot look a username up). Lower case; a name moves to whoever had
+            # it last, and a user keeps only their latest name.
+            """
+            CREATE TABLE known_usernames (
+                username TEXT PRIMARY KEY,
+                user_id {bigint} NOT NULL,
+                seen_at {bigint} NOT NULL
+            )
+            """,
+            "CREATE INDEX ix_known_usernames_user ON known_usernames (user_id)",
+        ),
+    ),
+    Migration(
         13,
         "reusable payment links and receipt tokens",
         (

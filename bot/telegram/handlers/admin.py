@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from html import escape
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, MessageOriginUser, Update
 from telegram.constants import ParseMode
+from telegram.error import TelegramError
 
 from bot.domain.models import Invoice
 from bot.i18n import format_amount, t
@@ -18,6 +21,7 @@ from bot.telegram.handlers.common import (
     callback_parts,
     is_admin,
     language,
+    refuse,
     reply,
     show_in_place,
 )
@@ -25,25 +29,36 @@ from bot.telegram.handlers.menu import refresh_menu
 from bot.telegram.handlers.merchant import help_command
 from bot.telegram.views import CALLBACK_MERCHANT
 
+log = logging.getLogger(__name__)
+_USERNAME_RE = re.compile(r"^@[a-z0-9_]{4,32}$")  # Telegram usernames, lower-cased
 MAX_LISTED = 50  # merchants shown by /merchants (with a Remove button for the first 20)
 MAX_BUTTONS = 20
 
 
 async def merchants_command(update: Update, context: TillbotContext) -> None:
-    """/merchants, /merchants add <id>, /merchants remove <id>."""
+    """/merchants, /merchants add <id|@username>, /merchants remove <id|@username>; the
+    person is told (and the admin whether that reached them)."""
     if not is_admin(update, context):
-        await reply(update, context, "not_admin")
+        await refuse(update, context, "not_admin_command", "merchants")
         return
     args = [a.lower() for a in (context.args or [])]
     if not args:
         await _list(update, context)
         return
-    user_id = parse_user_id(args[1]) if len(args) == 2 else None
-    if args[0] not in ("add", "remove") or user_id is None:
+    who = args[1] if len(args) == 2 else ""
+    if args[0] not in ("add", "remove") or not (parse_user_id(who) or _USERNAME_RE.match(who)):
         await reply(update, context, "merchants_usage")
         return
-    key = await _change(update, context, args[0], user_id)
-    await reply(update, context, key, id=user_id)
+    user_id = parse_user_id(who) or await context.services.payments.access.user_by_username(who)
+    if user_id is None:  # Telegram cannot look a username up: only those the bot has seen
+        await reply(update, context, "merchant_unknown_username", username=escape(who))
+        return
+    key, told = await _change(update, context, args[0], user_id)
+    lang = await language(update, context)
+    text = t(lang, key, id=user_id)
+    if told is not None:
+        text += "\n" + _told(lang, told)
+    await show_in_place(update, context, text, None)
 
 
 def _spaced(name: str | None) -> str:
@@ -92,8 +107,11 @@ async def _list(update: Update, context: TillbotContext) -> None:
     await show_in_place(update, context, text, markup)
 
 
-async def _change(update: Update, context: TillbotContext, action: str, user_id: int) -> str:
-    """Add or remove a merchant in the database; returns the catalogue key of the outcome."""
+async def _change(
+    update: Update, context: TillbotContext, action: str, user_id: int
+) -> tuple[str, bool | None]:
+    """Add or remove a merchant in the database: the catalogue key of the outcome, and
+    whether the person was told (None when nothing changed)."""
     services = context.services
     user = update.effective_user
     assert user is not None
@@ -105,9 +123,29 @@ async def _change(update: Update, context: TillbotContext, action: str, user_id:
     else:
         removed = await services.payments.access.remove_merchant(user_id)
         key = "merchant_removed" if removed else "merchant_not_found"
-    if key in ("merchant_added", "merchant_removed"):
-        await refresh_menu(context.bot, services, user_id)
-    return key
+    if key not in ("merchant_added", "merchant_removed"):
+        return key, None
+    await refresh_menu(context.bot, services, user_id)
+    return key, await _tell(context, user_id, added=key == "merchant_added")
+
+
+async def _tell(context: TillbotContext, user_id: int, *, added: bool) -> bool:
+    """Tell the person they are (no longer) a merchant and what they can do now, in their
+    language; False when Telegram does not let us (they never opened the bot)."""
+    lang = await context.services.language_of_chat(user_id)
+    note = "you_are_merchant" if added else "you_are_no_longer_merchant"
+    text = t(lang, note)
+    try:
+        await context.bot.send_message(user_id, text, parse_mode=ParseMode.HTML)
+    except TelegramError as exc:
+        log.info("could not tell user %s about their merchant role: %s", user_id, exc)
+        return False
+    return True
+
+
+def _told(lang: str, told: bool) -> str:
+    note = "merchant_told" if told else "merchant_not_told"
+    return t(lang, note)
 
 
 async def forwarded(update: Update, context: TillbotContext) -> None:
@@ -156,14 +194,17 @@ async def merchant_button(update: Update, context: TillbotContext) -> None:
     if not is_admin(update, context):
         await answer(update, t(lang, "not_admin"), alert=True)
         return
-    key = await _change(update, context, "add" if parts[0] == "add" else "remove", user_id)
+    key, told = await _change(update, context, "add" if parts[0] == "add" else "remove", user_id)
     await answer(update, t(lang, key, id=user_id))
     query = update.callback_query
+    text = t(lang, key, id=user_id)
+    if told is not None:
+        text += "\n" + _told(lang, told)
     if parts[0] == "rm":
         await _list(update, context)
     elif query is not None and query.message is not None:
         await context.bot.edit_message_text(
-            t(lang, key, id=user_id),
+            text,
             chat_id=query.message.chat.id,
             message_id=query.message.message_id,
         )

@@ -11,7 +11,13 @@ from bot.domain.models import Invoice, InvoiceStatus, MessageRole
 from bot.gateways.base import GatewayError
 from bot.i18n import t
 from bot.telegram.context import TillbotContext
-from bot.telegram.handlers.common import answer, callback_parts, language, reply, show_invoice
+from bot.telegram.handlers.common import (
+    answer,
+    callback_parts,
+    language,
+    reply,
+    show_invoice_once,
+)
 from bot.telegram.views import CALLBACK_REFRESH, CALLBACK_SIMULATE, error_text
 
 log = logging.getLogger(__name__)
@@ -29,7 +35,8 @@ async def open_invoice(update: Update, context: TillbotContext, payload: str) ->
         await reply(update, context, "invoice_not_found")
         return
     role = MessageRole.MERCHANT if user.id == invoice.merchant_id else MessageRole.CUSTOMER
-    await show_invoice(context, chat.id, invoice, role, await language(update, context), user.id)
+    lang = await language(update, context)
+    await show_invoice_once(context, chat.id, invoice, role, lang, user.id)
 
 
 async def _invoice_from_payload(context: TillbotContext, payload: str) -> Invoice | None:

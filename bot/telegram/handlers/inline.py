@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from html import escape
 
 from telegram import (
     InlineKeyboardButton,
@@ -19,8 +18,9 @@ from telegram.constants import ParseMode
 from bot.domain.drafts import InputError, NotAllowed, parse_invoice_args
 from bot.domain.models import InvoiceMessage, MessageRole
 from bot.gateways.base import GatewayError
-from bot.i18n import format_amount, t
+from bot.i18n import format_amount, group_separator, t
 from bot.telegram.context import TillbotContext
+from bot.telegram.handlers.common import gateway_error_text
 from bot.telegram.handlers.merchant import HELP_PAYLOAD
 from bot.telegram.views import CALLBACK_NOOP, error_text, invoice_keyboard, invoice_text
 
@@ -45,7 +45,7 @@ async def inline_query(update: Update, context: TillbotContext) -> None:
         await query.answer([], cache_time=0, is_personal=True, button=help_button)
         return
     try:
-        draft = parse_invoice_args(text.split())
+        draft = parse_invoice_args(text.split(), group=group_separator(lang))
         gateway = await services.payments.merchant_gateway(query.from_user.id)
         amount, currency, description, _ = services.payments.validate(draft, gateway)
     except InputError as exc:
@@ -88,12 +88,12 @@ async def chosen_result(update: Update, context: TillbotContext) -> None:
     lang = await services.language_for(user)
     try:
         invoice = await services.payments.create_invoice(
-            user.id, parse_invoice_args(chosen.query.split())
+            user.id, parse_invoice_args(chosen.query.split(), group=group_separator(lang))
         )
     except (InputError, NotAllowed, GatewayError) as exc:
         log.info("inline invoice not created: %s", type(exc).__name__)
         await context.bot.edit_message_text(
-            _failure_text(exc, lang, context),
+            _failure_text(exc, lang, context, services.payments.is_admin(user.id)),
             inline_message_id=chosen.inline_message_id,
             parse_mode=ParseMode.HTML,
         )
@@ -116,13 +116,13 @@ async def chosen_result(update: Update, context: TillbotContext) -> None:
     )
 
 
-def _failure_text(exc: Exception, lang: str, context: TillbotContext) -> str:
+def _failure_text(
+    exc: Exception, lang: str, context: TillbotContext, for_admin: bool
+) -> str:
     """Why the card could not become an invoice, in the merchant's language."""
     if isinstance(exc, InputError):
         return error_text(lang, exc.code, exc.params)
     if isinstance(exc, GatewayError):
         gateway = context.services.view.title(exc.gateway or "")
-        if exc.retryable:
-            return t(lang, "gateway_busy", gateway=escape(gateway))
-        return t(lang, "gateway_failed", gateway=escape(gateway), message=escape(exc.user_message))
+        return gateway_error_text(exc, lang, gateway, for_admin=for_admin)
     return t(lang, "not_merchant")

@@ -18,9 +18,10 @@ from bot.telegram.handlers.common import (
     callback_parts,
     is_merchant,
     language,
+    refuse,
     reply,
     show_in_place,
-    show_invoice,
+    show_invoice_once,
 )
 from bot.telegram.views import CALLBACK_PAGE, CALLBACK_SHOW, status_label
 
@@ -30,7 +31,7 @@ PAGE_SIZE = 8
 async def invoices_command(update: Update, context: TillbotContext) -> None:
     """/invoices: the merchant's recent invoices, newest first, with paging buttons."""
     if not await is_merchant(update, context):
-        await reply(update, context, "not_merchant")
+        await refuse(update, context, "not_merchant_command", "invoices")
         return
     await _show_page(update, context, 0)
 
@@ -64,7 +65,7 @@ async def show_button(update: Update, context: TillbotContext) -> None:
         await answer(update, t(lang, "not_yours"), alert=True)
         return
     await answer(update)
-    await show_invoice(context, chat.id, invoice, MessageRole.MERCHANT, lang, user.id)
+    await show_invoice_once(context, chat.id, invoice, MessageRole.MERCHANT, lang, user.id)
 
 
 async def _show_page(update: Update, context: TillbotContext, page: int) -> None:
@@ -120,7 +121,7 @@ async def report_command(update: Update, context: TillbotContext) -> None:
     if user is None or chat is None:
         return
     if not await is_merchant(update, context):
-        await reply(update, context, "not_merchant")
+        await refuse(update, context, "not_merchant_command", "report")
         return
     period = context.args[0].lower() if context.args else "month"
     if period not in PERIODS:

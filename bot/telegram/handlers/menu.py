@@ -10,11 +10,13 @@ language in /settings, that language only. `/help` lists exactly the same comman
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from enum import StrEnum
 
 from telegram import Bot, BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 from telegram.error import TelegramError
 
+from bot.domain.models import InvoiceKind
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
 from bot.telegram.context import Services, TillbotApp, TillbotContext
 
@@ -45,12 +47,29 @@ def description(role: Role, name: str, language: str) -> str:
     return t(language, key)[:256]
 
 
-def commands_for(role: Role, language: str) -> list[BotCommand]:
-    return [BotCommand(name, description(role, name, language)) for name in COMMANDS[role]]
+# Commands only a gateway of that kind can serve: in the menu only when one is configured.
+NEEDS_KIND = {"pos": InvoiceKind.LIGHTNING, "onchain": InvoiceKind.ONCHAIN}
 
 
-def help_lines(role: Role, language: str) -> str:
-    """The commands of the role's menu, one a line, for /help."""
+def available(services: Services, role: Role) -> tuple[str, ...]:
+    """The role's commands that work here: /pos and /onchain only with a gateway for them."""
+    payments = services.payments
+    return tuple(
+        name
+        for name in COMMANDS[role]
+        if name not in NEEDS_KIND or payments.gateway_for_kind(NEEDS_KIND[name]) is not None
+    )
+
+
+def commands_for(role: Role, language: str, names: Sequence[str] | None = None) -> list[BotCommand]:
+    return [
+        BotCommand(name, description(role, name, language))
+        for name in (COMMANDS[role] if names is None else names)
+    ]
+
+
+def help_lines(role: Role, language: str, names: Sequence[str] | None = None) -> str:
+    """The commands of the role's menu (`names`, else all), one a line, for /help."""
     return "\n".join(
         t(
             language,
@@ -58,7 +77,7 @@ def help_lines(role: Role, language: str) -> str:
             command=name,
             description=description(role, name, language),
         )
-        for name in COMMANDS[role]
+        for name in (COMMANDS[role] if names is None else names)
     )
 
 
@@ -109,11 +128,12 @@ async def register_chat_menus(context: TillbotContext) -> None:
 async def refresh_menu(bot: Bot, services: Services, user_id: int) -> None:
     """Set (or remove) the menu of one user's private chat for their role and language."""
     role = await role_of(services, user_id)
+    names = available(services, role)
     chosen = (await services.prefs(user_id)).language
     scope = BotCommandScopeChat(user_id)
     try:
         if chosen in LANGUAGES:  # their /settings choice wins over Telegram's language
-            await bot.set_my_commands(commands_for(role, chosen), scope=scope)
+            await bot.set_my_commands(commands_for(role, chosen, names), scope=scope)
             for code in OTHER_LANGUAGES:
                 await bot.delete_my_commands(scope=scope, language_code=code)
         elif role is Role.CUSTOMER:  # the default menu fits them
@@ -121,8 +141,10 @@ async def refresh_menu(bot: Bot, services: Services, user_id: int) -> None:
             for code in OTHER_LANGUAGES:
                 await bot.delete_my_commands(scope=scope, language_code=code)
         else:
-            await bot.set_my_commands(commands_for(role, DEFAULT_LANGUAGE), scope=scope)
+            await bot.set_my_commands(commands_for(role, DEFAULT_LANGUAGE, names), scope=scope)
             for code in OTHER_LANGUAGES:
-                await bot.set_my_commands(commands_for(role, code), scope=scope, language_code=code)
+                await bot.set_my_commands(
+                    commands_for(role, code, names), scope=scope, language_code=code
+                )
     except TelegramError as exc:  # e.g. a merchant who never opened the bot
         log.warning("the commands menu of chat %s was not set: %s", user_id, exc)

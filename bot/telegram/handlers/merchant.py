@@ -14,15 +14,17 @@ from bot.domain.drafts import InputError, InvoiceDraft, NotAllowed, parse_invoic
 from bot.domain.links import LINK_PREFIX, RECEIPT_PREFIX, token_in
 from bot.domain.models import InvoiceKind, InvoiceStatus, MessageRole
 from bot.gateways.base import GatewayError
-from bot.i18n import LANGUAGE_NAMES, LANGUAGES, format_decimal, t
+from bot.i18n import LANGUAGE_NAMES, LANGUAGES, format_decimal, group_separator, t
 from bot.ids import parse_invoice_id
 from bot.telegram.context import TillbotContext
 from bot.telegram.handlers import links
 from bot.telegram.handlers.common import (
     answer,
     callback_parts,
+    is_admin,
     is_merchant,
     language,
+    refuse,
     reply,
     reply_gateway_error,
     reply_input_error,
@@ -30,7 +32,7 @@ from bot.telegram.handlers.common import (
     show_invoice,
 )
 from bot.telegram.handlers.customer import open_invoice
-from bot.telegram.handlers.menu import Role, help_lines, refresh_menu, role_of
+from bot.telegram.handlers.menu import Role, available, help_lines, refresh_menu, role_of
 from bot.telegram.views import (
     CALLBACK_CANCEL,
     CALLBACK_CANCEL_CONFIRM,
@@ -48,6 +50,12 @@ HELP_PAYLOAD = "help"  # t.me/<bot>?start=help (the inline mode's help button)
 NO_GATEWAY_FOR = {
     InvoiceKind.LIGHTNING: "err_no_pos_gateway",
     InvoiceKind.ONCHAIN: "err_no_onchain_gateway",
+}
+
+# What an admin sets for a kind of payment (named to admins only, never to merchants).
+SETUP_OF = {
+    InvoiceKind.LIGHTNING: "MION_API_KEY (or SANDBOX_ENABLED=true)",
+    InvoiceKind.ONCHAIN: "MIXPAY_PAYEE_ID, MIXPAY_SETTLEMENT_ASSET_ID, MIXPAY_PAYMENT_ASSET_ID",
 }
 
 
@@ -80,7 +88,9 @@ async def help_command(update: Update, context: TillbotContext) -> None:
     lang = await language(update, context)
     role = await role_of(services, user.id)
     parts = [t(lang, "help_customer")] if role is Role.CUSTOMER else []
-    parts.append(t(lang, "help_commands") + "\n" + help_lines(role, lang))
+    parts.append(
+        t(lang, "help_commands") + "\n" + help_lines(role, lang, available(services, role))
+    )
     if role is not Role.CUSTOMER:
         parts.append(
             t(
@@ -111,34 +121,47 @@ async def onchain(update: Update, context: TillbotContext) -> None:
     await _create(update, context, InvoiceKind.ONCHAIN, "onchain")
 
 
-async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, command: str) -> None:
+async def _create(
+    update: Update,
+    context: TillbotContext,
+    kind: InvoiceKind,
+    command: str,
+    words: list[str] | None = None,
+) -> None:
+    """Create and show an invoice from the command's words (or `words`, from a button)."""
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
         return
     if not await is_merchant(update, context):
-        await reply(update, context, "not_merchant")
+        await refuse(update, context, "not_merchant_command", command)
         return
     payments = context.services.payments
-    args = list(context.args or [])
+    args = list(context.args or []) if words is None else words
     gateway = None
     if kind is not InvoiceKind.CHECKOUT:
         gateway = payments.gateway_for_kind(kind)
         if gateway is None:
-            await reply(update, context, NO_GATEWAY_FOR[kind])
+            text = t(await language(update, context), NO_GATEWAY_FOR[kind])
+            if is_admin(update, context):  # the setting names are for admins only
+                detail = t(
+                    await language(update, context), "detail_for_admins", detail=SETUP_OF[kind]
+                )
+                text += "\n" + detail
+            await context.bot.send_message(chat.id, text, parse_mode=ParseMode.HTML)
             return
     elif args and args[0].lower() in payments.gateways:
         gateway = args.pop(0).lower()
+    lang = await language(update, context)
     try:
-        draft = parse_invoice_args(args, kind)
+        draft = parse_invoice_args(args, kind, group_separator(lang))
         draft = InvoiceDraft(draft.amount_text, draft.description, draft.currency, gateway, kind)
         created = await payments.create_invoice(user.id, draft)
-    except InputError as exc:
-        await reply_input_error(update, context, exc)
-        if exc.code.startswith("amount_"):
-            await reply(update, context, "invoice_usage", command=command)
+    except InputError as exc:  # one reply per mistake: what is wrong, and how to write it
+        usage = exc.code.startswith("amount_") or exc.code == "two_currencies"
+        await reply_input_error(update, context, exc, usage=command if usage else None)
         return
     except NotAllowed:
-        await reply(update, context, "not_merchant")
+        await refuse(update, context, "not_merchant_command", command)
         return
     except GatewayError as exc:
         await reply_gateway_error(
@@ -147,7 +170,12 @@ async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, co
         return
     try:
         await show_invoice(
-            context, chat.id, created, MessageRole.MERCHANT, await language(update, context), user.id
+            context,
+            chat.id,
+            created,
+            MessageRole.MERCHANT,
+            await language(update, context),
+            user.id,
         )
     except Exception:
         # The invoice is live at the gateway: never let the error reply say nothing was
@@ -239,9 +267,7 @@ async def settings_button(update: Update, context: TillbotContext) -> None:
     if field == "gw" and value in services.gateways and await is_merchant(update, context):
         await services.payments.access.choose_gateway(user.id, value)
     elif field == "lang" and (value in LANGUAGES or value == "auto"):
-        await services.payments.access.choose_language(
-            user.id, None if value == "auto" else value
-        )
+        await services.payments.access.choose_language(user.id, None if value == "auto" else value)
     else:
         await answer(update)
         return
