@@ -99,7 +99,7 @@ class Cluster:
             self.emu.method_delays[method] = TELEGRAM_LATENCY_S
         await self.mion.start()
         self.mion.delay = GATEWAY_LATENCY_S
-        self.repo = await open_repository(self.dsn)
+        self.repo = await open_repository(self.dsn, max_connections=2)
         self.con = await asyncpg.connect(self.dsn)
 
     async def stop(self) -> None:
