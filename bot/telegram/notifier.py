@@ -136,7 +136,7 @@ class Notifier:
         await asyncio.gather(*senders, return_exceptions=True)
         self._senders.clear()
         self._queues.clear()
-        self._held.clear()  # unsent rows: their leases lapse and they are claimed again
+        self._held.clear()  # unsent rows: handed back when the instance deregisters
 
     def drop_held(self) -> None:
         """Forget the claimed rows waiting here, unsent: this instance may have been taken
