@@ -30,6 +30,7 @@ from bot.domain.models import (
 from storage.base import Repository, StorageError
 from storage.claims_sql import ClaimsSql
 from storage.dialect import Conn, SqlDialect, marks, ms
+from storage.links_sql import LinksSql
 from storage.migrations.columns import (
     INVOICE_COLUMNS,
     MERCHANT_COLUMNS,
@@ -48,7 +49,9 @@ from storage.sandbox_sql import SandboxSql
 from storage.times import to_ms
 
 
-class SqlRepository(ClaimsSql[Conn], SandboxSql[Conn], SqlDialect[Conn], Repository):
+class SqlRepository(
+    ClaimsSql[Conn], LinksSql[Conn], SandboxSql[Conn], SqlDialect[Conn], Repository
+):
     """The repository on a SQL database; its subclasses are the dialects."""
 
     # -- health -------------------------------------------------------------------------
