@@ -319,7 +319,6 @@ async def post_init(app: TillbotApp) -> None:
         clock=services.clock,
         owner=services.owner,
         tick=timedelta(seconds=watcher_tick_seconds(settings)),
-        fence=liveness.trusted,
     )
     taken = await liveness.start()
     if taken:
