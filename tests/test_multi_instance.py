@@ -283,13 +283,16 @@ async def test_three_instances_share_the_work_and_survive_kills(
         for message in await repo.messages_for(invoice.id):
             record = emu.message(message.chat_id or 0, message.message_id or 0)
             assert record is not None and "PAID" in record.content, invoice.id
-    # Each admin notification sent once (apart from the documented crash window).
+    # Each admin notification sent once (apart from the documented crash window); an
+    # invoice is named by its merchant's own number and the merchant.
     sent = Counter(
-        int(m)
+        (int(merchant), int(number))
         for msg in emu.bot_messages(admin)
-        for m in re.findall(r"Invoice #(\d+) paid", msg.content)
+        for number, merchant in re.findall(
+            r"Invoice #(\d+) paid:[^\n]*· merchant (?:[^\n(]*\()?(\d+)", msg.content
+        )
     )
-    assert set(sent) == {i.id for i in invoices}
+    assert set(sent) == {(i.merchant_id, i.shown_number) for i in invoices}
     duplicates = sum(n - 1 for n in sent.values())
     assert duplicates <= kills, (duplicates, kills)
     print(

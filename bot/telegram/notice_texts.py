@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from html import escape
 
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
 from bot.domain.models import (
     FINAL_STATUSES,
     Invoice,
@@ -14,7 +16,7 @@ from bot.domain.models import (
     OutboxKind,
 )
 from bot.i18n import format_amount, format_datetime, format_day, t
-from bot.telegram.views import ViewContext
+from bot.telegram.views import CALLBACK_SHOW, ViewContext
 
 # The statuses a late payment can come after (a late-paid notice names which one).
 LATE_PAID_FROM = frozenset(s.value for s in FINAL_STATUSES - {InvoiceStatus.PAID})
@@ -55,7 +57,7 @@ def notice_text(
         return None
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
     common = {
-        "id": invoice.id,
+        "id": invoice.shown_number,
         "amount": amount,
         "gateway": escape(view.title(invoice.gateway)),
         "merchant": escape(
@@ -82,13 +84,17 @@ def notice_text(
         return t(language, "customer_underpaid", **common)
     if item.kind is OutboxKind.RECEIPT:
         common["merchant"] = escape(merchant or str(invoice.merchant_id))
-        return t(
+        receipt = t(
             language,
             "receipt",
             time=format_datetime(invoice.paid_at, language),
             reference=escape(invoice.gateway_session_id or "—"),
             **common,
         )
+        # A sandbox receipt says it is a test: it must never pass for proof of a payment.
+        return receipt + "\n" + t(language, "sandbox_label") if invoice.is_sandbox else receipt
+    if item.kind is OutboxKind.MERCHANT and item.event is OutboxEvent.PAID:
+        return payment_ping(invoice, language)
     if item.event is OutboxEvent.OVERPAID:
         return t(language, "merchant_overpaid", **common)
     if item.event is OutboxEvent.FAILED and payload.get("refund_due"):
@@ -96,6 +102,30 @@ def notice_text(
         return t(language, key, **common)
     prefix = "admin" if item.kind is OutboxKind.ADMIN else "merchant"
     return t(language, f"{prefix}_{item.event.value}", **common)
+
+
+def payment_ping(invoice: Invoice, language: str) -> str:
+    """The merchant's short new message for a payment: "✅ €4.20 received: Cappuccino"."""
+    amount = format_amount(invoice.amount_minor, invoice.currency, language)
+    what = escape(invoice.description) if invoice.description else t(
+        language, "ping_invoice", id=invoice.shown_number
+    )
+    key = "payment_ping_sandbox" if invoice.is_sandbox else "payment_ping"
+    return t(language, key, amount=amount, what=what)
+
+
+def show_invoice_keyboard(invoice: Invoice, language: str) -> InlineKeyboardMarkup:
+    """The button under a payment ping that shows the invoice (`show:<id>`)."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    t(language, "button_show_invoice", id=invoice.shown_number),
+                    callback_data=f"{CALLBACK_SHOW}:{invoice.id}",
+                )
+            ]
+        ]
+    )
 
 
 def _previous_status(language: str, status: object) -> str:
