@@ -337,11 +337,21 @@ class World:
             await asyncio.sleep(0.05)
         return time.monotonic() - since
 
-    def admin_notices(self) -> Counter[int]:
+    async def admin_notices(self) -> Counter[int]:
+        """Admin notices sent, by invoice id (a notice names the merchant's own number and
+        the merchant)."""
+        by_number = {
+            (i.merchant_id, i.shown_number): i.id
+            for i in await self.repo.invoices_created_between(
+                None, datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1)
+            )
+        }
         return Counter(
-            int(found)
+            by_number[(int(merchant), int(number))]
             for message in self.emu.bot_messages(self.admin)
-            for found in re.findall(r"Invoice #(\d+) paid", message.content)
+            for number, merchant in re.findall(
+                r"Invoice #(\d+) paid:[^\n]*· merchant (?:[^\n(]*\()?(\d+)", message.content
+            )
         )
 
 
@@ -385,7 +395,7 @@ async def test_a_killed_instances_claimed_polls_and_notices_are_finished_by_anot
 
     # Nothing twice: the victim's held sends never reached Telegram, and each invoice's
     # admin notice was sent once, by the survivor.
-    assert world.admin_notices() == Counter(polled + noticed)
+    assert await world.admin_notices() == Counter(polled + noticed)
     assert sum(proxy.held for proxy in world.proxies) > 0
     assert "took over" in survivor.output()
     assert [i.id for i in await world.repo.list_instances()] == [survivor_id]
@@ -412,6 +422,6 @@ async def test_a_restarted_instance_without_instance_id_takes_over_at_once(
         " its kill -9 (start included)"
     )
     assert took < 20.0, took
-    assert world.admin_notices() == Counter(polled + noticed)
+    assert await world.admin_notices() == Counter(polled + noticed)
     assert "gone (restarted here)" in restarted.output()
     assert owner not in {i.id for i in await world.repo.list_instances()}
