@@ -99,7 +99,7 @@ class Cluster:
             self.emu.method_delays[method] = TELEGRAM_LATENCY_S
         await self.mion.start()
         self.mion.delay = GATEWAY_LATENCY_S
-        self.repo = await open_repository(self.dsn)
+        self.repo = await open_repository(self.dsn, max_connections=2)
         self.con = await asyncpg.connect(self.dsn)
 
     async def stop(self) -> None:
@@ -278,11 +278,14 @@ class Cluster:
         )
         return int(unsent) == 0
 
-    def admin_notices(self) -> Counter[int]:
+    def admin_notices(self) -> Counter[tuple[int, int]]:
+        """Admin notices sent, by (merchant, the merchant's own invoice number)."""
         return Counter(
-            int(found)
+            (int(merchant), int(number))
             for message in self.emu.bot_messages(ADMIN_ID)
-            for found in re.findall(r"Invoice #(\d+) paid", message.content)
+            for number, merchant in re.findall(
+                r"Invoice #(\d+) paid:[^\n]*· merchant (?:[^\n(]*\()?(\d+)", message.content
+            )
         )
 
 

@@ -308,11 +308,9 @@ async def post_init(app: TillbotApp) -> None:
     )
     limiter = app.bot.rate_limiter
     assert isinstance(limiter, TelegramRateLimiter), "set in build_application"
-    # Claimed work is owned by this instance's id while it heartbeats (bot/liveness.py),
-    # on a connection of its own: a busy pool never delays a heartbeat.
-    services.liveness_repo = await open_repository(settings.database_url, max_connections=2)
+    # Claimed work is owned by this instance's id while it heartbeats (bot/liveness.py).
     services.liveness = liveness = Liveness(
-        services.liveness_repo,
+        services.repo,
         work_clock=services.clock,
         name=settings.instance_id,
         named=bool(settings.instance_id),
@@ -340,7 +338,6 @@ async def post_init(app: TillbotApp) -> None:
         clock=services.clock,
         owner=services.owner,
         tick=timedelta(seconds=watcher_tick_seconds(settings)),
-        fence=liveness.trusted,
     )
     taken = await liveness.start()
     if taken:
@@ -415,8 +412,6 @@ async def post_shutdown(app: TillbotApp) -> None:
         await services.notifier.stop()
     if services.liveness is not None:
         await services.liveness.stop()  # hands back this instance's claims
-    if services.liveness_repo is not None:
-        await services.liveness_repo.close()
     if services.sandbox is not None:
         await services.sandbox.aclose()
     if services.http is not None:

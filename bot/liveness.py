@@ -15,9 +15,10 @@ pid and the process's start time, so a reused pid is not mistaken for the old pr
 
 Claims of a live instance are never taken: a claim's lease end only makes the row due again
 for its owner. An instance that could not heartbeat for most of `stale_after` (a paused
-process, storage unreachable) stops claiming and sending (`trusted`), and one that finds
-itself taken for dead (its row gone) registers again under a new id and drops the work it
-held, so that what others took over is not done twice.
+process, storage unreachable) sends no new message (`trusted`: receipts and notices wait;
+edits and polls can repeat harmlessly), and one that finds itself taken for dead (its row
+gone) registers again under a new id and drops the work it held, so that what others took
+over is not done twice.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class Liveness:
     def trusted(self) -> bool:
         """True while no other instance can take this one for dead: the last heartbeat
         stored is younger than `stale_after` less one interval (room for a send under way
-        and for clocks that differ a little). Claims and sends wait while it is False."""
+        and for clocks that differ a little). New messages wait while it is False."""
         if self._beat_at is None:
             return False
         limit = (self.stale_after - self.interval).total_seconds()

@@ -1,6 +1,6 @@
 """bot/liveness.py on a real SQLite database: registering, taking over predecessors known
 to be dead at start, coming back under a new id after being taken for dead, and the fence
-that stops claims and sends while the heartbeat is late."""
+that holds new messages back while the heartbeat is late."""
 
 from __future__ import annotations
 

@@ -46,7 +46,6 @@ class Services:
         self.notifier: Notifier | None = None
         self.watcher: Watcher | None = None
         self.liveness: Liveness | None = None
-        self.liveness_repo: Repository | None = None
         self.storage_watch: StorageWatch | None = None
         self.web: WebServer | None = None
         self.view = ViewContext(bot_username="")

@@ -117,7 +117,8 @@ class Notifier:
             batch, int(lease.total_seconds() * 0.8 / self.limiter.global_interval)
         )
         # False while another instance may take this one for dead (bot/liveness.py): then
-        # nothing is claimed and nothing sent until it is True again.
+        # no new message (receipt, notice) is sent until it is True again. Edits go on
+        # (they are idempotent), and so do polls (reads, compare-and-set).
         self.fence = fence
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -143,7 +144,7 @@ class Notifier:
         await asyncio.gather(*senders, return_exceptions=True)
         self._senders.clear()
         self._queues.clear()
-        self._held.clear()  # unsent rows: their leases lapse and they are claimed again
+        self._held.clear()  # unsent rows: handed back when the instance deregisters
 
     def drop_held(self) -> None:
         """Forget the claimed rows waiting here, unsent: this instance may have been taken
@@ -176,7 +177,7 @@ class Notifier:
         so a chat with many rows (an admin told of every payment) never holds up the
         others: their rows are claimed and sent meanwhile."""
         queued = 0
-        while len(self._held) < self.max_held and self.fence():
+        while len(self._held) < self.max_held:
             limit = min(self.batch, self.max_held - len(self._held))
             items = await self.repo.claim_outbox(
                 now=self.clock(), owner=self.owner, lease=self.lease, limit=limit
@@ -212,7 +213,7 @@ class Notifier:
         try:
             while queue:
                 item = queue[0]
-                if not self.fence():
+                if item.kind is not OutboxKind.EDIT and not self.fence():
                     # Paused while this instance may be taken for dead; if it is, drop_held
                     # empties the queue (the rows are someone else's now).
                     await asyncio.sleep(0.1)
