@@ -42,7 +42,7 @@ from bot.services.payments import PaymentsService
 from bot.services.watcher import Watcher
 from bot.storage_watch import WATCH_INTERVAL_SECONDS, StorageWatch
 from bot.telegram.context import Services, TillbotApp, TillbotContext
-from bot.telegram.handlers import admin, customer, inline, lists, merchant, users
+from bot.telegram.handlers import admin, counter, customer, inline, lists, merchant, users
 from bot.telegram.handlers.common import reply
 from bot.telegram.handlers.menu import register_commands
 from bot.telegram.notifier import Notifier
@@ -149,6 +149,7 @@ def register_handlers(app: TillbotApp) -> None:
         ("pos", merchant.pos),
         ("onchain", merchant.onchain),
         ("settings", merchant.settings_command),
+        ("counter", counter.counter_command),
         ("invoices", lists.invoices_command),
         ("report", lists.report_command),
         ("merchants", admin.merchants_command),
@@ -264,19 +265,20 @@ async def post_init(app: TillbotApp) -> None:
             auto_pay_seconds=settings.sandbox_auto_pay_seconds,
         )
     services.gateways = build_gateways(settings, services.http, sandbox=sandbox)
+    webhooks = bool(settings.public_url and settings.http_listen_port is not None)
     services.view = ViewContext(
         bot_username=app.bot.username,
         gateway_titles={name: gw.title for name, gw in services.gateways.items()},
         simulatable=frozenset(name for name, gw in services.gateways.items() if gw.can_simulate),
+        app_url=f"{settings.public_url}/app/" if webhooks else None,
     )
-    webhooks = bool(settings.public_url and settings.http_listen_port is not None)
     services.payments = PaymentsService(
         services.repo,
         services.gateways,
         policy_from(settings),
         clock=services.clock,
         callback_url=(lambda gw: f"{settings.public_url}/webhooks/{gw}") if webhooks else None,
-        on_outbox=lambda: services.notifier.kick() if services.notifier else None,
+        on_outbox=lambda: on_outbox(services),
         metrics=services.metrics,
     )
     limiter = app.bot.rate_limiter
@@ -333,6 +335,13 @@ async def post_init(app: TillbotApp) -> None:
 
         services.web = WebServer(app, host="0.0.0.0", port=settings.http_listen_port)
         await services.web.start()
+
+
+def on_outbox(services: Services) -> None:
+    """A status change was written: wake the notifier and the Mini App's live streams."""
+    if services.notifier is not None:
+        services.notifier.kick()
+    services.live.kick()
 
 
 async def check_gateway_setup(context: TillbotContext) -> None:

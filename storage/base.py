@@ -33,6 +33,7 @@ from bot.domain.models import (
     Transition,
     UserPrefs,
 )
+from bot.domain.tips import CounterSale, DaySales
 
 
 class StorageError(Exception):
@@ -291,3 +292,24 @@ class Repository(ABC):
     async def sandbox_update(self, current: SandboxSession, changed: SandboxSession) -> bool:
         """Compare-and-set: store `changed` (all but its id) with version current.version + 1
         if the stored row still has `current.version`; False when someone changed it first."""
+
+    # -- the counter (Mini App) ------------------------------------------------------------
+    @abstractmethod
+    async def counter_add_sale(self, sale: CounterSale, now: datetime) -> None:
+        """Keep the amount/tip split of a counter invoice (once per invoice)."""
+
+    @abstractmethod
+    async def counter_sale(self, invoice_id: int) -> CounterSale | None: ...
+
+    @abstractmethod
+    async def counter_day(
+        self, merchant_id: int, start: datetime, end: datetime
+    ) -> list[DaySales]:
+        """The merchant's invoices paid in [start, end), per currency: count, total, tips."""
+
+    @abstractmethod
+    async def tip_percents(self, user_id: int) -> tuple[int, int, int]:
+        """The merchant's three tip percentages (5, 10, 15 until set)."""
+
+    @abstractmethod
+    async def set_tip_percents(self, user_id: int, percents: tuple[int, int, int]) -> None: ...

@@ -19,6 +19,7 @@ from bot.services.access import AccessService
 from bot.services.alerts import Alerts
 from bot.services.callbacks import CallbackService
 from bot.services.core import Clock, ServiceCore
+from bot.services.counter import CounterService
 from bot.services.invoices import InvoiceService
 from bot.services.reports import ReportService
 from bot.services.sync import StatusSync
@@ -58,6 +59,7 @@ class PaymentsService:
         self.invoices = InvoiceService(core, self.access, self.sync, self.alerts)
         self.callbacks = CallbackService(core, self.sync)
         self.reports = ReportService(core)
+        self.counter = CounterService(core, self.access, self.invoices)
 
     # -- access ---------------------------------------------------------------------------
     def is_admin(self, user_id: int) -> bool:

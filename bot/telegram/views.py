@@ -11,7 +11,7 @@ from decimal import Decimal
 from html import escape, unescape
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 
 from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
 from bot.domain.money import format_amount, format_decimal
@@ -45,6 +45,7 @@ class ViewContext:
     bot_username: str
     gateway_titles: Mapping[str, str] = field(default_factory=dict)
     simulatable: frozenset[str] = frozenset()
+    app_url: str | None = None  # the counter Mini App ({PUBLIC_URL}/app/), when served
 
     def title(self, gateway: str) -> str:
         return self.gateway_titles.get(gateway, gateway)
@@ -223,13 +224,41 @@ def _invoice_text(
     return "\n".join(lines)
 
 
+def app_link(invoice: Invoice, ctx: ViewContext) -> str | None:
+    """The Mini App showing this invoice only (its public token is the key)."""
+    return f"{ctx.app_url}?i={invoice.public_token}" if ctx.app_url else None
+
+
+def open_button(
+    invoice: Invoice, language: str, ctx: ViewContext, *, private: bool
+) -> InlineKeyboardButton | None:
+    """Open: the Mini App (a `web_app` button, which Telegram allows in private chats
+    only), else a link to the bot's private chat, where the invoice has that button."""
+    link = app_link(invoice, ctx)
+    if link is None:
+        return None
+    label = t(language, "button_open_app")
+    if private:
+        return InlineKeyboardButton(label, web_app=WebAppInfo(link))
+    return InlineKeyboardButton(label, url=share_link(invoice, ctx.bot_username))
+
+
 def invoice_keyboard(
-    invoice: Invoice, language: str, role: MessageRole, ctx: ViewContext
+    invoice: Invoice,
+    language: str,
+    role: MessageRole,
+    ctx: ViewContext,
+    *,
+    private: bool = False,
 ) -> InlineKeyboardMarkup | None:
-    """Pay (URL), Simulate payment (sandbox), Cancel (merchant) while pending; none after."""
+    """Open (the Mini App), Pay (URL), Simulate payment (sandbox), Cancel (merchant) while
+    pending; none after. `private`: the message is in a private chat."""
     if invoice.status is not InvoiceStatus.PENDING:
         return None
     rows: list[list[InlineKeyboardButton]] = []
+    opener = open_button(invoice, language, ctx, private=private and role is not MessageRole.INLINE)
+    if opener is not None:
+        rows.append([opener])
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
     if invoice.checkout_url:
         rows.append(

@@ -79,7 +79,7 @@ async def show_invoice(
     """Send the invoice message (a QR photo for Lightning/on-chain) and remember it."""
     services = context.services
     text = invoice_text(invoice, lang, role, services.view)
-    keyboard = invoice_keyboard(invoice, lang, role, services.view)
+    keyboard = invoice_keyboard(invoice, lang, role, services.view, private=chat_id > 0)
     photo = has_qr(invoice) and not invoice.is_final
     if photo:
         sent = await context.bot.send_photo(

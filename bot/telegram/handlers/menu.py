@@ -17,6 +17,7 @@ from telegram.error import TelegramError
 
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
 from bot.telegram.context import Services, TillbotApp, TillbotContext
+from bot.telegram.handlers.counter import set_menu_button
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,9 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-MERCHANT_COMMANDS = ("invoice", "pos", "onchain", "invoices", "report", "settings", "help", "start")
+MERCHANT_COMMANDS = (
+    "invoice", "pos", "counter", "onchain", "invoices", "report", "settings", "help", "start"
+)
 COMMANDS: dict[Role, tuple[str, ...]] = {
     Role.CUSTOMER: ("start", "help", "settings"),
     Role.MERCHANT: MERCHANT_COMMANDS,
@@ -124,3 +127,4 @@ async def refresh_menu(bot: Bot, services: Services, user_id: int) -> None:
                 await bot.set_my_commands(commands_for(role, code), scope=scope, language_code=code)
     except TelegramError as exc:  # e.g. a merchant who never opened the bot
         log.warning("the commands menu of chat %s was not set: %s", user_id, exc)
+    await set_menu_button(bot, services, user_id, merchant=role is not Role.CUSTOMER)

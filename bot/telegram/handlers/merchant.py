@@ -26,6 +26,7 @@ from bot.telegram.handlers.common import (
     show_in_place,
     show_invoice,
 )
+from bot.telegram.handlers.counter import tips_line, tips_setting
 from bot.telegram.handlers.customer import open_invoice
 from bot.telegram.handlers.menu import Role, help_lines, refresh_menu, role_of
 from bot.telegram.views import CALLBACK_CANCEL, CALLBACK_SETTINGS, error_text
@@ -170,6 +171,9 @@ async def settings_command(update: Update, context: TillbotContext) -> None:
     """/settings: default gateway and language, as buttons."""
     if update.effective_user is None:
         return
+    if context.args and context.args[0].lower() == "tips":
+        await tips_setting(update, context, list(context.args[1:]))
+        return
     await _show_settings(update, context)
 
 
@@ -212,6 +216,7 @@ async def _show_settings(update: Update, context: TillbotContext) -> None:
         text = t(
             lang, "settings_title", gateway=services.view.title(gateway), language=language_name
         )
+        text += "\n" + await tips_line(services, user.id, lang)
     else:
         text = t(lang, "settings_title_customer", language=language_name)
     rows: list[list[InlineKeyboardButton]] = []
