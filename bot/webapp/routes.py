@@ -370,6 +370,8 @@ def page_texts(language: str) -> dict[str, str]:
         "merchants_only": t(language, "app_merchants_only"),
         "note": t(language, "app_note"),
         "charge": t(language, "app_charge"),
+        "kind_lightning": t(language, "app_kind_lightning"),
+        "kind_checkout": t(language, "app_kind_checkout"),
         "tip_title": t(language, "app_tip_title"),
         "tip_none": t(language, "app_tip_none"),
         "tip_round": t(language, "app_tip_round"),

@@ -95,7 +95,7 @@
       input.type = "radio"; input.name = "option"; input.value = o.key; input.checked = index === 0;
       input.addEventListener("change", () => { state.option = o.key; });
       label.appendChild(input);
-      label.appendChild(document.createTextNode(" " + o.title + " · " + (o.kind === "lightning" ? "⚡ Lightning" : "🔗")));
+      label.appendChild(document.createTextNode(" " + o.title + " · " + txt(o.kind === "lightning" ? "kind_lightning" : "kind_checkout")));
       box.appendChild(label);
     });
   }
