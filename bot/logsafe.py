@@ -19,9 +19,11 @@ _TOKEN_RE = re.compile(r"\d{3,}:[A-Za-z0-9_-]{30,}")
 REDACTED = "[REDACTED]"
 # An invoice's public token is a bearer link (whoever has it sees the invoice, and pays a
 # sandbox one): too many to register one by one, so redacted where they travel - deep links
-# (`?start=`), `/start <token>` and the `sim:`/`chk:` buttons - in every log line, at DEBUG too.
+# (`?start=`), the Mini App's `/app/?i=`, `/start <token>` and the `sim:`/`chk:` buttons - in
+# every log line, at DEBUG too.
 _BEARER_RE = re.compile(
-    r"(?P<lead>[?&]start=|/start(?:@\w+)?\s+|\b(?:sim|chk):)(?P<token>[A-Za-z0-9_-]{8,})"
+    r"(?P<lead>[?&]start=|/app/\?i=|/start(?:@\w+)?\s+|\b(?:sim|chk):)"
+    r"(?P<token>[A-Za-z0-9_-]{8,})"
 )
 
 _lock = threading.Lock()
