@@ -48,13 +48,13 @@ class CounterBot:
 
 
 @asynccontextmanager
-async def counter_bot(harness: Harness) -> AsyncIterator[CounterBot]:
+async def counter_bot(harness: Harness, **overrides: object) -> AsyncIterator[CounterBot]:
     """The bot on the sandbox gateway with PUBLIC_URL (an HTTPS front) and HTTP_PORT set
     (a test module's `counterbot` fixture enters it)."""
     port = free_port()
     front = TlsFront(port)
     await front.start()
-    await harness.start(http_port=port, public_url=front.url)
+    await harness.start(http_port=port, public_url=front.url, **overrides)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
         yield CounterBot(harness, port, client)
     await harness.stop()

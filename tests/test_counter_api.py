@@ -220,3 +220,54 @@ async def test_without_public_url_the_counter_says_it_is_not_set_up(harness: Har
     _, invoice = await harness.invoice(harness.merchant, "/invoice 5 Tea")
     opened = await harness.command(harness.customer, f"/start {invoice.public_token}")
     assert not [b for b in opened.buttons if "web_app" in b]
+
+
+async def test_a_renewed_attempt_reaches_the_page_without_a_reload(harness: Harness) -> None:
+    """Each Lightning attempt lives about two minutes; renewing one shortly before it
+    expires (here: at once, every poll) sends the new QR down the same stream."""
+    async with counter_bot(harness, mion_attempt_renew_before_seconds=600) as bot:
+        view = (await sale(bot, {"amount": "2", "tip": {"kind": "none"}})).json()
+        url = f"{API}/invoices/{view['token']}/events"
+        events: list[tuple[float, dict[str, object]]] = []
+        async with bot.client.stream("GET", url, headers=auth(harness.merchant)) as response:
+            reader = asyncio.create_task(read_events(response, events))
+            try:
+                await harness.emu.wait_for(
+                    lambda: len({e["pay_uri"] for _, e in events}) >= 2, timeout=10
+                )
+            finally:
+                reader.cancel()
+        first, second = events[0][1], events[-1][1]
+        assert first["status"] == second["status"] == "pending"
+        assert first["pay_uri"] != second["pay_uri"] and first["qr"] != second["qr"]
+        assert str(second["pay_uri"]).startswith("lightning:")
+
+
+def test_open_is_a_web_app_button_in_private_chats_and_a_link_elsewhere() -> None:
+    from datetime import UTC, datetime
+
+    from bot.domain.models import Invoice, InvoiceKind, MessageRole
+    from bot.telegram.views import ViewContext, invoice_keyboard
+
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    invoice = Invoice(
+        7, "tokTOKtok123", 1, 500, "EUR", "Tea", "sandbox", InvoiceKind.CHECKOUT,
+        InvoiceStatus.PENDING, at, at, checkout_url="https://pay.example/7",
+    )
+    ctx = ViewContext(bot_username="tillbot_test_bot", app_url="https://shop.example/app/")
+
+    def first(role: MessageRole, private: bool) -> dict[str, object]:
+        markup = invoice_keyboard(invoice, "en", role, ctx, private=private)
+        assert markup is not None
+        return markup.inline_keyboard[0][0].to_dict()
+
+    assert first(MessageRole.CUSTOMER, True)["web_app"] == {
+        "url": "https://shop.example/app/?i=tokTOKtok123"
+    }
+    for role, private in ((MessageRole.INLINE, True), (MessageRole.CUSTOMER, False)):
+        assert first(role, private)["url"] == "https://t.me/tillbot_test_bot?start=tokTOKtok123"
+    without = ViewContext(bot_username="tillbot_test_bot")
+    markup = invoice_keyboard(invoice, "en", MessageRole.CUSTOMER, without, private=True)
+    assert markup is not None and all(
+        "web_app" not in b.to_dict() for row in markup.inline_keyboard for b in row
+    )
