@@ -28,10 +28,9 @@ from aiohttp import web
 
 from bot.domain.drafts import InputError, NotAllowed
 from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus
-from bot.domain.money import format_amount
 from bot.domain.tips import CounterSale
 from bot.gateways.base import GatewayError
-from bot.i18n import resolve_language, t
+from bot.i18n import format_amount, resolve_language, t
 from bot.telegram.context import TillbotApp
 from bot.telegram.qr import qr_png
 from bot.telegram.views import error_text, has_qr, qr_for, sats_text
