@@ -195,7 +195,17 @@ async def test_counter_command_menu_button_tips_and_open_button(counterbot: Coun
     menu = h.emu.menu_buttons[MERCHANT_ID]
     assert menu["type"] == "web_app" and menu["web_app"]["url"] == app_url
     reply = await h.command(h.customer, "/counter")
-    assert "not a merchant" in reply.content.lower() or not reply.buttons
+    assert not reply.buttons
+    # A merchant added by an admin gets the counter as their menu button; removed, the default.
+    await h.command(h.stranger, "/start")
+    await h.command(h.admin, f"/merchants add {h.stranger.id}")
+    await h.emu.wait_for(
+        lambda: h.emu.menu_buttons.get(h.stranger.id, {}).get("type") == "web_app", timeout=5
+    )
+    await h.command(h.admin, f"/merchants remove {h.stranger.id}")
+    await h.emu.wait_for(
+        lambda: h.emu.menu_buttons.get(h.stranger.id, {}).get("type") == "default", timeout=5
+    )
     # Tips in /settings.
     reply = await h.command(h.merchant, "/settings tips 4 8 12%")
     assert "4 % · 8 % · 12 %" in reply.content

@@ -106,8 +106,8 @@ async def test_keypad_tip_qr_payment_and_paid_screen(counterbot: CounterBot, bro
     await page.click("#charge")
     await page.wait_for_selector("#tip.active")
     tip = page.locator('.tip-option[data-tip="10"]')
-    assert "+1.25 EUR = 13.75 EUR" in await tip.inner_text()
-    assert "+0.50 EUR = 13.00 EUR" in await page.locator('.tip-option[data-tip="roundup"]').inner_text()
+    assert "+€1.25 = €13.75" in await tip.inner_text()
+    assert "+€0.50 = €13.00" in await page.locator('.tip-option[data-tip="roundup"]').inner_text()
     await page.screenshot(path=str(IMG / "counter-tip.png"))
     await tip.click()
     await page.wait_for_selector("#qr.active")
@@ -166,3 +166,17 @@ async def test_forged_init_data_gets_401_in_the_browser(counterbot: CounterBot, 
     )
     assert status == 401
     assert await h.services.repo.count_invoices(MERCHANT_ID) == 0
+
+
+async def test_the_page_speaks_the_merchants_language(counterbot: CounterBot, browser: Any) -> None:
+    h = counterbot.harness
+    page = await open_page(browser, counterbot.base, init_data(h.merchant2))  # German
+    await page.wait_for_selector("#keypad.active")
+    for key in "123456":
+        await page.click(f'.keys button[data-key="{key}"]')
+    assert await page.inner_text("#amount") == "1.234,56"
+    assert await page.inner_text("#charge") == "Kassieren"
+    await page.click("#charge")
+    await page.wait_for_selector("#tip.active")
+    assert await page.inner_text("#tip h1") == "Trinkgeld geben?"
+    assert "+123,46\u00a0€ = 1.358,02\u00a0€" in await page.locator('.tip-option[data-tip="10"]').inner_text()

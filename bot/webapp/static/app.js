@@ -64,8 +64,21 @@
     const step = decimals > 0 ? Math.pow(10, decimals) : 100;
     return step - (minor % step);
   }
+  // The currency's sign and its place from the browser's locale data; the digits are ours.
   function money(minor) {
-    return formatMinor(minor, state.setup.decimals) + " " + state.setup.currency;
+    const digits = formatMinor(minor, state.setup.decimals);
+    try {
+      const nf = new Intl.NumberFormat(state.language, { style: "currency", currency: state.setup.currency });
+      let out = "", placed = false;
+      nf.formatToParts(0).forEach((p) => {
+        if (["integer", "group", "decimal", "fraction"].includes(p.type)) {
+          if (!placed) { out += digits; placed = true; }
+        } else out += p.value;
+      });
+      return out;
+    } catch (e) {
+      return digits + " " + state.setup.currency;
+    }
   }
 
   // -- the keypad -------------------------------------------------------------------------
