@@ -292,6 +292,9 @@ class CounterWeb:
         shown: tuple[object, ...] | None = None
         try:
             while not services.live.closed and loop.time() - started < STREAM_LIMIT:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break  # the page went away
                 seen = shown_state(invoice)
                 if seen != shown:
                     view = await self._view(invoice, sale, mine, language)
@@ -304,7 +307,7 @@ class CounterWeb:
                     last_beat = loop.time()
                 await services.live.wait(LOOK_INTERVAL)
                 invoice = await services.payments.counter.reread(invoice)
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:  # the page went away while we wrote
             return response
         return response
 
