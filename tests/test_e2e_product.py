@@ -121,7 +121,8 @@ async def two_admins(harness: Harness) -> Harness:
 
 # -- 6. the commands menu and /help ------------------------------------------------------------
 MERCHANT_MENU = [
-    "invoice", "pos", "counter", "onchain", "invoices", "report", "settings", "help", "start"
+    "invoice", "pos", "counter", "onchain", "link", "invoices", "report", "settings", "help",
+    "start",
 ]
 ADMIN_MENU = [*MERCHANT_MENU, "merchants"]
 CUSTOMER_MENU = ["start", "help", "settings"]

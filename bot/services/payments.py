@@ -21,6 +21,7 @@ from bot.services.callbacks import CallbackService
 from bot.services.core import Clock, ServiceCore
 from bot.services.counter import CounterService
 from bot.services.invoices import InvoiceService
+from bot.services.links import LinkService, ReceiptService
 from bot.services.reports import ReportService
 from bot.services.sync import StatusSync
 from storage.base import Repository
@@ -59,6 +60,8 @@ class PaymentsService:
         self.invoices = InvoiceService(core, self.access, self.sync, self.alerts)
         self.callbacks = CallbackService(core, self.sync)
         self.reports = ReportService(core)
+        self.links = LinkService(core, self.access, self.invoices)
+        self.receipts = ReceiptService(core, self.invoices)
         self.counter = CounterService(core, self.access, self.invoices)
 
     # -- access ---------------------------------------------------------------------------

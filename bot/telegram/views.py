@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from html import escape, unescape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 
@@ -26,6 +27,8 @@ CALLBACK_PAGE = "page"
 CALLBACK_SETTINGS = "set"
 CALLBACK_MERCHANT = "merch"
 CALLBACK_NOOP = "noop"
+CALLBACK_RESEND = "rcpt"  # the merchant sends a paid invoice's receipt again
+CALLBACK_LINK = "lnk"  # a payment link's buttons: lnk:off:<token>, lnk:card:<token>
 
 # Telegram's limits, in UTF-16 code units after entity parsing.
 TEXT_LIMIT = 4096
@@ -45,9 +48,14 @@ class ViewContext:
     gateway_titles: Mapping[str, str] = field(default_factory=dict)
     simulatable: frozenset[str] = frozenset()
     app_url: str | None = None  # the counter Mini App ({PUBLIC_URL}/app/), when served
+    time_zone: str = "UTC"  # TIMEZONE: receipts show times in the shop's zone
 
     def title(self, gateway: str) -> str:
         return self.gateway_titles.get(gateway, gateway)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
 
 
 def share_link(invoice: Invoice, bot_username: str) -> str:
@@ -251,7 +259,13 @@ def invoice_keyboard(
     private: bool = False,
 ) -> InlineKeyboardMarkup | None:
     """Open (the Mini App), Pay (URL), Simulate payment (sandbox), Cancel (merchant) while
-    pending; none after. `private`: the message is in a private chat."""
+    pending; once paid, the merchant's Resend receipt; none otherwise. `private`: the
+    message is in a private chat."""
+    if invoice.status is InvoiceStatus.PAID and role is MessageRole.MERCHANT:
+        button = InlineKeyboardButton(
+            t(language, "button_resend_receipt"), callback_data=f"{CALLBACK_RESEND}:{invoice.id}"
+        )
+        return InlineKeyboardMarkup([[button]])
     if invoice.status is not InvoiceStatus.PENDING:
         return None
     rows: list[list[InlineKeyboardButton]] = []

@@ -29,7 +29,16 @@ class Role(StrEnum):
 
 
 MERCHANT_COMMANDS = (
-    "invoice", "pos", "counter", "onchain", "invoices", "report", "settings", "help", "start"
+    "invoice",
+    "pos",
+    "counter",
+    "onchain",
+    "link",
+    "invoices",
+    "report",
+    "settings",
+    "help",
+    "start",
 )
 COMMANDS: dict[Role, tuple[str, ...]] = {
     Role.CUSTOMER: ("start", "help", "settings"),
