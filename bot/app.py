@@ -42,6 +42,7 @@ from bot.telegram.context import Services, TillbotApp, TillbotContext
 from bot.telegram.handlers import (
     admin,
     amounts,
+    counter,
     customer,
     inline,
     links,
@@ -162,6 +163,7 @@ def register_handlers(app: TillbotApp) -> None:
         ("onchain", merchant.onchain),
         ("link", links.link_command),
         ("settings", merchant.settings_command),
+        ("counter", counter.counter_command),
         ("invoices", lists.invoices_command),
         ("report", lists.report_command),
         ("merchants", admin.merchants_command),
@@ -290,20 +292,21 @@ async def post_init(app: TillbotApp) -> None:
             auto_pay_seconds=settings.sandbox_auto_pay_seconds,
         )
     services.gateways = build_gateways(settings, services.http, sandbox=sandbox)
+    webhooks = bool(settings.public_url and settings.http_listen_port is not None)
     services.view = ViewContext(
         bot_username=app.bot.username,
         gateway_titles={name: gw.title for name, gw in services.gateways.items()},
         simulatable=frozenset(name for name, gw in services.gateways.items() if gw.can_simulate),
+        app_url=f"{settings.public_url}/app/" if webhooks else None,
         time_zone=settings.timezone,
     )
-    webhooks = bool(settings.public_url and settings.http_listen_port is not None)
     services.payments = PaymentsService(
         services.repo,
         services.gateways,
         policy_from(settings),
         clock=services.clock,
         callback_url=(lambda gw: f"{settings.public_url}/webhooks/{gw}") if webhooks else None,
-        on_outbox=lambda: services.notifier.kick() if services.notifier else None,
+        on_outbox=lambda: on_outbox(services),
         metrics=services.metrics,
     )
     limiter = app.bot.rate_limiter
@@ -376,6 +379,13 @@ async def post_init(app: TillbotApp) -> None:
 
         services.web = WebServer(app, host="0.0.0.0", port=settings.http_listen_port)
         await services.web.start()
+
+
+def on_outbox(services: Services) -> None:
+    """A status change was written: wake the notifier and the Mini App's live streams."""
+    if services.notifier is not None:
+        services.notifier.kick()
+    services.live.kick()
 
 
 async def check_gateway_setup(context: TillbotContext) -> None:

@@ -19,10 +19,10 @@ _TOKEN_RE = re.compile(r"\d{3,}:[A-Za-z0-9_-]{30,}")
 REDACTED = "[REDACTED]"
 # An invoice's public token is a bearer link (whoever has it sees the invoice, and pays a
 # sandbox one): too many to register one by one, so redacted where they travel - deep links
-# (`?start=`, and URL-encoded inside a Share button's t.me/share URL), `/start <token>` and
-# the `sim:`/`chk:` buttons - in every log line, at DEBUG too.
+# (`?start=`, and URL-encoded inside a Share button's t.me/share URL), the Mini App's
+# `/app/?i=`, `/start <token>` and the `sim:`/`chk:` buttons - in every log line, at DEBUG too.
 _BEARER_RE = re.compile(
-    r"(?P<lead>[?&]start=|%3[Ff]start%3[Dd]|/start(?:@\w+)?\s+|\b(?:sim|chk):)"
+    r"(?P<lead>[?&]start=|%3[Ff]start%3[Dd]|/app/\?i=|/start(?:@\w+)?\s+|\b(?:sim|chk):)"
     r"(?P<token>[A-Za-z0-9_-]{8,})"
 )
 

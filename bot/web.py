@@ -4,6 +4,7 @@ POST /telegram              Telegram's webhook; 403 without the right secret hea
 POST /webhooks/<gateway>/…  gateway callbacks: a hint to re-read the status from the API
 GET  /healthz               storage reachable and watcher alive
 GET  /metrics               Prometheus text format (prometheus-client; behind METRICS_TOKEN when set)
+/app/…                      the counter Mini App and its API (bot/webapp/routes.py)
 
 Slow and half-open clients cannot exhaust the process: a connection must finish a request's
 headers within HTTP_HEADER_TIMEOUT_SECONDS of opening (or of its previous request: idle
@@ -30,6 +31,7 @@ from telegram import Update
 from bot.gateways.base import GatewayError, GatewayUnsupported
 from bot.metrics import CONTENT_TYPE
 from bot.telegram.context import TillbotApp
+from bot.webapp.routes import CounterWeb
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,7 @@ class WebServer:
         self._server: asyncio.Server | None = None
         self.guard: ConnectionGuard | None = None
         self.bound_port: int | None = None
+        self.counter = CounterWeb(app)
 
     def routes(self) -> web.Application:
         web_app = web.Application(client_max_size=MAX_BODY, middlewares=[self._track])
@@ -178,6 +181,7 @@ class WebServer:
         web_app.router.add_post("/webhooks/{gateway}/{tail:.*}", self.gateway_callback)
         web_app.router.add_get("/healthz", self.healthz)
         web_app.router.add_get("/metrics", self.metrics)
+        self.counter.add_routes(web_app.router)
         return web_app
 
     async def start(self) -> None:
@@ -211,6 +215,7 @@ class WebServer:
         )
 
     async def stop(self) -> None:
+        self.counter.close()  # live status streams end, so the shutdown does not wait on them
         if self._server is not None:
             self._server.close()
             self._server = None

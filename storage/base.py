@@ -38,6 +38,7 @@ from bot.domain.models import (
     Transition,
     UserPrefs,
 )
+from bot.domain.tips import CounterSale, DaySales
 
 
 class StorageError(Exception):
@@ -367,3 +368,24 @@ class Repository(ABC):
     @abstractmethod
     async def receipt_invoice(self, token: str) -> int | None:
         """The invoice id a receipt token names."""
+
+    # -- the counter (Mini App) ------------------------------------------------------------
+    @abstractmethod
+    async def counter_add_sale(self, sale: CounterSale, now: datetime) -> None:
+        """Keep the amount/tip split of a counter invoice (once per invoice)."""
+
+    @abstractmethod
+    async def counter_sale(self, invoice_id: int) -> CounterSale | None: ...
+
+    @abstractmethod
+    async def counter_day(
+        self, merchant_id: int, start: datetime, end: datetime
+    ) -> list[DaySales]:
+        """The merchant's invoices paid in [start, end), per currency: count, total, tips."""
+
+    @abstractmethod
+    async def tip_percents(self, user_id: int) -> tuple[int, int, int]:
+        """The merchant's three tip percentages (5, 10, 15 until set)."""
+
+    @abstractmethod
+    async def set_tip_percents(self, user_id: int, percents: tuple[int, int, int]) -> None: ...

@@ -28,6 +28,7 @@ from bot.domain.models import (
 )
 from storage.base import Repository, StorageError
 from storage.claims_sql import ClaimsSql
+from storage.counter_sql import CounterSql
 from storage.dialect import Conn, SqlDialect, marks, ms
 from storage.links_sql import LinksSql
 from storage.migrations.columns import (
@@ -52,6 +53,7 @@ from storage.users_sql import UsersSql
 
 class SqlRepository(
     ClaimsSql[Conn],
+    CounterSql[Conn],
     LinksSql[Conn],
     NumbersSql[Conn],
     SandboxSql[Conn],

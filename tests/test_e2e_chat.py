@@ -263,10 +263,13 @@ async def test_the_menu_offers_onchain_only_with_a_gateway_for_it(
     mixpay: MixPaySimulator, harness: Harness
 ) -> None:
     bot = harness
-    await bot.start(**{**mixpay_settings(mixpay), "sandbox_enabled": False, "default_gateway": "mixpay"})
+    await bot.start(
+        **{**mixpay_settings(mixpay), "sandbox_enabled": False, "default_gateway": "mixpay"}
+    )
     await menus_ready(bot)
     merchant_menu = [
-        "invoice", "onchain", "link", "invoices", "report", "settings", "help", "start"
+        "invoice", "counter", "onchain", "link", "invoices", "report", "settings", "help",
+        "start",
     ]
     assert menu_names(bot, bot.merchant) == merchant_menu  # no /pos: no Lightning gateway
     assert menu_names(bot, bot.merchant2) == merchant_menu

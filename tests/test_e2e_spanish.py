@@ -142,7 +142,8 @@ async def test_a_spanish_merchant_and_customer_from_invoice_to_receipt(spanish: 
 
     settings = await spanish.command(lucia, "/settings")
     assert settings.content == (
-        "⚙️ Ajustes\nPasarela predeterminada: Sandbox\nIdioma: automático"
+        "⚙️ Ajustes\nPasarela predeterminada: Sandbox\nIdioma: automático\n"
+        "Propinas en el mostrador: 5 % · 10 % · 15 % (cambiar: /settings tips 5 10 15)"
     )
 
 

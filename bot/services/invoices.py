@@ -103,6 +103,10 @@ class InvoiceService:
             raise InputError("description_too_long", count=policy.max_description_length)
         return amount, currency, description, gateway
 
+    def default_currency_for(self, gateway: Gateway) -> str:
+        """DEFAULT_CURRENCY when the gateway takes it, else the gateway's first currency."""
+        return self._default_currency_for(gateway)
+
     def _default_currency_for(self, gateway: Gateway) -> str:
         default = self.core.policy.default_currency
         if gateway.accepts_currency(default):

@@ -19,6 +19,7 @@ from bot.services.access import AccessService
 from bot.services.alerts import Alerts
 from bot.services.callbacks import CallbackService
 from bot.services.core import Clock, ServiceCore
+from bot.services.counter import CounterService
 from bot.services.invoices import InvoiceService
 from bot.services.links import LinkService, ReceiptService
 from bot.services.reports import ReportService
@@ -61,6 +62,7 @@ class PaymentsService:
         self.reports = ReportService(core)
         self.links = LinkService(core, self.access, self.invoices)
         self.receipts = ReceiptService(core, self.invoices)
+        self.counter = CounterService(core, self.access, self.invoices)
 
     # -- access ---------------------------------------------------------------------------
     def is_admin(self, user_id: int) -> bool:

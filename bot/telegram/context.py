@@ -14,6 +14,7 @@ from bot.i18n import resolve_language
 from bot.metrics import Metrics
 from bot.telegram.ratelimit import RateLimitArgs
 from bot.telegram.views import ViewContext
+from bot.webapp.live import LiveHub
 
 if TYPE_CHECKING:
     import httpx
@@ -48,6 +49,7 @@ class Services:
         self.liveness: Liveness | None = None
         self.storage_watch: StorageWatch | None = None
         self.web: WebServer | None = None
+        self.live = LiveHub()  # wakes the Mini App's live status streams
         self.view = ViewContext(bot_username="")
         self._prefs: dict[int, UserPrefs] = {}
         self.seen_language: dict[int, str] = {}

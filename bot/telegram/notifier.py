@@ -283,7 +283,8 @@ class Notifier:
         language = message.language or "en"
         view = self.view()
         text = invoice_text(invoice, language, message.role, view)
-        keyboard = invoice_keyboard(invoice, language, message.role, view)
+        private = message.chat_id is not None and message.chat_id > 0
+        keyboard = invoice_keyboard(invoice, language, message.role, view, private=private)
         try:
             if message.inline_message_id is not None:
                 await self.bot.edit_message_text(

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 
 from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
 from bot.domain.money import btc_rate, display_sats
@@ -61,6 +61,7 @@ class ViewContext:
     bot_username: str
     gateway_titles: Mapping[str, str] = field(default_factory=dict)
     simulatable: frozenset[str] = frozenset()
+    app_url: str | None = None  # the counter Mini App ({PUBLIC_URL}/app/), when served
     time_zone: str = "UTC"  # TIMEZONE: receipts show times in the shop's zone
 
     def title(self, gateway: str) -> str:
@@ -290,11 +291,36 @@ def _invoice_text(
     return "\n".join(lines)
 
 
+def app_link(invoice: Invoice, ctx: ViewContext) -> str | None:
+    """The Mini App showing this invoice only (its public token is the key)."""
+    return f"{ctx.app_url}?i={invoice.public_token}" if ctx.app_url else None
+
+
+def open_button(
+    invoice: Invoice, language: str, ctx: ViewContext, *, private: bool
+) -> InlineKeyboardButton | None:
+    """Open: the Mini App (a `web_app` button, which Telegram allows in private chats
+    only), else a link to the bot's private chat, where the invoice has that button."""
+    link = app_link(invoice, ctx)
+    if link is None:
+        return None
+    label = t(language, "button_open_app")
+    if private:
+        return InlineKeyboardButton(label, web_app=WebAppInfo(link))
+    return InlineKeyboardButton(label, url=share_link(invoice, ctx.bot_username))
+
+
 def invoice_keyboard(
-    invoice: Invoice, language: str, role: MessageRole, ctx: ViewContext
+    invoice: Invoice,
+    language: str,
+    role: MessageRole,
+    ctx: ViewContext,
+    *,
+    private: bool = False,
 ) -> InlineKeyboardMarkup | None:
-    """Pay (URL), Simulate payment (sandbox), Cancel (merchant) while pending; once paid,
-    the merchant's Resend receipt; none otherwise."""
+    """Open (the Mini App), Pay (URL), Simulate payment (sandbox), Cancel (merchant) while
+    pending; once paid, the merchant's Resend receipt; none otherwise. `private`: the
+    message is in a private chat."""
     if invoice.status is InvoiceStatus.PAID and role is MessageRole.MERCHANT:
         button = InlineKeyboardButton(
             t(language, "button_resend_receipt"), callback_data=f"{CALLBACK_RESEND}:{invoice.id}"
@@ -303,6 +329,9 @@ def invoice_keyboard(
     if invoice.status is not InvoiceStatus.PENDING:
         return None
     rows: list[list[InlineKeyboardButton]] = []
+    opener = open_button(invoice, language, ctx, private=private and role is not MessageRole.INLINE)
+    if opener is not None:
+        rows.append([opener])
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
     first: list[InlineKeyboardButton] = []
     if invoice.checkout_url:

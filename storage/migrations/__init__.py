@@ -297,6 +297,35 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        12,
+        "the counter: sales with their tip booked apart, and each merchant's tip percentages",
+        (
+            # One row per invoice made at the counter (the Mini App): the invoice charges
+            # amount + tip; this row keeps the split. Today's sales read it by merchant.
+            """
+            CREATE TABLE counter_sales (
+                invoice_id {bigint} PRIMARY KEY REFERENCES invoices (id),
+                merchant_id {bigint} NOT NULL,
+                amount_minor {bigint} NOT NULL,
+                tip_minor {bigint} NOT NULL DEFAULT 0,
+                tip_kind TEXT NOT NULL DEFAULT 'none',
+                currency TEXT NOT NULL,
+                created_at {bigint} NOT NULL
+            )
+            """,
+            "CREATE INDEX ix_counter_sales_merchant ON counter_sales (merchant_id, created_at)",
+            "CREATE INDEX ix_invoices_merchant_paid ON invoices (merchant_id, paid_at)",
+            """
+            CREATE TABLE tip_settings (
+                user_id {bigint} PRIMARY KEY,
+                percent_1 INTEGER NOT NULL,
+                percent_2 INTEGER NOT NULL,
+                percent_3 INTEGER NOT NULL
+            )
+            """,
+        ),
+    ),
+    Migration(
         13,
         "reusable payment links and receipt tokens",
         (

@@ -185,7 +185,7 @@ async def _send_invoice(
 ) -> tuple[Message, bool]:
     services = context.services
     text = invoice_text(invoice, lang, role, services.view)
-    keyboard = invoice_keyboard(invoice, lang, role, services.view)
+    keyboard = invoice_keyboard(invoice, lang, role, services.view, private=chat_id > 0)
     photo = has_qr(invoice) and not invoice.is_final
     if photo:
         sent = await context.bot.send_photo(

@@ -19,6 +19,7 @@ from telegram.error import TelegramError
 from bot.domain.models import InvoiceKind
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
 from bot.telegram.context import Services, TillbotApp, TillbotContext
+from bot.telegram.handlers.counter import set_menu_button
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,16 @@ class Role(StrEnum):
 
 
 MERCHANT_COMMANDS = (
-    "invoice", "pos", "onchain", "link", "invoices", "report", "settings", "help", "start"
+    "invoice",
+    "pos",
+    "counter",
+    "onchain",
+    "link",
+    "invoices",
+    "report",
+    "settings",
+    "help",
+    "start",
 )
 COMMANDS: dict[Role, tuple[str, ...]] = {
     Role.CUSTOMER: ("start", "help", "settings"),
@@ -148,3 +158,4 @@ async def refresh_menu(bot: Bot, services: Services, user_id: int) -> None:
                 )
     except TelegramError as exc:  # e.g. a merchant who never opened the bot
         log.warning("the commands menu of chat %s was not set: %s", user_id, exc)
+    await set_menu_button(bot, services, user_id, merchant=role is not Role.CUSTOMER)

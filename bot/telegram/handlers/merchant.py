@@ -31,6 +31,7 @@ from bot.telegram.handlers.common import (
     show_in_place,
     show_invoice,
 )
+from bot.telegram.handlers.counter import tips_line, tips_setting
 from bot.telegram.handlers.customer import open_invoice
 from bot.telegram.handlers.menu import Role, available, help_lines, refresh_menu, role_of
 from bot.telegram.views import (
@@ -231,7 +232,10 @@ async def cancel_confirm_button(update: Update, context: TillbotContext) -> None
             await answer(update, t(lang, "not_yours"), alert=True)
             return
         await answer(update, t(lang, "cancel_kept"))
-        keyboard = invoice_keyboard(invoice, lang, MessageRole.MERCHANT, context.services.view)
+        private = query.message is not None and query.message.chat.id > 0
+        keyboard = invoice_keyboard(
+            invoice, lang, MessageRole.MERCHANT, context.services.view, private=private
+        )
         with suppress(BadRequest):  # the outbox re-rendered it meanwhile
             await query.edit_message_reply_markup(keyboard)
         return
@@ -251,6 +255,9 @@ async def cancel_confirm_button(update: Update, context: TillbotContext) -> None
 async def settings_command(update: Update, context: TillbotContext) -> None:
     """/settings: default gateway and language, as buttons."""
     if update.effective_user is None:
+        return
+    if context.args and context.args[0].lower() == "tips":
+        await tips_setting(update, context, list(context.args[1:]))
         return
     await _show_settings(update, context)
 
@@ -292,6 +299,7 @@ async def _show_settings(update: Update, context: TillbotContext) -> None:
         text = t(
             lang, "settings_title", gateway=services.view.title(gateway), language=language_name
         )
+        text += "\n" + await tips_line(services, user.id, lang)
     else:
         text = t(lang, "settings_title_customer", language=language_name)
     rows: list[list[InlineKeyboardButton]] = []
