@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import EllipsisType
 from typing import Any
 
+from bot.domain.ledger import LedgerEntry, NewLedgerEntry
 from bot.domain.models import (
     Invoice,
     InvoiceMessage,
@@ -33,6 +34,7 @@ from bot.domain.models import (
     Transition,
     UserPrefs,
 )
+from bot.domain.shop import ShopSettings
 
 
 class StorageError(Exception):
@@ -291,3 +293,38 @@ class Repository(ABC):
     async def sandbox_update(self, current: SandboxSession, changed: SandboxSession) -> bool:
         """Compare-and-set: store `changed` (all but its id) with version current.version + 1
         if the stored row still has `current.version`; False when someone changed it first."""
+
+    # -- the ledger and the shops (storage/ledger_sql.py) ----------------------------------
+    @abstractmethod
+    async def ledger_append(self, entry: NewLedgerEntry) -> bool:
+        """Append one ledger entry; False, storing nothing, when the invoice already has an
+        entry with its `seq` (someone else booked first: re-read and decide again)."""
+
+    @abstractmethod
+    async def ledger_for_invoice(self, invoice_id: int) -> list[LedgerEntry]: ...
+
+    @abstractmethod
+    async def ledger_between(
+        self, merchant_id: int | None, start: datetime | None, end: datetime
+    ) -> list[LedgerEntry]:
+        """Entries whose money arrived in [start, end) (start None: since ever), of one shop
+        or of all, in the order they happened."""
+
+    @abstractmethod
+    async def get_shop_settings(self, merchant_id: int) -> ShopSettings: ...
+
+    @abstractmethod
+    async def set_shop_settings(
+        self,
+        merchant_id: int,
+        *,
+        timezone: str | EllipsisType | None = ...,
+        closing_hour: int | EllipsisType | None = ...,
+    ) -> ShopSettings: ...
+
+    @abstractmethod
+    async def shops_with_closing_hour(self) -> list[ShopSettings]: ...
+
+    @abstractmethod
+    async def mark_closed(self, merchant_id: int, day: date) -> bool:
+        """Record that the close of local `day` was sent; False when it already was."""

@@ -28,6 +28,7 @@ from bot.domain.models import (
 )
 from storage.base import Repository, StorageError
 from storage.dialect import INVOICE_QUEUE, OUTBOX_QUEUE, Conn, SqlDialect, marks, ms
+from storage.ledger_sql import LedgerSql
 from storage.migrations.columns import (
     INVOICE_COLUMNS,
     MERCHANT_COLUMNS,
@@ -47,7 +48,7 @@ from storage.sandbox_sql import SandboxSql
 from storage.times import from_ms, to_ms
 
 
-class SqlRepository(SandboxSql[Conn], SqlDialect[Conn], Repository):
+class SqlRepository(LedgerSql[Conn], SandboxSql[Conn], SqlDialect[Conn], Repository):
     """The repository on a SQL database; its subclasses are the dialects."""
 
     # -- health -------------------------------------------------------------------------
@@ -301,6 +302,8 @@ class SqlRepository(SandboxSql[Conn], SqlDialect[Conn], Repository):
             if row is None:
                 return None
             await self._insert_outbox(db, change.outbox, at, default_invoice=change.invoice_id)
+            if change.ledger is not None:
+                await self._insert_ledger(db, change.ledger)
         return invoice_from_row(row)
 
     # -- messages -------------------------------------------------------------------------
