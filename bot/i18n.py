@@ -23,7 +23,7 @@ import copy
 import gettext
 import io
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -162,18 +162,19 @@ def format_number(
     return text.translate(_SPACES)
 
 
-def format_datetime(value: datetime | None, language: str) -> str:
-    """A date and time in UTC, as the language's catalogue writes it ('—' when unknown)."""
+def format_datetime(value: datetime | None, language: str, tz: tzinfo = UTC) -> str:
+    """A date and time in `tz` (the shop's time zone), as the language's catalogue writes it
+    ('—' when unknown)."""
     if value is None:
         return "—"
-    return _format(value, t(language, "format_datetime"), language)
+    return _format(value, t(language, "format_datetime"), language, tz)
 
 
-def format_clock(value: datetime | None, language: str) -> str:
-    """A time of day in UTC, as the language's catalogue writes it ('—' when unknown)."""
+def format_clock(value: datetime | None, language: str, tz: tzinfo = UTC) -> str:
+    """A time of day in `tz`, as the language's catalogue writes it ('—' when unknown)."""
     if value is None:
         return "—"
-    return _format(value, t(language, "format_time"), language)
+    return _format(value, t(language, "format_time"), language, tz)
 
 
 def format_day(value: date, language: str) -> str:
@@ -182,7 +183,9 @@ def format_day(value: date, language: str) -> str:
     return _format(midnight, t(language, "format_date"), language)
 
 
-def _format(value: datetime, pattern: str, language: str) -> str:
+def _format(value: datetime, pattern: str, language: str, tz: tzinfo = UTC) -> str:
     moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    text = babel_format_datetime(moment, pattern, tzinfo=UTC, locale=locale_of(language))
+    text = babel_format_datetime(moment, pattern, tzinfo=tz, locale=locale_of(language))
+    if "H" in pattern:  # a time of day names its zone: "UTC", "CET", "CEST", "-03"
+        text = f"{text} {moment.astimezone(tz).tzname() or 'UTC'}"
     return text.translate(_SPACES)

@@ -86,7 +86,7 @@ def notice_text(
         return t(
             language,
             "receipt",
-            time=format_datetime(invoice.paid_at, language),
+            time=format_datetime(invoice.paid_at, language, view.zone_of(invoice.merchant_id)),
             reference=escape(invoice.gateway_session_id or "—"),
             **common,
         )

@@ -7,6 +7,7 @@ import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from decimal import Decimal
 from html import escape, unescape
 from typing import Any
@@ -45,9 +46,15 @@ class ViewContext:
     bot_username: str
     gateway_titles: Mapping[str, str] = field(default_factory=dict)
     simulatable: frozenset[str] = frozenset()
+    # Each shop's time zone (kept current by the services), else the TIMEZONE setting.
+    zones: Mapping[int, tzinfo] = field(default_factory=dict)
+    default_zone: tzinfo = UTC
 
     def title(self, gateway: str) -> str:
         return self.gateway_titles.get(gateway, gateway)
+
+    def zone_of(self, merchant_id: int) -> tzinfo:
+        return self.zones.get(merchant_id, self.default_zone)
 
 
 def share_link(invoice: Invoice, bot_username: str) -> str:
@@ -99,7 +106,7 @@ def sats_text(amount_msat: int, language: str) -> str:
     return format_decimal(sats, language, places=places)
 
 
-def payment_lines(invoice: Invoice, language: str) -> list[str]:
+def payment_lines(invoice: Invoice, language: str, tz: tzinfo = UTC) -> list[str]:
     """The Lightning or on-chain part of a pending invoice (what the QR encodes)."""
     payment = invoice.payment
     if invoice.kind is InvoiceKind.LIGHTNING and payment.get("compliance_blocked"):
@@ -113,7 +120,7 @@ def payment_lines(invoice: Invoice, language: str) -> list[str]:
                 language,
                 "pos_caption_lines",
                 sats=sats_text(int(payment["amount_msat"]), language),
-                time=format_clock(expires, language),
+                time=format_clock(expires, language, tz),
             )
         ]
     if invoice.kind is InvoiceKind.ONCHAIN and payment.get("address"):
@@ -203,12 +210,14 @@ def _invoice_text(
         lines.append(t(language, "invoice_description", description=escape(description)))
     lines.append(t(language, "invoice_status", status=status_label(invoice, language)))
     if invoice.status is InvoiceStatus.PAID:
-        paid_at = format_datetime(invoice.paid_at, language)
+        paid_at = format_datetime(invoice.paid_at, language, ctx.zone_of(invoice.merchant_id))
         lines.append(t(language, "invoice_paid_at", time=paid_at))
     elif invoice.status is InvoiceStatus.PENDING:
-        lines += payment_lines(invoice, language)
+        lines += payment_lines(invoice, language, ctx.zone_of(invoice.merchant_id))
         if invoice.kind is not InvoiceKind.LIGHTNING:
-            expires = format_datetime(invoice.expires_at, language)
+            expires = format_datetime(
+                invoice.expires_at, language, ctx.zone_of(invoice.merchant_id)
+            )
             lines.append(t(language, "invoice_expires", time=expires))
     elif invoice.status is InvoiceStatus.FAILED and invoice.failure_reason:
         lines.append(t(language, "failure_reason", reason=escape(invoice.failure_reason)))
