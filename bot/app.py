@@ -13,7 +13,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
 import httpx
@@ -35,6 +35,7 @@ from telegram.request import HTTPXRequest
 from bot.config import Settings
 from bot.domain.models import utcnow
 from bot.domain.polling import PaymentPolicy
+from bot.domain.shop import zone
 from bot.gateways.base import GatewayError
 from bot.gateways.registry import build_gateways
 from bot.logsafe import install_redaction
@@ -42,7 +43,7 @@ from bot.services.payments import PaymentsService
 from bot.services.watcher import Watcher
 from bot.storage_watch import WATCH_INTERVAL_SECONDS, StorageWatch
 from bot.telegram.context import Services, TillbotApp, TillbotContext
-from bot.telegram.handlers import admin, customer, inline, lists, merchant, users
+from bot.telegram.handlers import admin, books, customer, inline, lists, merchant, users
 from bot.telegram.handlers.common import reply
 from bot.telegram.handlers.menu import register_commands
 from bot.telegram.notifier import Notifier
@@ -150,7 +151,8 @@ def register_handlers(app: TillbotApp) -> None:
         ("onchain", merchant.onchain),
         ("settings", merchant.settings_command),
         ("invoices", lists.invoices_command),
-        ("report", lists.report_command),
+        ("report", books.report_command),
+        ("close", books.close_command),
         ("merchants", admin.merchants_command),
     ]
     # Commands act on new messages only: an edited `/invoice` or `/merchants add` would run
@@ -264,10 +266,13 @@ async def post_init(app: TillbotApp) -> None:
             auto_pay_seconds=settings.sandbox_auto_pay_seconds,
         )
     services.gateways = build_gateways(settings, services.http, sandbox=sandbox)
+    zones: dict[int, tzinfo] = {}  # each shop's time zone, kept current by the books service
     services.view = ViewContext(
         bot_username=app.bot.username,
         gateway_titles={name: gw.title for name, gw in services.gateways.items()},
         simulatable=frozenset(name for name, gw in services.gateways.items() if gw.can_simulate),
+        zones=zones,
+        default_zone=zone(settings.timezone) or UTC,
     )
     webhooks = bool(settings.public_url and settings.http_listen_port is not None)
     services.payments = PaymentsService(
@@ -278,7 +283,10 @@ async def post_init(app: TillbotApp) -> None:
         callback_url=(lambda gw: f"{settings.public_url}/webhooks/{gw}") if webhooks else None,
         on_outbox=lambda: services.notifier.kick() if services.notifier else None,
         metrics=services.metrics,
+        default_zone=services.view.default_zone,
+        zones=zones,
     )
+    await services.payments.books.load_zones()
     limiter = app.bot.rate_limiter
     assert isinstance(limiter, TelegramRateLimiter), "set in build_application"
     services.notifier = Notifier(
@@ -325,6 +333,12 @@ async def post_init(app: TillbotApp) -> None:
         name="storage-watch",
     )
     job_queue.run_daily(admin.daily_summary, time=time(0, 5, tzinfo=UTC), name="daily-summary")
+    job_queue.run_repeating(
+        books.daily_close,
+        interval=books.CLOSE_TICK_SECONDS,
+        first=books.CLOSE_TICK_SECONDS / 2,
+        name="shift-close",
+    )
     # In the background: a gateway that is slow to answer must not delay the start.
     job_queue.run_once(check_gateway_setup, when=0.0, name="gateway-setup")
     await register_commands(app)

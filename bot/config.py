@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.domain.shop import zone
 from bot.gateways.mixpay import payment_asset_problem, quote_asset_problem
 
 GatewayName = Literal["sandbox", "mion", "mixpay", "miraclepay"]
@@ -62,6 +63,8 @@ class Settings(BaseSettings):
     default_currency: str = "EUR"
     max_amount: Decimal = Decimal("1000000")
     max_description_length: int = Field(default=200, ge=1, le=1000)
+    # The shops' time zone unless one is set in /settings (an IANA name).
+    timezone: str = "UTC"
     invoice_expiry_seconds: int = Field(default=3600, ge=60)
     poll_interval_seconds: float = Field(default=5.0, gt=0)
     poll_max_interval_seconds: float = Field(default=60.0, gt=0)
@@ -157,6 +160,13 @@ class Settings(BaseSettings):
     @classmethod
     def _currency_upper(cls, value: str) -> str:
         return value.strip().upper()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if zone(value.strip()) is None:
+            raise ValueError("must be an IANA time zone such as Europe/Berlin or UTC")
+        return value.strip()
 
     @field_validator("max_amount")
     @classmethod

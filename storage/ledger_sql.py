@@ -165,12 +165,11 @@ class LedgerSql(SqlDialect[Conn]):
             )
         return shop_from_row(merchant_id, row)
 
-    async def shops_with_closing_hour(self) -> list[ShopSettings]:
+    async def list_shop_settings(self) -> list[ShopSettings]:
         async with self._read() as db:
             rows = await self._all(
                 db,
-                f"SELECT {SHOP_COLUMNS} FROM shop_settings WHERE closing_hour IS NOT NULL"
-                " ORDER BY merchant_id",
+                f"SELECT {SHOP_COLUMNS} FROM shop_settings ORDER BY merchant_id",
             )
         return [shop_from_row(int(row["merchant_id"]), row) for row in rows]
 

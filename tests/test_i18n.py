@@ -132,9 +132,13 @@ def test_each_language_has_its_plural_forms(language: str) -> None:
     assert catalogue.num_plurals == (3 if language == "es" else 2)
     plural = {key: m for key, m in CATALOGUES[language].items() if m.pluralizable}
     assert sorted(plural) == [
+        "close_line",
+        "close_sandbox",
         "err_amount_too_many_decimals",
         "err_description_too_long",
+        "err_period_too_long",
         "report_caption",
+        "report_ledger_caption",
     ]
     for key, message in plural.items():
         assert len(texts(message)) == rule.num_plurals, f"{language}:{key}"

@@ -7,8 +7,8 @@ into the service that owns the job, so the homes stay in `invoices`, `sync`, `ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from datetime import UTC, datetime, tzinfo
 
 from bot.domain.drafts import InvoiceDraft
 from bot.domain.models import Invoice, InvoiceKind, InvoiceMessage, InvoiceStatus
@@ -17,6 +17,7 @@ from bot.gateways.base import Gateway, SessionStatus
 from bot.metrics import Metrics
 from bot.services.access import AccessService
 from bot.services.alerts import Alerts
+from bot.services.books import BooksService
 from bot.services.callbacks import CallbackService
 from bot.services.core import Clock, ServiceCore
 from bot.services.invoices import InvoiceService
@@ -38,6 +39,8 @@ class PaymentsService:
         callback_url: Callable[[str], str | None] | None = None,
         on_outbox: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
+        default_zone: tzinfo = UTC,
+        zones: MutableMapping[int, tzinfo] | None = None,
     ) -> None:
         core = ServiceCore(
             repo,
@@ -58,6 +61,7 @@ class PaymentsService:
         self.invoices = InvoiceService(core, self.access, self.sync, self.alerts)
         self.callbacks = CallbackService(core, self.sync)
         self.reports = ReportService(core)
+        self.books = BooksService(core, self.access, default_zone=default_zone, zones=zones)
 
     # -- access ---------------------------------------------------------------------------
     def is_admin(self, user_id: int) -> bool:

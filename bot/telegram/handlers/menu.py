@@ -27,7 +27,9 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-MERCHANT_COMMANDS = ("invoice", "pos", "onchain", "invoices", "report", "settings", "help", "start")
+MERCHANT_COMMANDS = (
+    "invoice", "pos", "onchain", "invoices", "report", "close", "settings", "help", "start"
+)  # fmt: skip
 COMMANDS: dict[Role, tuple[str, ...]] = {
     Role.CUSTOMER: ("start", "help", "settings"),
     Role.MERCHANT: MERCHANT_COMMANDS,

@@ -15,6 +15,7 @@ from bot.gateways.base import GatewayError
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, t
 from bot.ids import parse_invoice_id
 from bot.telegram.context import TillbotContext
+from bot.telegram.handlers import books
 from bot.telegram.handlers.common import (
     answer,
     callback_parts,
@@ -170,6 +171,9 @@ async def settings_command(update: Update, context: TillbotContext) -> None:
     """/settings: default gateway and language, as buttons."""
     if update.effective_user is None:
         return
+    if context.args:  # /settings timezone Europe/Berlin, /settings closing 22
+        await books.shop_settings(update, context, context.args)
+        return
     await _show_settings(update, context)
 
 
@@ -212,6 +216,7 @@ async def _show_settings(update: Update, context: TillbotContext) -> None:
         text = t(
             lang, "settings_title", gateway=services.view.title(gateway), language=language_name
         )
+        text += "\n" + await books.shop_lines(context, user.id, lang)
     else:
         text = t(lang, "settings_title_customer", language=language_name)
     rows: list[list[InlineKeyboardButton]] = []
