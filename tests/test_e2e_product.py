@@ -121,7 +121,7 @@ async def two_admins(harness: Harness) -> Harness:
 
 # -- 6. the commands menu and /help ------------------------------------------------------------
 MERCHANT_MENU = [
-    "invoice", "pos", "onchain", "invoices", "report", "settings", "help", "start"
+    "invoice", "pos", "onchain", "invoices", "report", "close", "settings", "help", "start"
 ]
 ADMIN_MENU = [*MERCHANT_MENU, "merchants"]
 CUSTOMER_MENU = ["start", "help", "settings"]
@@ -929,7 +929,11 @@ async def test_a_german_stranger_is_refused_kindly_and_changes_nothing(tillbot: 
 async def test_settings_and_merchant_list_in_german(two_admins: Harness) -> None:
     bot = two_admins
     menu = await bot.command(bot.merchant2, "/settings")
-    assert menu.content == "⚙️ Einstellungen\nStandard-Gateway: Sandbox\nSprache: automatisch"
+    assert menu.content == (
+        "⚙️ Einstellungen\nStandard-Gateway: Sandbox\nSprache: automatisch\nZeitzone: UTC\n"
+        "Täglicher Kassenabschluss: aus\nÄndern mit /settings timezone Europe/Berlin und"
+        " /settings closing 22 (oder off)."
+    )
     listing = await bot.command(bot.emu.users[ADMIN_DE_ID], "/merchants")
     assert listing.content.startswith("👥 Händler\n• 1001 (MERCHANT_IDS)")
     assert "Schreib /merchants add 12345" in listing.content

@@ -129,7 +129,9 @@ async def test_a_spanish_merchant_and_customer_from_invoice_to_receipt(spanish: 
 
     settings = await spanish.command(lucia, "/settings")
     assert settings.content == (
-        "⚙️ Ajustes\nPasarela predeterminada: Sandbox\nIdioma: automático"
+        "⚙️ Ajustes\nPasarela predeterminada: Sandbox\nIdioma: automático\nZona horaria: UTC\n"
+        "Cierre de caja diario: desactivado\nCámbialos con /settings timezone Europe/Madrid y"
+        " /settings closing 22 (u off)."
     )
 
 
