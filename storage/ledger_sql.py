@@ -106,19 +106,20 @@ class LedgerSql(SqlDialect[Conn]):
         async with self._transaction() as db:
             return await self._insert_ledger(db, entry)
 
-    async def _ledger(self, where: str, params: Sequence[Any]) -> list[LedgerEntry]:
+    async def _ledger(
+        self, where: str, params: Sequence[Any], order: str = "l.occurred_at, l.id"
+    ) -> list[LedgerEntry]:
         async with self._read() as db:
             rows = await self._all(
                 db,
                 f"SELECT {LEDGER_COLUMNS}, i.description FROM ledger_entries l"
-                f" JOIN invoices i ON i.id = l.invoice_id WHERE {where}"
-                " ORDER BY l.occurred_at, l.id",
+                f" JOIN invoices i ON i.id = l.invoice_id WHERE {where} ORDER BY {order}",
                 params,
             )
         return [ledger_from_row(row) for row in rows]
 
     async def ledger_for_invoice(self, invoice_id: int) -> list[LedgerEntry]:
-        return await self._ledger("l.invoice_id = ?", (invoice_id,))
+        return await self._ledger("l.invoice_id = ?", (invoice_id,), order="l.seq")
 
     async def ledger_between(
         self, merchant_id: int | None, start: datetime | None, end: datetime

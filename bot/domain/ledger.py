@@ -206,7 +206,7 @@ def invoice_totals(entries: Iterable[NewLedgerEntry]) -> Booking | None:
             charged = (charged or 0) + e.charged_minor
         if e.crypto_amount is not None:
             crypto = (crypto or Decimal(0)) + e.crypto_amount
-            crypto_asset = e.crypto_asset or crypto_asset
+        crypto_asset = e.crypto_asset or crypto_asset
         if e.net_amount is not None:
             net = (net or Decimal(0)) + e.net_amount
             net_asset = e.net_asset or net_asset
@@ -258,7 +258,7 @@ def next_entry(
         fiat_minor=fiat,
         tip_minor=tip,
         crypto_amount=crypto or None,
-        crypto_asset=target.crypto_asset if crypto else None,
+        crypto_asset=target.crypto_asset if crypto or not existing else None,
         rate=implied_rate(target.fiat_minor, currency, target.crypto_amount) if crypto else None,
         fee_minor=fee or None,
         charged_minor=charged or None,
