@@ -11,7 +11,8 @@ Runs:
 2. long-polling mode: `/invoice` throughput, then a burst of payments with the emulator
    enforcing Telegram's limits;
 3. a bare PTB echo bot on a fresh emulator, for the throughput ratio;
-4. QR rendering, in this process.
+4. QR rendering, in this process;
+5. the ledger's CSV and XLSX and the shift close's chart, in this process.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios
+from bench.books import books_render
 from bench.machine import load_average, machine_info
 from bench.proc import ChildProcess, child_env
 from bench.report import render
@@ -170,6 +172,9 @@ async def run(sizes: Sizes, quick: bool, work: Path, only: set[str]) -> dict[str
     if "qr" in only:
         _progress("QR rendering")
         results["qr"] = scenarios.qr_render(sizes.qr_rounds)
+    if "books" in only:
+        _progress("ledger exports and the shift close's chart")
+        results["books"] = books_render(10_000 if not quick else 2_000, 3)
     results["duration_s"] = time.monotonic() - started
     results["machine"]["load_after"] = load_average()
     return results
@@ -191,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (CI): ~1-2 minutes")
     parser.add_argument(
         "--only",
-        default="latency,throughput,qr",
-        help="comma-separated parts: latency (incl. idle), throughput (incl. burst), qr",
+        default="latency,throughput,qr,books",
+        help="comma-separated parts: latency (incl. idle), throughput (incl. burst), qr, books",
     )
     parser.add_argument("--out", type=Path, default=None, help="results file stem")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep databases and logs here")
