@@ -251,6 +251,10 @@ def test_close_is_due_once_after_the_closing_hour() -> None:
     sent = ShopSettings(1, "Europe/Berlin", 22, date(2026, 12, 1))
     assert close_due(sent, after, BERLIN) is None
     assert close_due(ShopSettings(1), after, BERLIN) is None
+    midnight = ShopSettings(1, "Europe/Berlin", 0)  # closes the day that just ended
+    assert close_due(midnight, datetime(2026, 11, 30, 23, 5, tzinfo=UTC), BERLIN) == date(
+        2026, 11, 30
+    )
 
 
 # -- the property --------------------------------------------------------------------------------

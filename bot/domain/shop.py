@@ -110,16 +110,16 @@ def _days(name: str, first: date, last: date, tz: tzinfo) -> Period:
 
 def close_due(settings: ShopSettings, now: datetime, tz: tzinfo) -> date | None:
     """The local day whose shift close is due now (its closing hour has come and it was not
-    sent yet), else None."""
+    sent yet), else None. Closing at 0:00 closes the day that just ended."""
     if settings.closing_hour is None:
         return None
     local = now.astimezone(tz)
     if local.hour < settings.closing_hour:
         return None
-    today = local.date()
-    if settings.last_closed_on is not None and settings.last_closed_on >= today:
+    day = local.date() - timedelta(days=1 if settings.closing_hour == 0 else 0)
+    if settings.last_closed_on is not None and settings.last_closed_on >= day:
         return None
-    return today
+    return day
 
 
 __all__ = [

@@ -137,15 +137,15 @@ class BooksService:
         hour_text = value.removesuffix(":00")
         if not hour_text.isascii() or not hour_text.isdigit() or not 0 <= int(hour_text) <= 23:
             raise InputError("closing_hour_invalid", hour=text.strip()[:16])
-        settings, tz = await self.shop(user_id)
+        _, tz = await self.shop(user_id)
         hour = int(hour_text)
-        now_local = self.core.clock().astimezone(tz)
-        # Set after today's hour has passed: today's close is not sent retroactively.
-        if now_local.hour >= hour and settings.last_closed_on != now_local.date():
-            await self.repo.set_shop_settings(user_id, closing_hour=hour)
-            await self.repo.mark_closed(user_id, now_local.date())
+        saved = await self.repo.set_shop_settings(user_id, closing_hour=hour)
+        # Set after the hour has passed: that day's close is not sent retroactively.
+        due = close_due(saved, self.core.clock(), tz)
+        if due is not None:
+            await self.repo.mark_closed(user_id, due)
             return await self.repo.get_shop_settings(user_id)
-        return await self.repo.set_shop_settings(user_id, closing_hour=hour)
+        return saved
 
     # -- the ledger of a period -------------------------------------------------------------
     async def period(self, user_id: int, args: Sequence[str]) -> tuple[Period, tzinfo]:
