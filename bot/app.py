@@ -30,7 +30,6 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
-from telegram.request import HTTPXRequest
 
 from bot.config import Settings
 from bot.domain.models import utcnow
@@ -48,6 +47,7 @@ from bot.telegram.handlers.common import reply
 from bot.telegram.handlers.menu import register_commands
 from bot.telegram.notifier import Notifier
 from bot.telegram.ratelimit import TelegramRateLimiter
+from bot.telegram.request import AiohttpRequest
 from bot.telegram.views import (
     CALLBACK_CANCEL,
     CALLBACK_MERCHANT,
@@ -124,8 +124,8 @@ def build_application(
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
         .context_types(ContextTypes(context=TillbotContext, bot_data=Services))
-        .request(HTTPXRequest(connection_pool_size=settings.telegram_connection_pool, **timeouts))
-        .get_updates_request(HTTPXRequest(connection_pool_size=2, **timeouts))
+        .request(AiohttpRequest(connection_pool_size=settings.telegram_connection_pool, **timeouts))
+        .get_updates_request(AiohttpRequest(connection_pool_size=2, **timeouts))
         .concurrent_updates(settings.concurrent_updates)
         .rate_limiter(limiter)
         .post_init(post_init)

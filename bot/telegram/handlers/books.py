@@ -14,9 +14,8 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
 from bot.domain.drafts import InputError, NotAllowed
-from bot.domain.money import format_amount
 from bot.domain.shop import MAX_RANGE_DAYS, Period, PeriodError
-from bot.i18n import format_clock, format_day, t
+from bot.i18n import format_amount, format_clock, format_day, t
 from bot.services.books import Line, ShiftClose
 from bot.services.exports import ledger_csv, ledger_xlsx
 from bot.services.reports import report_csv

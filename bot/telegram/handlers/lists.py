@@ -9,8 +9,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.domain.drafts import NotAllowed
 from bot.domain.models import Invoice, MessageRole
-from bot.domain.money import format_amount
-from bot.i18n import t
+from bot.i18n import format_amount, t
 from bot.ids import parse_invoice_id, parse_page
 from bot.telegram.context import TillbotContext
 from bot.telegram.handlers.common import (
