@@ -81,15 +81,16 @@ def cents(value: Any) -> Decimal:
 async def report(h: Harness, user: EmuUser, text: str) -> dict[str, bytes]:
     before = len(h.emu.bot_messages(user))
     await h.emu.send_message(user, text)
-    await h.emu.wait_for(
-        lambda: any(
-            (m.document_filename or "").endswith(".xlsx")
-            or "No payments" in m.content
-            or "Keine Zahlungen" in m.content
-            for m in h.emu.bot_messages(user)[before:]
-        ),
-        timeout=10,
-    )
+
+    def done() -> bool:
+        """The summary comes last when the period has invoices, else the ledger's XLSX."""
+        sent = h.emu.bot_messages(user)[before:]
+        names = [m.document_filename or "" for m in sent]
+        if any(n.startswith("tillbot-") and "-ledger-" not in n for n in names):
+            return any(m.content.startswith("📊") for m in sent)
+        return any(n.endswith(".xlsx") for n in names)
+
+    await h.emu.wait_for(done, timeout=10)
     return documents_since(h, user, before)
 
 

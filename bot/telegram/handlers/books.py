@@ -83,10 +83,6 @@ async def report_command(update: Update, context: TillbotContext) -> None:
             InputFile(report_csv(invoices, tz).encode("utf-8"), filename=f"tillbot-{stamp}.csv"),
             caption=t(lang, "report_caption", count=len(invoices), period=name),
         )
-        await context.bot.send_message(
-            chat.id,
-            t(lang, "report_summary", period=name, lines=report_summary(invoices, lang)),
-        )
     if entries:
         caption = t(lang, "report_ledger_caption", count=len(entries), period=name)
         csv_bytes = ledger_csv(entries, tz).encode("utf-8")
@@ -101,6 +97,11 @@ async def report_command(update: Update, context: TillbotContext) -> None:
         )
     else:
         await reply(update, context, "report_ledger_empty", period=name)
+    if invoices:  # last: the summary says the report is complete
+        await context.bot.send_message(
+            chat.id,
+            t(lang, "report_summary", period=name, lines=report_summary(invoices, lang)),
+        )
 
 
 # -- the shift close ---------------------------------------------------------------------------
