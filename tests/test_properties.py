@@ -49,7 +49,6 @@ from bot.domain.money import (
     KNOWN_CURRENCIES,
     AmountError,
     exponent,
-    format_amount,
     parse_amount,
     plain_decimal,
     to_decimal,
@@ -67,7 +66,7 @@ from bot.gateways.base import (
     SessionRequest,
     SessionStatus,
 )
-from bot.i18n import LANGUAGES, t
+from bot.i18n import LANGUAGES, format_amount, t
 from bot.metrics import Metrics
 from bot.services.payments import PaymentsService
 from bot.web import SECRET_HEADER
