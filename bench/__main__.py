@@ -7,12 +7,15 @@ the exit status is 0 unless the harness itself breaks.
 
 Runs:
 1. webhook mode (PUBLIC_URL set): idle cost, then paid-to-edit delays (callback, point of
-   sale polling, online polling), with the pending backlog seeded into the database;
+   sale polling, point of sale with Mion's status webhook, online polling), with the
+   pending backlog seeded into the database;
 2. long-polling mode: `/invoice` throughput, then a burst of payments with the emulator
    enforcing Telegram's limits;
 3. a bare PTB echo bot on a fresh emulator, for the throughput ratio;
 4. QR rendering, in this process;
-5. the ledger's CSV and XLSX and the shift close's chart, in this process.
+5. failover: three instances on PostgreSQL, instances with claimed work killed -9
+   (bench/failover.py; skipped without a PostgreSQL server);
+6. the ledger's CSV and XLSX and the shift close's chart, in this process.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios
+from bench import failover, scenarios
 from bench.books import books_render
 from bench.machine import load_average, machine_info
 from bench.proc import ChildProcess, child_env
@@ -48,7 +51,7 @@ def _progress(text: str) -> None:
 
 
 async def run_latency(work: Path, sizes: Sizes, results: dict[str, Any]) -> None:
-    merchants = sizes.callback_samples + sizes.pos_samples + sizes.polling_samples + 10
+    merchants = sizes.callback_samples + 2 * sizes.pos_samples + sizes.polling_samples + 10
     stack = Stack(work / "run1", merchants=merchants)
     stack.work_dir.mkdir(parents=True, exist_ok=True)
     await stack.start()
@@ -68,6 +71,10 @@ async def run_latency(work: Path, sizes: Sizes, results: dict[str, Any]) -> None
         _progress(f"(b) point-of-sale polling delay, {sizes.pos_samples} payments")
         latency["pos"] = await scenarios.pos_latency(
             stack, pool, sizes.pos_samples, sizes.pos_wave
+        )
+        _progress(f"(b2) point-of-sale webhook delay, {sizes.pos_samples} payments")
+        latency["pos_webhook"] = await scenarios.pos_latency(
+            stack, pool, sizes.pos_samples, sizes.pos_wave, webhook=True
         )
         _progress(f"(c) online polling delay, {sizes.polling_samples} payments")
         latency["online_polling"] = await scenarios.online_polling_latency(
@@ -196,6 +203,15 @@ async def run(sizes: Sizes, quick: bool, work: Path, only: set[str]) -> dict[str
     if "qr" in only:
         _progress("QR rendering")
         results["qr"] = scenarios.qr_render(sizes.qr_rounds)
+    if "failover" in only:
+        kills = 2 if quick else 12
+        _progress(f"failover: 3 instances on PostgreSQL, {kills} kills -9 with claimed work")
+        results["failover"] = await failover.run(
+            work / "failover",
+            kills=kills,
+            pending=60,
+            rate=2.0,
+        )
     if "books" in only:
         _progress("ledger exports and the shift close's chart")
         results["books"] = books_render(10_000 if not quick else 2_000, 3)
@@ -220,8 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (CI): ~1-2 minutes")
     parser.add_argument(
         "--only",
-        default="latency,throughput,qr,books",
-        help="comma-separated parts: latency (incl. idle), throughput (incl. burst), qr, books",
+        default="latency,throughput,qr,failover,books",
+        help=(
+            "comma-separated parts: latency (incl. idle), throughput (incl. burst), qr,"
+            " failover, books"
+        ),
     )
     parser.add_argument("--out", type=Path, default=None, help="results file stem")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep databases and logs here")

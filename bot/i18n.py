@@ -186,6 +186,11 @@ def format_datetime(value: datetime | None, language: str, tz: tzinfo = UTC) -> 
     return _format(value, t(language, "format_datetime"), language, tz)
 
 
+def format_datetime_in(value: datetime | None, language: str, zone: tzinfo) -> str:
+    """A date and time in the shop's time zone, named after it ('Europe/Berlin')."""
+    return format_datetime(value, language, zone)
+
+
 def format_clock(value: datetime | None, language: str, tz: tzinfo = UTC) -> str:
     """A time of day in `tz`, as the language's catalogue writes it ('—' when unknown)."""
     if value is None:
@@ -202,6 +207,6 @@ def format_day(value: date, language: str) -> str:
 def _format(value: datetime, pattern: str, language: str, tz: tzinfo = UTC) -> str:
     moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     text = babel_format_datetime(moment, pattern, tzinfo=tz, locale=locale_of(language))
-    if "H" in pattern:  # a time of day names its zone: "UTC", "CET", "CEST", "-03"
-        text = f"{text} {moment.astimezone(tz).tzname() or 'UTC'}"
+    if "H" in pattern:  # a time of day names its zone: "UTC", "Europe/Berlin"
+        text = f"{text} {getattr(tz, 'key', None) or 'UTC'}"
     return text.translate(_SPACES)

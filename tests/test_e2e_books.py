@@ -247,8 +247,8 @@ async def test_time_zone_decides_the_day_of_a_payment(bot: Harness, sims: Gatewa
         await ledger_of(bot, invoice, lambda e: len(e) == 1)
         shown.append(reply)
     # Times shown are the shop's: the paid time in Berlin, zone named.
-    assert "2026-11-30 23:30 CET" in shown[0].content, shown[0].content
-    assert "2026-12-01 00:30 CET" in shown[1].content
+    assert "2026-11-30 23:30 Europe/Berlin" in shown[0].content, shown[0].content
+    assert "2026-12-01 00:30 Europe/Berlin" in shown[1].content
 
     files = await report(bot, max_, "/report 2026-11-30")
     [rows] = [csv_rows(v) for k, v in files.items() if k == "tillbot-ledger-range-20261130.csv"]

@@ -23,7 +23,7 @@ class ShopSettings:
     last_closed_on: date | None = None  # the last local day whose close was sent
 
 
-def zone(name: str | None) -> tzinfo | None:
+def zone(name: str | None) -> ZoneInfo | None:
     """The IANA time zone `name` ("Europe/Berlin", "UTC"), or None when there is none."""
     if not name or len(name) > 64 or not _TZ_RE.match(name):
         return None

@@ -12,6 +12,7 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bot.domain.drafts import InputError, NotAllowed
 from bot.domain.ledger import LedgerEntry
@@ -83,26 +84,26 @@ class BooksService:
         core: ServiceCore,
         access: AccessService,
         *,
-        default_zone: tzinfo,
-        zones: MutableMapping[int, tzinfo] | None = None,
+        default_zone: ZoneInfo,
+        zones: MutableMapping[int, ZoneInfo] | None = None,
     ) -> None:
         self.core = core
         self.repo = core.repo
         self.access = access
         self.default_zone = default_zone
-        self.zones: MutableMapping[int, tzinfo] = zones if zones is not None else {}
+        self.zones: MutableMapping[int, ZoneInfo] = zones if zones is not None else {}
 
     # -- the shop's settings ----------------------------------------------------------------
-    def zone_of(self, settings: ShopSettings) -> tzinfo:
+    def zone_of(self, settings: ShopSettings) -> ZoneInfo:
         return zone(settings.timezone) or self.default_zone
 
-    async def shop(self, merchant_id: int) -> tuple[ShopSettings, tzinfo]:
+    async def shop(self, merchant_id: int) -> tuple[ShopSettings, ZoneInfo]:
         settings = await self.repo.get_shop_settings(merchant_id)
         tz = self.zone_of(settings)
         self._remember(merchant_id, tz)
         return settings, tz
 
-    def _remember(self, merchant_id: int, tz: tzinfo) -> None:
+    def _remember(self, merchant_id: int, tz: ZoneInfo) -> None:
         if tz is self.default_zone or tz == self.default_zone:
             self.zones.pop(merchant_id, None)
         else:

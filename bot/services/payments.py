@@ -8,7 +8,8 @@ into the service that owns the job, so the homes stay in `invoices`, `sync`, `ca
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from bot.domain.drafts import InvoiceDraft
 from bot.domain.models import Invoice, InvoiceKind, InvoiceMessage, InvoiceStatus
@@ -21,6 +22,7 @@ from bot.services.books import BooksService
 from bot.services.callbacks import CallbackService
 from bot.services.core import Clock, ServiceCore
 from bot.services.invoices import InvoiceService
+from bot.services.links import LinkService, ReceiptService
 from bot.services.reports import ReportService
 from bot.services.sync import StatusSync
 from storage.base import Repository
@@ -39,8 +41,8 @@ class PaymentsService:
         callback_url: Callable[[str], str | None] | None = None,
         on_outbox: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
-        default_zone: tzinfo = UTC,
-        zones: MutableMapping[int, tzinfo] | None = None,
+        default_zone: ZoneInfo | None = None,
+        zones: MutableMapping[int, ZoneInfo] | None = None,
     ) -> None:
         core = ServiceCore(
             repo,
@@ -61,7 +63,11 @@ class PaymentsService:
         self.invoices = InvoiceService(core, self.access, self.sync, self.alerts)
         self.callbacks = CallbackService(core, self.sync)
         self.reports = ReportService(core)
-        self.books = BooksService(core, self.access, default_zone=default_zone, zones=zones)
+        self.links = LinkService(core, self.access, self.invoices)
+        self.receipts = ReceiptService(core, self.invoices)
+        self.books = BooksService(
+            core, self.access, default_zone=default_zone or ZoneInfo("UTC"), zones=zones
+        )
 
     # -- access ---------------------------------------------------------------------------
     def is_admin(self, user_id: int) -> bool:

@@ -11,6 +11,7 @@ from datetime import UTC, tzinfo
 from decimal import Decimal
 from html import escape, unescape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -27,6 +28,8 @@ CALLBACK_PAGE = "page"
 CALLBACK_SETTINGS = "set"
 CALLBACK_MERCHANT = "merch"
 CALLBACK_NOOP = "noop"
+CALLBACK_RESEND = "rcpt"  # the merchant sends a paid invoice's receipt again
+CALLBACK_LINK = "lnk"  # a payment link's buttons: lnk:off:<token>, lnk:card:<token>
 
 # Telegram's limits, in UTF-16 code units after entity parsing.
 TEXT_LIMIT = 4096
@@ -45,15 +48,24 @@ class ViewContext:
     bot_username: str
     gateway_titles: Mapping[str, str] = field(default_factory=dict)
     simulatable: frozenset[str] = frozenset()
-    # Each shop's time zone (kept current by the services), else the TIMEZONE setting.
-    zones: Mapping[int, tzinfo] = field(default_factory=dict)
-    default_zone: tzinfo = UTC
+    time_zone: str = "UTC"  # TIMEZONE: the shops' zone unless one is set in /settings
+    # Each shop's own time zone (kept current by the books service).
+    zones: Mapping[int, ZoneInfo] = field(default_factory=dict)
 
     def title(self, gateway: str) -> str:
         return self.gateway_titles.get(gateway, gateway)
 
-    def zone_of(self, merchant_id: int) -> tzinfo:
-        return self.zones.get(merchant_id, self.default_zone)
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    @property
+    def default_zone(self) -> ZoneInfo:
+        return self.zone
+
+    def zone_of(self, merchant_id: int) -> ZoneInfo:
+        """The shop's time zone: its /settings choice, else TIMEZONE."""
+        return self.zones.get(merchant_id) or self.zone
 
 
 def share_link(invoice: Invoice, bot_username: str) -> str:
@@ -234,7 +246,13 @@ def _invoice_text(
 def invoice_keyboard(
     invoice: Invoice, language: str, role: MessageRole, ctx: ViewContext
 ) -> InlineKeyboardMarkup | None:
-    """Pay (URL), Simulate payment (sandbox), Cancel (merchant) while pending; none after."""
+    """Pay (URL), Simulate payment (sandbox), Cancel (merchant) while pending; once paid,
+    the merchant's Resend receipt; none otherwise."""
+    if invoice.status is InvoiceStatus.PAID and role is MessageRole.MERCHANT:
+        button = InlineKeyboardButton(
+            t(language, "button_resend_receipt"), callback_data=f"{CALLBACK_RESEND}:{invoice.id}"
+        )
+        return InlineKeyboardMarkup([[button]])
     if invoice.status is not InvoiceStatus.PENDING:
         return None
     rows: list[list[InlineKeyboardButton]] = []

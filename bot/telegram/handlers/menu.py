@@ -28,7 +28,8 @@ class Role(StrEnum):
 
 
 MERCHANT_COMMANDS = (
-    "invoice", "pos", "onchain", "invoices", "report", "close", "settings", "help", "start"
+    "invoice", "pos", "onchain", "link", "invoices", "report", "close", "settings", "help",
+    "start",
 )  # fmt: skip
 COMMANDS: dict[Role, tuple[str, ...]] = {
     Role.CUSTOMER: ("start", "help", "settings"),
