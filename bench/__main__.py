@@ -14,7 +14,8 @@ Runs:
 3. a bare PTB echo bot on a fresh emulator, for the throughput ratio;
 4. QR rendering, in this process;
 5. failover: three instances on PostgreSQL, instances with claimed work killed -9
-   (bench/failover.py; skipped without a PostgreSQL server).
+   (bench/failover.py; skipped without a PostgreSQL server);
+6. the ledger's CSV and XLSX and the shift close's chart, in this process.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import failover, scenarios
+from bench.books import books_render
 from bench.machine import load_average, machine_info
 from bench.proc import ChildProcess, child_env
 from bench.report import render
@@ -210,6 +212,9 @@ async def run(sizes: Sizes, quick: bool, work: Path, only: set[str]) -> dict[str
             pending=60,
             rate=2.0,
         )
+    if "books" in only:
+        _progress("ledger exports and the shift close's chart")
+        results["books"] = books_render(10_000 if not quick else 2_000, 3)
     results["duration_s"] = time.monotonic() - started
     results["machine"]["load_after"] = load_average()
     return results
@@ -231,8 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (CI): ~1-2 minutes")
     parser.add_argument(
         "--only",
-        default="latency,throughput,qr,failover",
-        help="comma-separated parts: latency (incl. idle), throughput (incl. burst), qr, failover",
+        default="latency,throughput,qr,failover,books",
+        help=(
+            "comma-separated parts: latency (incl. idle), throughput (incl. burst), qr,"
+            " failover, books"
+        ),
     )
     parser.add_argument("--out", type=Path, default=None, help="results file stem")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep databases and logs here")

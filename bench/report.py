@@ -199,6 +199,12 @@ def render(results: dict[str, Any]) -> str:
         add(f"Lightning QR photo (`bot.telegram.views.qr_for`, {qr['bolt11_chars']}-character BOLT11, "
             f"{qr['png_bytes']:,}-byte PNG): median **{qr['median_ms']:.1f} ms**, "
             f"p95 {qr['p95_ms']:.1f} ms over {qr['rounds']} renders.")
+    books = results.get("books")
+    if books:
+        add(f"Ledger of {books['entries']:,} entries: CSV **{books['csv_ms']:.0f} ms** "
+            f"({books['csv_bytes']:,} bytes), XLSX **{books['xlsx_ms']:.0f} ms** "
+            f"({books['xlsx_bytes']:,} bytes); shift-close chart **{books['chart_ms']:.0f} ms** "
+            f"({books['png_bytes']:,}-byte PNG); medians of {books['rounds']}.")
     add("")
     if "failover" in results:
         lines += failover_section(results["failover"])

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from telegram import Update
@@ -42,6 +43,7 @@ from bot.telegram.context import Services, TillbotApp, TillbotContext
 from bot.telegram.handlers import (
     admin,
     amounts,
+    books,
     counter,
     customer,
     inline,
@@ -165,7 +167,8 @@ def register_handlers(app: TillbotApp) -> None:
         ("settings", merchant.settings_command),
         ("counter", counter.counter_command),
         ("invoices", lists.invoices_command),
-        ("report", lists.report_command),
+        ("report", books.report_command),
+        ("close", books.close_command),
         ("merchants", admin.merchants_command),
     ]
     # Commands act on new messages only: an edited `/invoice` or `/merchants add` would run
@@ -293,11 +296,13 @@ async def post_init(app: TillbotApp) -> None:
         )
     services.gateways = build_gateways(settings, services.http, sandbox=sandbox)
     webhooks = bool(settings.public_url and settings.http_listen_port is not None)
+    zones: dict[int, ZoneInfo] = {}  # each shop's time zone, kept current by the books service
     services.view = ViewContext(
         bot_username=app.bot.username,
         gateway_titles={name: gw.title for name, gw in services.gateways.items()},
         simulatable=frozenset(name for name, gw in services.gateways.items() if gw.can_simulate),
         app_url=f"{settings.public_url}/app/" if webhooks else None,
+        zones=zones,
         time_zone=settings.timezone,
     )
     services.payments = PaymentsService(
@@ -308,7 +313,10 @@ async def post_init(app: TillbotApp) -> None:
         callback_url=(lambda gw: f"{settings.public_url}/webhooks/{gw}") if webhooks else None,
         on_outbox=lambda: on_outbox(services),
         metrics=services.metrics,
+        default_zone=services.view.default_zone,
+        zones=zones,
     )
+    await services.payments.books.load_zones()
     limiter = app.bot.rate_limiter
     assert isinstance(limiter, TelegramRateLimiter), "set in build_application"
     # Claimed work is owned by this instance's id while it heartbeats (bot/liveness.py).
@@ -371,6 +379,12 @@ async def post_init(app: TillbotApp) -> None:
         name="storage-watch",
     )
     job_queue.run_daily(admin.daily_summary, time=time(0, 5, tzinfo=UTC), name="daily-summary")
+    job_queue.run_repeating(
+        books.daily_close,
+        interval=books.CLOSE_TICK_SECONDS,
+        first=books.CLOSE_TICK_SECONDS / 2,
+        name="shift-close",
+    )
     # In the background: a gateway that is slow to answer must not delay the start.
     job_queue.run_once(check_gateway_setup, when=0.0, name="gateway-setup")
     await register_commands(app)

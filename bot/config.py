@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     not_found_give_up_answers: int = Field(default=5, ge=1)
     not_found_give_up_seconds: float = Field(default=300.0, ge=0)
 
-    # The shop's time zone (IANA name, e.g. Europe/Berlin): receipts show the time in it.
+    # The shops' time zone (IANA name, e.g. Europe/Berlin) unless one is set in /settings:
+    # times shown, receipts, report days and the shift close use it.
     timezone: str = "UTC"
 
     # HTTP server (webhooks, health, metrics)

@@ -23,11 +23,10 @@ import copy
 import gettext
 import io
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime as babel_format_datetime
@@ -191,30 +190,24 @@ def format_whole_amount(value: Decimal, currency: str, language: str = "en") -> 
     return format_number(value, language, 0, currency_sign=CURRENCY_SIGNS.get(code, code))
 
 
-def format_datetime(value: datetime | None, language: str) -> str:
-    """A date and time in UTC, as the language's catalogue writes it ('—' when unknown)."""
+def format_datetime(value: datetime | None, language: str, tz: tzinfo = UTC) -> str:
+    """A date and time in `tz` (the shop's time zone), as the language's catalogue writes it
+    ('—' when unknown)."""
     if value is None:
         return "—"
-    return _format(value, t(language, "format_datetime"), language)
+    return _format(value, t(language, "format_datetime"), language, tz)
 
 
-def format_datetime_in(value: datetime | None, language: str, zone: ZoneInfo) -> str:
-    """A date and time in the shop's time zone, named after it ('Europe/Berlin'), as the
-    language's catalogue writes a date and time ('—' when unknown)."""
+def format_datetime_in(value: datetime | None, language: str, zone: tzinfo) -> str:
+    """A date and time in the shop's time zone, named after it ('Europe/Berlin')."""
+    return format_datetime(value, language, zone)
+
+
+def format_clock(value: datetime | None, language: str, tz: tzinfo = UTC) -> str:
+    """A time of day in `tz`, as the language's catalogue writes it ('—' when unknown)."""
     if value is None:
         return "—"
-    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    utc_pattern = t(language, "format_datetime")
-    pattern = utc_pattern.replace("'UTC'", f"'{zone.key}'")  # a date pattern, not a text
-    text = babel_format_datetime(moment, pattern, tzinfo=zone, locale=locale_of(language))
-    return text.translate(_SPACES)
-
-
-def format_clock(value: datetime | None, language: str) -> str:
-    """A time of day in UTC, as the language's catalogue writes it ('—' when unknown)."""
-    if value is None:
-        return "—"
-    return _format(value, t(language, "format_time"), language)
+    return _format(value, t(language, "format_time"), language, tz)
 
 
 def format_day(value: date, language: str) -> str:
@@ -223,7 +216,9 @@ def format_day(value: date, language: str) -> str:
     return _format(midnight, t(language, "format_date"), language)
 
 
-def _format(value: datetime, pattern: str, language: str) -> str:
+def _format(value: datetime, pattern: str, language: str, tz: tzinfo = UTC) -> str:
     moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    text = babel_format_datetime(moment, pattern, tzinfo=UTC, locale=locale_of(language))
+    text = babel_format_datetime(moment, pattern, tzinfo=tz, locale=locale_of(language))
+    if "H" in pattern:  # a time of day names its zone: "UTC", "Europe/Berlin"
+        text = f"{text} {getattr(tz, 'key', None) or 'UTC'}"
     return text.translate(_SPACES)

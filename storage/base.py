@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import EllipsisType
 from typing import Any
 
+from bot.domain.ledger import LedgerEntry, NewLedgerEntry
 from bot.domain.links import NewLink, PaymentLink
 from bot.domain.models import (
     Instance,
@@ -38,6 +39,7 @@ from bot.domain.models import (
     Transition,
     UserPrefs,
 )
+from bot.domain.shop import ShopSettings
 from bot.domain.tips import CounterSale, DaySales
 
 
@@ -389,3 +391,37 @@ class Repository(ABC):
 
     @abstractmethod
     async def set_tip_percents(self, user_id: int, percents: tuple[int, int, int]) -> None: ...
+    # -- the ledger and the shops (storage/ledger_sql.py) ----------------------------------
+    @abstractmethod
+    async def ledger_append(self, entry: NewLedgerEntry) -> bool:
+        """Append one ledger entry; False, storing nothing, when the invoice already has an
+        entry with its `seq` (someone else booked first: re-read and decide again)."""
+
+    @abstractmethod
+    async def ledger_for_invoice(self, invoice_id: int) -> list[LedgerEntry]: ...
+
+    @abstractmethod
+    async def ledger_between(
+        self, merchant_id: int | None, start: datetime | None, end: datetime
+    ) -> list[LedgerEntry]:
+        """Entries whose money arrived in [start, end) (start None: since ever), of one shop
+        or of all, in the order they happened."""
+
+    @abstractmethod
+    async def get_shop_settings(self, merchant_id: int) -> ShopSettings: ...
+
+    @abstractmethod
+    async def set_shop_settings(
+        self,
+        merchant_id: int,
+        *,
+        timezone: str | EllipsisType | None = ...,
+        closing_hour: int | EllipsisType | None = ...,
+    ) -> ShopSettings: ...
+
+    @abstractmethod
+    async def list_shop_settings(self) -> list[ShopSettings]: ...
+
+    @abstractmethod
+    async def mark_closed(self, merchant_id: int, day: date) -> bool:
+        """Record that the close of local `day` was sent; False when it already was."""

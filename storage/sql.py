@@ -30,6 +30,7 @@ from storage.base import Repository, StorageError
 from storage.claims_sql import ClaimsSql
 from storage.counter_sql import CounterSql
 from storage.dialect import Conn, SqlDialect, marks, ms
+from storage.ledger_sql import LedgerSql
 from storage.links_sql import LinksSql
 from storage.migrations.columns import (
     INVOICE_COLUMNS,
@@ -54,6 +55,7 @@ from storage.users_sql import UsersSql
 class SqlRepository(
     ClaimsSql[Conn],
     CounterSql[Conn],
+    LedgerSql[Conn],
     LinksSql[Conn],
     NumbersSql[Conn],
     SandboxSql[Conn],
@@ -241,6 +243,8 @@ class SqlRepository(
             if row is None:
                 return None
             await self._insert_outbox(db, change.outbox, at, default_invoice=change.invoice_id)
+            if change.ledger is not None:
+                await self._insert_ledger(db, change.ledger)
         return invoice_from_row(row)
 
     # -- messages -------------------------------------------------------------------------

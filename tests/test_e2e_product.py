@@ -121,7 +121,8 @@ async def two_admins(harness: Harness) -> Harness:
 
 # -- 6. the commands menu and /help ------------------------------------------------------------
 MERCHANT_MENU = [
-    "invoice", "pos", "counter", "link", "invoices", "report", "settings", "help", "start",
+    "invoice", "pos", "counter", "link", "invoices", "report", "close", "settings", "help",
+    "start",
 ]
 ADMIN_MENU = [*MERCHANT_MENU, "merchants"]
 CUSTOMER_MENU = ["start", "help", "settings"]
@@ -972,7 +973,10 @@ async def test_settings_and_merchant_list_in_german(two_admins: Harness) -> None
     menu = await bot.command(bot.merchant2, "/settings")
     assert menu.content == (
         "⚙️ Einstellungen\nStandard-Gateway: Sandbox\nSprache: automatisch\n"
-        "Trinkgeld an der Kasse: 5 % · 10 % · 15 % (ändern: /settings tips 5 10 15)"
+        "Trinkgeld an der Kasse: 5 % · 10 % · 15 % (ändern: /settings tips 5 10 15)\n"
+        "Zeitzone: UTC\n"
+        "Täglicher Kassenabschluss: aus\nÄndern mit /settings timezone Europe/Berlin und"
+        " /settings closing 22 (oder off)."
     )
     listing = await bot.command(bot.emu.users[ADMIN_DE_ID], "/merchants")
     assert listing.content.startswith("👥 Händler\n• 1001 (MERCHANT_IDS)")

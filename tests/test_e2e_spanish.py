@@ -143,7 +143,10 @@ async def test_a_spanish_merchant_and_customer_from_invoice_to_receipt(spanish: 
     settings = await spanish.command(lucia, "/settings")
     assert settings.content == (
         "⚙️ Ajustes\nPasarela predeterminada: Sandbox\nIdioma: automático\n"
-        "Propinas en el mostrador: 5 % · 10 % · 15 % (cambiar: /settings tips 5 10 15)"
+        "Propinas en el mostrador: 5 % · 10 % · 15 % (cambiar: /settings tips 5 10 15)\n"
+        "Zona horaria: UTC\n"
+        "Cierre de caja diario: desactivado\nCámbialos con /settings timezone Europe/Madrid y"
+        " /settings closing 22 (u off)."
     )
 
 

@@ -136,11 +136,15 @@ def test_each_language_has_its_plural_forms(language: str) -> None:
     assert catalogue.num_plurals == (3 if language == "es" else 2)
     plural = {key: m for key, m in CATALOGUES[language].items() if m.pluralizable}
     assert sorted(plural) == [
+        "close_line",
+        "close_sandbox",
         "err_amount_too_many_decimals",
         "err_description_too_long",
+        "err_period_too_long",
         "link_sales",
         "receipt_resent",
         "report_caption",
+        "report_ledger_caption",
         "report_sandbox",
     ]
     for key, message in plural.items():

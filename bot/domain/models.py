@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from bot.domain.ledger import NewLedgerEntry
+
 # The gateway whose invoices are tests: labelled so in every state, never counted as money.
 SANDBOX_GATEWAY = "sandbox"
 
@@ -230,6 +232,7 @@ class Transition:
     failure_reason: str | None = None
     late: bool = False
     outbox: tuple[NewOutbox, ...] = ()
+    ledger: NewLedgerEntry | None = None  # the money it books, in the same transaction
 
 
 # -- the sandbox gateway ------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from bot.domain.ledger import Settlement
 from bot.domain.models import InvoiceKind
 
 
@@ -159,6 +160,8 @@ class SessionStatus:
     # An overpayment ("0.00001 BTC") and the gateway's refund status of it.
     surplus: str | None = None
     surplus_status: str | None = None
+    # What the gateway reports about the money, for the ledger (bot/gateways/settlement.py).
+    settlement: Settlement | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,7 @@ from bot.gateways.http import (
     SleepFn,
     default_error,
 )
+from bot.gateways.settlement import miraclepay_settlement
 from bot.times import parse_time
 
 logger = logging.getLogger("bot.gateways.miraclepay")
@@ -324,6 +325,7 @@ class MiraclePayGateway(Gateway):
         return SessionStatus(
             state=state, raw_status=raw_status, paid_at=paid_at, failure_reason=failure,
             currency="USD", expires_at=parse_time(body.get("expiresAt")), raw=body,
+            settlement=miraclepay_settlement(body),
         )
 
     async def get_status(self, session_id: str, reference: str) -> SessionStatus:

@@ -88,6 +88,7 @@ from bot.gateways.http import (
     SleepFn,
     default_error,
 )
+from bot.gateways.settlement import mixpay_settlement
 from bot.times import iso_z, parse_time
 
 logger = logging.getLogger("bot.gateways.mixpay")
@@ -397,6 +398,7 @@ class MixPayGateway(Gateway):
             "strict_match": True,
             "received": _amount_text(data.get("paymentAmount"), symbol),
             "due": _amount_text(data.get("payableAmount"), data.get("payableSymbol") or symbol),
+            "settlement": mixpay_settlement(data, self.quote_currency),
         }
         if raw_status == "success":
             paid_at = parse_time(data.get("date")) or self._now()

@@ -7,8 +7,9 @@ into the service that owns the job, so the homes stay in `invoices`, `sync`, `ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from bot.domain.drafts import InvoiceDraft
 from bot.domain.models import Invoice, InvoiceKind, InvoiceMessage, InvoiceStatus, MessageRole
@@ -17,6 +18,7 @@ from bot.gateways.base import Gateway, SessionStatus
 from bot.metrics import Metrics
 from bot.services.access import AccessService
 from bot.services.alerts import Alerts
+from bot.services.books import BooksService
 from bot.services.callbacks import CallbackService
 from bot.services.core import Clock, ServiceCore
 from bot.services.counter import CounterService
@@ -40,6 +42,8 @@ class PaymentsService:
         callback_url: Callable[[str], str | None] | None = None,
         on_outbox: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
+        default_zone: ZoneInfo | None = None,
+        zones: MutableMapping[int, ZoneInfo] | None = None,
     ) -> None:
         core = ServiceCore(
             repo,
@@ -63,6 +67,9 @@ class PaymentsService:
         self.links = LinkService(core, self.access, self.invoices)
         self.receipts = ReceiptService(core, self.invoices)
         self.counter = CounterService(core, self.access, self.invoices)
+        self.books = BooksService(
+            core, self.access, default_zone=default_zone or ZoneInfo("UTC"), zones=zones
+        )
 
     # -- access ---------------------------------------------------------------------------
     def is_admin(self, user_id: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from bot.domain import notices
 from bot.domain.models import Invoice
@@ -29,6 +29,14 @@ class ReportService:
         now = self.core.clock()
         return await self.repo.invoices_created_between(
             merchant_id, period_start(period, now), now + timedelta(seconds=1)
+        )
+
+    async def invoices_between(
+        self, merchant_id: int, start: datetime | None, end: datetime
+    ) -> Sequence[Invoice]:
+        """A merchant's invoices created in [start, end) (start None: since ever)."""
+        return await self.repo.invoices_created_between(
+            merchant_id, start or datetime(2000, 1, 1, tzinfo=UTC), end
         )
 
     async def queue_daily_summary(
@@ -55,9 +63,9 @@ def period_start(period: str, now: datetime) -> datetime:
     return now - span if span else datetime(2000, 1, 1, tzinfo=now.tzinfo)
 
 
-def report_csv(invoices: Sequence[Invoice]) -> str:
+def report_csv(invoices: Sequence[Invoice], tz: tzinfo = UTC) -> str:
     """number (the merchant's own), created, amount, currency, gateway, status, paid at,
-    description."""
+    description; times in the shop's time zone `tz`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(
@@ -67,12 +75,12 @@ def report_csv(invoices: Sequence[Invoice]) -> str:
         writer.writerow(
             [
                 inv.shown_number,
-                inv.created_at.isoformat(),
+                inv.created_at.astimezone(tz).isoformat(),
                 str(to_decimal(inv.amount_minor, inv.currency)),
                 inv.currency,
                 inv.gateway,
                 inv.status.value,
-                inv.paid_at.isoformat() if inv.paid_at else "",
+                inv.paid_at.astimezone(tz).isoformat() if inv.paid_at else "",
                 _csv_safe(strip_controls(inv.description)),  # rows stored before the check
             ]
         )

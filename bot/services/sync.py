@@ -33,6 +33,7 @@ from bot.gateways.base import (
 from bot.gateways.budget import BudgetDeferred
 from bot.services.alerts import Alerts
 from bot.services.core import ServiceCore, outcome
+from bot.services.ledger import LedgerBook
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class StatusSync:
         self.core = core
         self.repo = core.repo
         self.alerts = alerts
+        self.ledger = LedgerBook(core.repo)
 
     # -- polling --------------------------------------------------------------------------
     async def check(
@@ -295,6 +297,9 @@ class StatusSync:
                     previous=invoice.status,
                 ),
             ]
+            entry = None
+            if new_status is InvoiceStatus.PAID:
+                entry = await self.ledger.entry_for(invoice, status, paid_in_full=True, now=now)
             crash_point("before_transition")
             updated = await self.repo.transition(
                 Transition(
@@ -307,6 +312,7 @@ class StatusSync:
                     failure_reason=status.failure_reason,
                     late=late,
                     outbox=tuple(outbox),
+                    ledger=entry,
                 )
             )
             crash_point("after_transition")
@@ -329,9 +335,12 @@ class StatusSync:
         return updated
 
     async def _underpaid(self, invoice: Invoice, status: SessionStatus) -> Invoice:
-        if invoice.underpaid or invoice.status is InvoiceStatus.PAID:
+        if invoice.status is InvoiceStatus.PAID:
             return invoice
         core = self.core
+        await self.ledger.book_underpayment(invoice, status, core.clock())  # more may arrive
+        if invoice.underpaid:
+            return invoice
         if status.received:
             # Shown on the invoice itself: what arrived, and what was due.
             shown = {"received": status.received, "due": status.due}

@@ -92,7 +92,7 @@ def notice_text(
         receipt = t(
             language,
             "receipt",
-            time=format_datetime(invoice.paid_at, language),
+            time=format_datetime(invoice.paid_at, language, view.zone_of(invoice.merchant_id)),
             reference=escape(invoice.gateway_session_id or "—"),
             **common,
         )

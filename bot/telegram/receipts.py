@@ -207,7 +207,7 @@ def receipt_caption(view: ViewContext, invoice: Invoice, receipt: Receipt, langu
         merchant=escape(receipt.merchant),
         # Within the 1024 of a caption whatever the description's length.
         description=escape(cut_to_units(invoice.description or "—", 300)),
-        time=format_datetime_in(invoice.paid_at, language, view.zone),
+        time=format_datetime_in(invoice.paid_at, language, view.zone_of(invoice.merchant_id)),
         gateway=escape(view.title(invoice.gateway)),
         reference=escape(receipt.reference),
         id=invoice.shown_number,
@@ -224,7 +224,8 @@ async def send_receipt(
     rate_limit_args: RateLimitArgs | None = None,
 ) -> None:
     """The receipt image with its caption, into `chat_id`."""
-    png = await render_receipt(receipt, language, view.zone, view.bot_username)
+    zone = view.zone_of(invoice.merchant_id)
+    png = await render_receipt(receipt, language, zone, view.bot_username)
     if invoice.is_sandbox:  # a test must never pass for proof of a payment
         png = with_sandbox_band(png, language)
     await bot.send_photo(

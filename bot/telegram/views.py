@@ -7,6 +7,7 @@ import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from decimal import Decimal
 from html import escape, unescape
 from typing import Any
@@ -62,7 +63,9 @@ class ViewContext:
     gateway_titles: Mapping[str, str] = field(default_factory=dict)
     simulatable: frozenset[str] = frozenset()
     app_url: str | None = None  # the counter Mini App ({PUBLIC_URL}/app/), when served
-    time_zone: str = "UTC"  # TIMEZONE: receipts show times in the shop's zone
+    time_zone: str = "UTC"  # TIMEZONE: the shops' zone unless one is set in /settings
+    # Each shop's own time zone (kept current by the books service).
+    zones: Mapping[int, ZoneInfo] = field(default_factory=dict)
 
     def title(self, gateway: str) -> str:
         return self.gateway_titles.get(gateway, gateway)
@@ -70,6 +73,14 @@ class ViewContext:
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
+
+    @property
+    def default_zone(self) -> ZoneInfo:
+        return self.zone
+
+    def zone_of(self, merchant_id: int) -> ZoneInfo:
+        """The shop's time zone: its /settings choice, else TIMEZONE."""
+        return self.zones.get(merchant_id) or self.zone
 
 
 def share_link(invoice: Invoice, bot_username: str) -> str:
@@ -155,7 +166,7 @@ def rate_line(invoice: Invoice, amount_msat: int, language: str) -> list[str]:
     ]
 
 
-def payment_lines(invoice: Invoice, language: str) -> list[str]:
+def payment_lines(invoice: Invoice, language: str, tz: tzinfo = UTC) -> list[str]:
     """The Lightning or on-chain part of a pending invoice (what the QR encodes)."""
     payment = invoice.payment
     if invoice.kind is InvoiceKind.LIGHTNING and payment.get("compliance_blocked"):
@@ -170,7 +181,7 @@ def payment_lines(invoice: Invoice, language: str) -> list[str]:
                 language,
                 "pos_caption_lines",
                 sats=sats_text(msat, language),
-                time=format_clock(expires, language),
+                time=format_clock(expires, language, tz),
             ),
             *rate_line(invoice, msat, language),
         ]
@@ -267,12 +278,14 @@ def _invoice_text(
         lines.append(t(language, "invoice_description", description=escape(description)))
     lines.append(t(language, "invoice_status", status=status_label(invoice, language)))
     if invoice.status is InvoiceStatus.PAID:
-        paid_at = format_datetime(invoice.paid_at, language)
+        paid_at = format_datetime(invoice.paid_at, language, ctx.zone_of(invoice.merchant_id))
         lines.append(t(language, "invoice_paid_at", time=paid_at))
     elif invoice.status is InvoiceStatus.PENDING:
-        lines += payment_lines(invoice, language)
+        lines += payment_lines(invoice, language, ctx.zone_of(invoice.merchant_id))
         if invoice.kind is not InvoiceKind.LIGHTNING:
-            expires = format_datetime(invoice.expires_at, language)
+            expires = format_datetime(
+                invoice.expires_at, language, ctx.zone_of(invoice.merchant_id)
+            )
             lines.append(t(language, "invoice_expires", time=expires))
     elif invoice.status is InvoiceStatus.FAILED and invoice.failure_reason:
         # Our own words in the reader's language, never the gateway's English.

@@ -361,6 +361,58 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        14,
+        "the ledger (append-only) and each shop's time zone and closing hour",
+        (
+            # One row per movement of money (bot/domain/ledger.py): never updated, never
+            # deleted. (invoice_id, seq) is the compare-and-set of concurrent writers.
+            """
+            CREATE TABLE ledger_entries (
+                id {id},
+                invoice_id {bigint} NOT NULL REFERENCES invoices (id),
+                seq INTEGER NOT NULL,
+                merchant_id {bigint} NOT NULL,
+                cashier_id {bigint} NOT NULL,
+                kind TEXT NOT NULL,
+                gateway TEXT NOT NULL,
+                currency TEXT NOT NULL,
+                fiat_minor {bigint} NOT NULL,
+                tip_minor {bigint} NOT NULL DEFAULT 0,
+                crypto_amount TEXT,
+                crypto_asset TEXT,
+                rate TEXT,
+                fee_minor {bigint},
+                charged_minor {bigint},
+                net_amount TEXT,
+                net_asset TEXT,
+                occurred_at {bigint} NOT NULL,
+                recorded_at {bigint} NOT NULL,
+                note TEXT NOT NULL DEFAULT '',
+                UNIQUE (invoice_id, seq)
+            )
+            """,
+            "CREATE INDEX ix_ledger_merchant_time ON ledger_entries (merchant_id, occurred_at)",
+            "CREATE INDEX ix_ledger_time ON ledger_entries (occurred_at)",
+            # Invoices paid before the ledger existed: booked at their amount (the crypto
+            # side of those reports was not kept).
+            """
+            INSERT INTO ledger_entries (invoice_id, seq, merchant_id, cashier_id, kind, gateway,
+                currency, fiat_minor, tip_minor, occurred_at, recorded_at, note)
+            SELECT id, 0, merchant_id, merchant_id, 'payment', gateway, currency, amount_minor,
+                0, COALESCE(paid_at, updated_at), updated_at, 'backfill'
+            FROM invoices WHERE status = 'paid'
+            """,
+            """
+            CREATE TABLE shop_settings (
+                merchant_id {bigint} PRIMARY KEY,
+                timezone TEXT,
+                closing_hour INTEGER,
+                last_closed_on TEXT
+            )
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

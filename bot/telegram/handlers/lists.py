@@ -1,17 +1,16 @@
-"""Merchant views over many invoices: /invoices (paged), tapping one, /report (CSV)."""
+"""Merchant views over many invoices: /invoices (paged), tapping one, /report's summary."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.domain.drafts import NotAllowed
 from bot.domain.models import Invoice, MessageRole
 from bot.i18n import format_amount, t
 from bot.ids import parse_invoice_id, parse_page
-from bot.services.reports import PERIODS, report_csv
 from bot.telegram.context import TillbotContext
 from bot.telegram.handlers.common import (
     answer,
@@ -113,44 +112,6 @@ def _row_label(invoice: Invoice, lang: str) -> str:
     amount = format_amount(invoice.amount_minor, invoice.currency, lang)
     description = f" · {invoice.description[:24]}" if invoice.description else ""
     return f"#{invoice.shown_number} · {amount} · {status_label(invoice, lang)}{description}"[:64]
-
-
-async def report_command(update: Update, context: TillbotContext) -> None:
-    """/report [today|week|month|all]: a CSV of the period and a one-line summary."""
-    user, chat = update.effective_user, update.effective_chat
-    if user is None or chat is None:
-        return
-    if not await is_merchant(update, context):
-        await refuse(update, context, "not_merchant_command", "report")
-        return
-    period = context.args[0].lower() if context.args else "month"
-    if period not in PERIODS:
-        await reply(update, context, "report_usage")
-        return
-    lang = await language(update, context)
-    now = context.services.clock()
-    found = await context.services.payments.reports.invoices_of_period(user.id, period)
-    period_name = t(lang, f"period_{period}")
-    # Sandbox tests are never money: not in the CSV, not in the totals, only counted apart.
-    invoices = [inv for inv in found if not inv.is_sandbox]
-    tests = len(found) - len(invoices)
-    if not invoices:
-        await reply(update, context, "report_empty", period=period_name)
-        if tests:
-            await context.bot.send_message(chat.id, t(lang, "report_sandbox", count=tests))
-        return
-    document = InputFile(
-        report_csv(invoices).encode("utf-8"), filename=f"tillbot-{period}-{now:%Y%m%d}.csv"
-    )
-    await context.bot.send_document(
-        chat.id,
-        document,
-        caption=t(lang, "report_caption", count=len(invoices), period=period_name),
-    )
-    summary = t(lang, "report_summary", period=period_name, lines=report_summary(invoices, lang))
-    if tests:
-        summary += "\n" + t(lang, "report_sandbox", count=tests)
-    await context.bot.send_message(chat.id, summary)
 
 
 def report_summary(invoices: Sequence[Invoice], lang: str) -> str:

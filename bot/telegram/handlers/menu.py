@@ -31,17 +31,9 @@ class Role(StrEnum):
 
 
 MERCHANT_COMMANDS = (
-    "invoice",
-    "pos",
-    "counter",
-    "onchain",
-    "link",
-    "invoices",
-    "report",
-    "settings",
-    "help",
-    "start",
-)
+    "invoice", "pos", "counter", "onchain", "link", "invoices", "report", "close", "settings",
+    "help", "start",
+)  # fmt: skip
 COMMANDS: dict[Role, tuple[str, ...]] = {
     Role.CUSTOMER: ("start", "help", "settings"),
     Role.MERCHANT: MERCHANT_COMMANDS,

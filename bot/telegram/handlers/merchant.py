@@ -17,7 +17,7 @@ from bot.gateways.base import GatewayError
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, format_decimal, group_separator, t
 from bot.ids import parse_invoice_id
 from bot.telegram.context import TillbotContext
-from bot.telegram.handlers import links
+from bot.telegram.handlers import books, links
 from bot.telegram.handlers.common import (
     answer,
     callback_parts,
@@ -259,6 +259,9 @@ async def settings_command(update: Update, context: TillbotContext) -> None:
     if context.args and context.args[0].lower() == "tips":
         await tips_setting(update, context, list(context.args[1:]))
         return
+    if context.args:  # /settings timezone Europe/Berlin, /settings closing 22
+        await books.shop_settings(update, context, context.args)
+        return
     await _show_settings(update, context)
 
 
@@ -300,6 +303,7 @@ async def _show_settings(update: Update, context: TillbotContext) -> None:
             lang, "settings_title", gateway=services.view.title(gateway), language=language_name
         )
         text += "\n" + await tips_line(services, user.id, lang)
+        text += "\n" + await books.shop_lines(context, user.id, lang)
     else:
         text = t(lang, "settings_title_customer", language=language_name)
     rows: list[list[InlineKeyboardButton]] = []
