@@ -27,6 +27,7 @@ from bot.domain.models import (
     allowed_sources,
 )
 from storage.base import Repository, StorageError
+from storage.budget_sql import BudgetSql
 from storage.dialect import INVOICE_QUEUE, OUTBOX_QUEUE, Conn, SqlDialect, marks, ms
 from storage.migrations.columns import (
     INVOICE_COLUMNS,
@@ -47,7 +48,7 @@ from storage.sandbox_sql import SandboxSql
 from storage.times import from_ms, to_ms
 
 
-class SqlRepository(SandboxSql[Conn], SqlDialect[Conn], Repository):
+class SqlRepository(BudgetSql[Conn], SandboxSql[Conn], SqlDialect[Conn], Repository):
     """The repository on a SQL database; its subclasses are the dialects."""
 
     # -- health -------------------------------------------------------------------------
