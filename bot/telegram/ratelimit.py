@@ -204,11 +204,14 @@ class TelegramRateLimiter(BaseRateLimiter[RateLimitArgs]):
     async def _grant(self) -> None:
         """Book global slots for the waiters (several at once with a shared budget) and
         hand them out at their times, replies first; a pause drops the rest of a batch."""
+        given = float("-inf")
         while waiting := self._waiting():
             count = min(waiting, self.budget.batch)
             first = await self.budget.take(count, self.global_interval)
             for n in range(count):
-                at = first + n * self.global_interval
+                # A batch handed out late (a busy event loop) keeps its spacing rather
+                # than going out in one burst: late, never sooner than booked.
+                at = max(first + n * self.global_interval, given + self.global_interval)
                 now = self.monotonic()
                 if at > now:
                     await self.sleep(at - now)
@@ -217,6 +220,7 @@ class TelegramRateLimiter(BaseRateLimiter[RateLimitArgs]):
                 if not self._waiting():
                     break  # the slot goes unused
                 (self._replies or self._outbox).popleft().set_result(None)
+                given = self.monotonic()
 
 
 def _chat_of(data: dict[str, Any]) -> int | str | None:
