@@ -72,6 +72,7 @@ class Cluster:
     repo: Repository | None = None
     database_url: str = ""
     samples: list[Sample] = field(default_factory=list)
+    burst_started: float = 0.0
 
     async def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -251,7 +252,7 @@ class Cluster:
         self.emu.enforce_limits = True
         too_many_before = self.emu.stats.too_many_requests
         admin_before = len(self.emu.bot_messages(ADMIN_ID))
-        start = time.monotonic()
+        start = self.burst_started = time.monotonic()
         for sample in self.samples:
             self.mion.pay(sample.session_id)
         keys = [(s.chat, s.message_id) for s in self.samples]
