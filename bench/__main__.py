@@ -11,7 +11,10 @@ Runs:
 2. long-polling mode: `/invoice` throughput, then a burst of payments with the emulator
    enforcing Telegram's limits;
 3. a bare PTB echo bot on a fresh emulator, for the throughput ratio;
-4. QR rendering, in this process.
+4. idle with a large backlog on SQLite and on PostgreSQL (one instance each);
+5. a burst across instances: three bot processes on one PostgreSQL, invoices of distinct
+   chats paid at once, the emulator enforcing Telegram's limits (bench/cluster.py);
+6. QR rendering, in this process.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from bench.report import render
 from bench.scenarios import MerchantPool, Sizes
 from bench.stack import TOKEN, Stack, Tracker, merchant_ids
 
+CLUSTER_PACE = 28  # TELEGRAM_MESSAGES_PER_SECOND of the burst across instances
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = RESULTS_DIR.parent.parent
 
@@ -113,6 +117,76 @@ async def run_throughput(work: Path, sizes: Sizes, results: dict[str, Any]) -> N
         await stack.stop()
 
 
+async def run_idle_backends(work: Path, sizes: Sizes, results: dict[str, Any]) -> None:
+    """Idle with `idle_pending` open invoices, on SQLite and on PostgreSQL: one instance's
+    CPU and memory, and its gateway requests a minute."""
+    from bench.cluster import create_database, drop_database
+    from bench.seed import seed_pending_bulk
+
+    found: dict[str, Any] = {}
+    results["idle_backends"] = found
+    for backend in ("sqlite", "postgres"):
+        stack = Stack(work / f"idle-{backend}", merchants=50)
+        stack.work_dir.mkdir(parents=True, exist_ok=True)
+        if backend == "sqlite":
+            url = f"sqlite:///{stack.work_dir / 'idle.db'}"
+        else:
+            try:
+                url = await create_database()
+            except Exception as exc:  # no server: say so, go on
+                found[backend] = {"skipped": f"no PostgreSQL server: {type(exc).__name__}"}
+                continue
+        try:
+            _progress(f"idle on {backend}: seeding {sizes.idle_pending:,} pending invoices")
+            await seed_pending_bulk(url, sizes.idle_pending, merchant_ids(50))
+            stack.database_url = url
+            await stack.start()
+            await stack.start_bot(webhooks=True, pending=0, timeout=120)
+            _progress(f"idle on {backend} over {sizes.idle_seconds:.0f} s")
+            found[backend] = await scenarios.idle_cost(stack, sizes.idle_seconds)
+            found[backend]["pending"] = sizes.idle_pending
+            found[backend]["startup_s"] = stack.startup_seconds
+        finally:
+            await stack.stop()
+            if backend == "postgres":
+                await drop_database(url)
+
+
+async def run_cluster(work: Path, sizes: Sizes, results: dict[str, Any]) -> None:
+    """A burst across instances: invoices of distinct chats paid at once, several bot
+    processes on one PostgreSQL sharing Telegram's budget, the emulator enforcing it."""
+    from bench.cluster import Cluster
+
+    n = sizes.cluster_burst
+    # Telegram allows about 30 a second per bot; one budget for all instances can go
+    # close to it (each instance pacing on its own had to divide it between them).
+    cluster = Cluster(
+        work / "cluster",
+        instances=sizes.cluster_instances,
+        chats=n,
+        env={"TELEGRAM_MESSAGES_PER_SECOND": str(CLUSTER_PACE)},
+    )
+    try:
+        await cluster.start()
+    except Exception as exc:  # no PostgreSQL server: say so, go on
+        results["cluster_burst"] = {"skipped": f"no PostgreSQL server: {type(exc).__name__}"}
+        return
+    try:
+        _progress(f"burst across {sizes.cluster_instances} instances: seeding {n:,} invoices")
+        await cluster.seed(n)
+        await cluster.start_bots(timeout=180)
+        await asyncio.sleep(3.0)  # the instances settle (first polls of the backlog)
+        _progress(f"burst across instances: {n:,} invoices paid at once")
+        timeout = max(60.0, n / scenarios.TELEGRAM_PACE * 4)
+        results["cluster_burst"] = await cluster.burst(timeout=timeout)
+        results["cluster_burst"]["pace"] = CLUSTER_PACE
+        results["emulator_violations"] = results.get("emulator_violations", 0) + len(
+            cluster.emu.violations
+        )
+    finally:
+        await cluster.stop()
+
+
 async def run_echo(work: Path, n: int, concurrency: int) -> dict[str, Any]:
     from testkit.telegram import BotApiEmulator
 
@@ -167,6 +241,10 @@ async def run(sizes: Sizes, quick: bool, work: Path, only: set[str]) -> dict[str
         thr["ratio_same_settings"] = (
             thr["tillbot"]["per_second"] / thr["echo_tillbot_settings"]["per_second"]
         )
+    if "idle" in only:
+        await run_idle_backends(work, sizes, results)
+    if "cluster" in only:
+        await run_cluster(work, sizes, results)
     if "qr" in only:
         _progress("QR rendering")
         results["qr"] = scenarios.qr_render(sizes.qr_rounds)
@@ -191,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (CI): ~1-2 minutes")
     parser.add_argument(
         "--only",
-        default="latency,throughput,qr",
-        help="comma-separated parts: latency (incl. idle), throughput (incl. burst), qr",
+        default="latency,throughput,idle,cluster,qr",
+        help="comma-separated parts: latency (incl. idle), throughput (incl. burst), "
+        "idle (SQLite and PostgreSQL backlogs), cluster (burst across instances), qr",
     )
     parser.add_argument("--out", type=Path, default=None, help="results file stem")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep databases and logs here")

@@ -47,6 +47,27 @@ def server_url() -> str:
     )
 
 
+async def create_database() -> str:
+    """A new, empty database on the server of `server_url()`; its URL."""
+    server = server_url()
+    name = f"tillbot_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(server, timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+
+
+async def drop_database(database_url: str) -> None:
+    admin = await asyncpg.connect(server_url(), timeout=10)
+    try:
+        name = urlsplit(database_url).path.lstrip("/")
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 @dataclass
 class Sample:
     chat: int
@@ -76,14 +97,7 @@ class Cluster:
 
     async def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        server = server_url()
-        name = f"tillbot_cluster_{secrets.token_hex(4)}"
-        admin = await asyncpg.connect(server, timeout=10)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        self.database_url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+        self.database_url = await create_database()
         self.emu = BotApiEmulator(token=TOKEN, bot_username=BOT_USERNAME)
         await self.emu.start()
         self.tracker = Tracker(self.emu)
@@ -105,12 +119,7 @@ class Cluster:
         await self.mion.stop()
         await self.emu.stop()
         if self.database_url:
-            admin = await asyncpg.connect(server_url(), timeout=10)
-            try:
-                name = urlsplit(self.database_url).path.lstrip("/")
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await admin.close()
+            await drop_database(self.database_url)
 
     # -- seeding ------------------------------------------------------------------------
     async def seed(self, count: int) -> None:
@@ -190,7 +199,9 @@ class Cluster:
                 "TELEGRAM_API_URL": self.emu.url,
                 "DATABASE_URL": self.database_url,
                 "ADMIN_IDS": str(ADMIN_ID),
-                "MERCHANT_IDS": ",".join(map(str, merchant_ids(self.chats))),
+                # Invoices are seeded, not created by command: a few merchants suffice (each
+                # gets its own command menu at start).
+                "MERCHANT_IDS": ",".join(map(str, merchant_ids(5))),
                 "DEFAULT_GATEWAY": "mion",
                 "SANDBOX_ENABLED": "false",
                 "MION_API_URL": self.mion.url,
