@@ -8,6 +8,10 @@ Delivery is at least once with one narrow exception, by design:
   and before the row is marked sent (one local database write, well under a millisecond on
   SQLite). Then the message is sent again after restart. Nothing else sends twice.
 
+An admin's payment notices that wait for the chat's turn (one message a second) go as one
+digest naming each payment once (`_digest_group`), so a burst of payments is not a queue
+growing at one message a second.
+
 Telegram's limits are kept by the bot's rate limiter (`bot/telegram/ratelimit.py`), for the outbox
 and the handlers' replies alike; the outbox sends with `rate_limit_args=OUTBOX`, so replies
 to users go first. A 429 the limiter could not retry away puts the row back for later.
