@@ -2,7 +2,8 @@
 
 `Cluster` runs N `python -m bot` processes in webhook mode behind a round-robin HTTPS
 front (as behind a load balancer), on a database of their own on the PostgreSQL server of
-`BENCH_DATABASE_URL` (default: the tests' `postgresql://postgres@127.0.0.1:5432/test`),
+`TILLBOT_BENCH_DATABASE_URL`, else `TEST_DATABASE_URL` (default: the tests'
+`postgresql://postgres@127.0.0.1:5432/test`),
 against the Bot API emulator and the Mion simulator of this process. The benchmark's
 "burst across instances" and the multi-process tests of the shared budget use it.
 """
@@ -43,7 +44,7 @@ ADMIN_NAMES = re.compile(r"Invoice #(\d+) paid|^#(\d+): ", re.MULTILINE)
 
 def server_url() -> str:
     return os.environ.get(
-        "BENCH_DATABASE_URL", os.environ.get("TEST_DATABASE_URL", DEFAULT_DATABASE_URL)
+        "TILLBOT_BENCH_DATABASE_URL", os.environ.get("TEST_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
 
 

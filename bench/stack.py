@@ -98,6 +98,8 @@ class Stack:
     work_dir: Path
     merchants: int
     enforce_limits: bool = False
+    # Settings added to (or overriding) the bot's environment for this stack's runs.
+    extra_env: dict[str, str] = field(default_factory=dict)
     emu: BotApiEmulator = field(init=False)
     mion: MionSimulator = field(init=False)
     mixpay: MixPaySimulator = field(init=False)
@@ -162,6 +164,7 @@ class Stack:
             "LOG_LEVEL": "WARNING",
             "INSTANCE_ID": "bench",
         }
+        env.update(self.extra_env)
         return env
 
     async def start_bot(self, *, webhooks: bool, pending: int, timeout: float = 60.0) -> None:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -30,13 +27,13 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
-from telegram.request import HTTPXRequest
 
 from bot.config import Settings
 from bot.domain.models import utcnow
 from bot.domain.polling import PaymentPolicy
 from bot.gateways.base import GatewayError
 from bot.gateways.registry import build_gateways
+from bot.liveness import Liveness
 from bot.logsafe import install_redaction
 from bot.services.payments import PaymentsService
 from bot.services.watcher import Watcher
@@ -48,6 +45,7 @@ from bot.telegram.handlers.common import reply
 from bot.telegram.handlers.menu import register_commands
 from bot.telegram.notifier import Notifier
 from bot.telegram.ratelimit import TelegramRateLimiter
+from bot.telegram.request import AiohttpRequest
 from bot.telegram.views import (
     CALLBACK_CANCEL,
     CALLBACK_MERCHANT,
@@ -92,15 +90,8 @@ def policy_from(settings: Settings) -> PaymentPolicy:
     )
 
 
-def instance_owner(settings: Settings) -> str:
-    """A name for this process's leases, unique across instances and restarts."""
-    if settings.instance_id:  # stable: a restarted instance frees its own old leases
-        return settings.instance_id
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
 def build_application(
-    settings: Settings, *, clock: Callable[[], datetime] = utcnow, owner: str | None = None
+    settings: Settings, *, clock: Callable[[], datetime] = utcnow
 ) -> TillbotApp:
     """The Application with every handler registered; services open in post_init."""
     # Before building: python-telegram-bot logs the API URL, token included, at DEBUG.
@@ -124,8 +115,8 @@ def build_application(
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
         .context_types(ContextTypes(context=TillbotContext, bot_data=Services))
-        .request(HTTPXRequest(connection_pool_size=settings.telegram_connection_pool, **timeouts))
-        .get_updates_request(HTTPXRequest(connection_pool_size=2, **timeouts))
+        .request(AiohttpRequest(connection_pool_size=settings.telegram_connection_pool, **timeouts))
+        .get_updates_request(AiohttpRequest(connection_pool_size=2, **timeouts))
         .concurrent_updates(settings.concurrent_updates)
         .rate_limiter(limiter)
         .post_init(post_init)
@@ -135,7 +126,6 @@ def build_application(
     services = app.bot_data
     services.settings = settings
     services.clock = clock
-    services.owner = owner or instance_owner(settings)
     limiter.on_retry_after = lambda _seconds: services.metrics.telegram_rate_limited()
     register_handlers(app)
     return app
@@ -289,6 +279,20 @@ async def post_init(app: TillbotApp) -> None:
     )
     limiter = app.bot.rate_limiter
     assert isinstance(limiter, TelegramRateLimiter), "set in build_application"
+    # Claimed work is owned by this instance's id while it heartbeats (bot/liveness.py),
+    # on a connection of its own: a busy pool never delays a heartbeat.
+    services.liveness_repo = await open_repository(settings.database_url, max_connections=2)
+    services.liveness = liveness = Liveness(
+        services.liveness_repo,
+        work_clock=services.clock,
+        name=settings.instance_id,
+        named=bool(settings.instance_id),
+        interval=timedelta(seconds=settings.heartbeat_seconds),
+        stale_beats=settings.heartbeat_stale_beats,
+        on_takeover=lambda _freed: services.notifier.kick() if services.notifier else None,
+        on_new_id=lambda new_id: services.rename(new_id),
+    )
+    services.owner = liveness.id
     services.notifier = Notifier(
         app.bot,
         services.repo,
@@ -298,6 +302,7 @@ async def post_init(app: TillbotApp) -> None:
         owner=services.owner,
         metrics=services.metrics,
         limiter=limiter,
+        fence=liveness.trusted,
     )
     services.watcher = Watcher(
         services.payments,
@@ -305,8 +310,11 @@ async def post_init(app: TillbotApp) -> None:
         clock=services.clock,
         owner=services.owner,
         tick=timedelta(seconds=WATCHER_TICK_SECONDS),
+        fence=liveness.trusted,
     )
-    await release_stale_leases(services)
+    taken = await liveness.start()
+    if taken:
+        log.info("took over %s claims left by instances that stopped", taken)
     await services.watcher.resume()
     services.notifier.start()
     job_queue = app.job_queue
@@ -368,20 +376,6 @@ def database_label(database_url: str) -> str:
     return "the PostgreSQL database of DATABASE_URL"
 
 
-async def release_stale_leases(services: Services) -> None:
-    """Work a dead process had claimed is taken over at start, not when its lease lapses:
-    every lease on SQLite (one bot process per file), or this instance's own old ones."""
-    settings = services.settings
-    if settings.database_url.startswith("sqlite"):
-        released = await services.repo.release_leases(now=services.clock())
-    elif settings.instance_id:
-        released = await services.repo.release_leases(now=services.clock(), owner=services.owner)
-    else:
-        return
-    if released:
-        log.info("took over %s leases left by a previous run", released)
-
-
 async def post_shutdown(app: TillbotApp) -> None:
     """Close what post_init opened, in reverse order."""
     services = app.bot_data
@@ -389,6 +383,10 @@ async def post_shutdown(app: TillbotApp) -> None:
         await services.web.stop()
     if services.notifier is not None:
         await services.notifier.stop()
+    if services.liveness is not None:
+        await services.liveness.stop()  # hands back this instance's claims
+    if services.liveness_repo is not None:
+        await services.liveness_repo.close()
     if services.sandbox is not None:
         await services.sandbox.aclose()
     if services.http is not None:

@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     # Operations
     log_level: str = "INFO"
     instance_id: str | None = None
+    # Liveness: each instance heartbeats into the database this often; one silent for
+    # HEARTBEAT_STALE_BEATS beats is taken for dead and its claimed work taken over.
+    heartbeat_seconds: float = Field(default=2.0, gt=0, le=60)
+    heartbeat_stale_beats: int = Field(default=3, ge=2, le=100)
 
     _split_ids = field_validator("admin_ids", "merchant_ids", mode="before")(_id_list)
     _split_chains = field_validator("miraclepay_blockchains", mode="before")(_str_list)

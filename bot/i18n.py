@@ -35,6 +35,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import NumberPattern
 
+from bot.domain.money import CURRENCY_SIGNS, exponent, to_decimal
+
 LANGUAGES = ("en", "de", "es")
 DEFAULT_LANGUAGE = "en"
 LANGUAGE_NAMES = {"en": "English", "de": "Deutsch", "es": "Español"}
@@ -160,6 +162,20 @@ def format_number(
     pattern = _decimal_pattern(language, places, currency_sign)
     text: str = pattern.apply(quantized, locale_of(language))
     return text.translate(_SPACES)
+
+
+def format_decimal(value: Decimal, language: str, places: int = 2) -> str:
+    """Group thousands and choose the separators of the language ('1,234.50' / '1.234,50'),
+    through Babel's locale data; exact (Decimal, rounded to `places`)."""
+    return format_number(value, language, places)
+
+
+def format_amount(minor: int, currency: str, language: str = "en") -> str:
+    """An amount as people of the language write it (Babel's locale data): '€12.50' (en),
+    '12,50 €' (de, es); currencies without a sign here by their code ('CHF 12.50')."""
+    code = currency.upper()
+    sign = CURRENCY_SIGNS.get(code, code)
+    return format_number(to_decimal(minor, code), language, exponent(code), currency_sign=sign)
 
 
 def format_datetime(value: datetime | None, language: str) -> str:

@@ -19,13 +19,14 @@ from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po
 
 from bot.domain.models import InvoiceStatus, OutboxEvent
-from bot.domain.money import format_amount, format_decimal
 from bot.i18n import (
     LANGUAGE_NAMES,
     LANGUAGES,
+    format_amount,
     format_clock,
     format_datetime,
     format_day,
+    format_decimal,
     resolve_language,
     t,
 )

@@ -238,3 +238,17 @@ class SandboxSession:
     attempt_expires_at: datetime | None = None
     auto_pay_at: datetime | None = None
     version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A running bot process as registered in storage: claimed work names its `id`.
+
+    `process` identifies the OS process where it can be checked from the same machine
+    ("<boot id>:<pid namespace>:<pid>:<start ticks>"), None elsewhere."""
+
+    id: str
+    name: str
+    started_at: datetime
+    last_seen: datetime
+    process: str | None = None

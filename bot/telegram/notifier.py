@@ -96,6 +96,7 @@ class Notifier:
         idle_wait: float = 1.0,
         lease: timedelta = timedelta(minutes=2),
         max_held: int | None = None,
+        fence: Callable[[], bool] = lambda: True,
     ) -> None:
         self.bot = bot
         self.repo = repo
@@ -114,6 +115,9 @@ class Notifier:
         self.max_held = max_held or max(
             batch, int(lease.total_seconds() * 0.8 / self.limiter.global_interval)
         )
+        # False while another instance may take this one for dead (bot/liveness.py): then
+        # nothing is claimed and nothing sent until it is True again.
+        self.fence = fence
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._queues: dict[int | None, deque[OutboxItem]] = {}
@@ -143,6 +147,13 @@ class Notifier:
         self._queues.clear()
         self._held.clear()  # unsent rows: their leases lapse and they are claimed again
 
+    def drop_held(self) -> None:
+        """Forget the claimed rows waiting here, unsent: this instance may have been taken
+        for dead, so another may send them (a send under way still finishes)."""
+        for queue in self._queues.values():
+            queue.clear()
+        self._held.clear()
+
     @property
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
@@ -167,7 +178,7 @@ class Notifier:
         so a chat with many rows (an admin told of every payment) never holds up the
         others: their rows are claimed and sent meanwhile."""
         queued = 0
-        while len(self._held) < self.max_held:
+        while len(self._held) < self.max_held and self.fence():
             limit = min(self.batch, self.max_held - len(self._held))
             items = await self.repo.claim_outbox(
                 now=self.clock(), owner=self.owner, lease=self.lease, limit=limit
@@ -204,8 +215,15 @@ class Notifier:
         try:
             while queue:
                 item = queue[0]
+                if not self.fence():
+                    # Paused while this instance may be taken for dead; if it is, drop_held
+                    # empties the queue (the rows are someone else's now).
+                    await asyncio.sleep(0.1)
+                    continue
                 if digestible(item) and item.chat_id is not None:
                     group = await self._digest_group(item.chat_id, queue)
+                    if not queue or queue[0] is not item or not self.fence():
+                        continue  # dropped or paused while it waited (drop_held, fence)
                     if len(group) > 1:
                         await self._deliver_digest(item.chat_id, group, queue)
                         continue
@@ -216,7 +234,8 @@ class Notifier:
                 except Exception:  # storage hiccup: the lease lapses, it is claimed again
                     log.exception("outbox %s: delivery failed", item.id)
                 finally:
-                    queue.popleft()
+                    if queue and queue[0] is item:  # (drop_held may have emptied it)
+                        queue.popleft()
                     self._held.discard(item.id)
         finally:
             if self._queues.get(chat_id) is queue:

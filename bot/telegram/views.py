@@ -14,8 +14,7 @@ from typing import Any
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
-from bot.domain.money import format_amount, format_decimal
-from bot.i18n import format_clock, format_datetime, t
+from bot.i18n import format_amount, format_clock, format_datetime, format_decimal, t
 from bot.telegram.qr import lightning_uri, onchain_uri, qr_png
 from bot.times import parse_time
 

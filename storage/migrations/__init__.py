@@ -236,6 +236,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        7,
+        "instances heartbeat: claimed work is owned by a live instance",
+        (
+            # Each running process registers here under a fresh id and heartbeats every few
+            # seconds (bot/liveness.py); leases name that id. A live instance takes over the
+            # claims of one whose heartbeat is stale or whose row is gone.
+            """
+            CREATE TABLE instances (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                process TEXT,
+                started_at {bigint} NOT NULL,
+                last_seen {bigint} NOT NULL
+            )
+            """,
+            # Taking over reads the claimed rows only, not every invoice or sent notice.
+            "CREATE INDEX ix_invoices_owner ON invoices (lease_owner)"
+            " WHERE lease_owner IS NOT NULL",
+            "CREATE INDEX ix_outbox_owner ON outbox (lease_owner) WHERE lease_owner IS NOT NULL",
+        ),
+    ),
+    Migration(
         9,
         "one Telegram budget shared by every instance",
         (

@@ -10,9 +10,8 @@ from telegram.constants import ParseMode
 
 from bot.domain.drafts import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
 from bot.domain.models import InvoiceKind, MessageRole
-from bot.domain.money import format_decimal
 from bot.gateways.base import GatewayError
-from bot.i18n import LANGUAGE_NAMES, LANGUAGES, t
+from bot.i18n import LANGUAGE_NAMES, LANGUAGES, format_decimal, t
 from bot.ids import parse_invoice_id
 from bot.telegram.context import TillbotContext
 from bot.telegram.handlers.common import (
