@@ -37,9 +37,11 @@ async def test_two_instances_bursting_stay_inside_telegrams_limits(cluster: Clus
     hands the commands to both instances, so both send at full speed together.
 
     Telegram's global limit is scaled down to 12 a second (the bots pace at 10), so that
-    two instances pacing apart would overrun it even on a slow machine (20 a second)."""
+    two instances pacing apart would overrun it even on a slow machine (20 a second, which
+    empties its burst of 24 within 3 s). The burst absorbs the test process's own stalls
+    on a busy machine (requests that arrived during a stall are stamped together)."""
     emu = cluster.emu
-    emu.limits = RateLimits(global_per_second=12, global_burst=12)
+    emu.limits = RateLimits(global_per_second=12, global_burst=24)
     emu.limiter.limits = emu.limits
     cluster.env["TELEGRAM_MESSAGES_PER_SECOND"] = "10"
     await cluster.seed(80)
@@ -54,12 +56,12 @@ async def test_two_instances_bursting_stay_inside_telegrams_limits(cluster: Clus
             timeout=60,
         )
 
-    result, _ = await asyncio.gather(cluster.burst(timeout=60), commands())
+    result, _ = await asyncio.gather(cluster.burst(timeout=120), commands())
     assert result["finished"], result
     assert emu.stats.too_many_requests == 0, result
     # One pace for both: within what the limit allows in any 2 s (its rate and its burst),
     # far from the two rates of instances pacing apart.
-    assert window_counts(cluster.paced_times(cluster.burst_started), 2.0) <= 2 * 12 + 12, result
+    assert window_counts(cluster.paced_times(cluster.burst_started), 2.0) <= 2 * 12 + 24, result
     # The admin is told of each payment exactly once, in far fewer messages than payments.
     assert result["admin_payments_named"] == 80 and result["admin_payments_named_twice"] == 0
     assert result["admin_messages"] < 30, result
