@@ -7,7 +7,8 @@ the exit status is 0 unless the harness itself breaks.
 
 Runs:
 1. webhook mode (PUBLIC_URL set): idle cost, then paid-to-edit delays (callback, point of
-   sale polling, online polling), with the pending backlog seeded into the database;
+   sale polling, point of sale with Mion's status webhook, online polling), with the
+   pending backlog seeded into the database;
 2. long-polling mode: `/invoice` throughput, then a burst of payments with the emulator
    enforcing Telegram's limits;
 3. a bare PTB echo bot on a fresh emulator, for the throughput ratio;
@@ -52,7 +53,7 @@ def _progress(text: str) -> None:
 
 
 async def run_latency(work: Path, sizes: Sizes, results: dict[str, Any]) -> None:
-    merchants = sizes.callback_samples + sizes.pos_samples + sizes.polling_samples + 10
+    merchants = sizes.callback_samples + 2 * sizes.pos_samples + sizes.polling_samples + 10
     stack = Stack(work / "run1", merchants=merchants)
     stack.work_dir.mkdir(parents=True, exist_ok=True)
     await stack.start()
@@ -72,6 +73,10 @@ async def run_latency(work: Path, sizes: Sizes, results: dict[str, Any]) -> None
         _progress(f"(b) point-of-sale polling delay, {sizes.pos_samples} payments")
         latency["pos"] = await scenarios.pos_latency(
             stack, pool, sizes.pos_samples, sizes.pos_wave
+        )
+        _progress(f"(b2) point-of-sale webhook delay, {sizes.pos_samples} payments")
+        latency["pos_webhook"] = await scenarios.pos_latency(
+            stack, pool, sizes.pos_samples, sizes.pos_wave, webhook=True
         )
         _progress(f"(c) online polling delay, {sizes.polling_samples} payments")
         latency["online_polling"] = await scenarios.online_polling_latency(

@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime as babel_format_datetime
@@ -183,6 +184,18 @@ def format_datetime(value: datetime | None, language: str) -> str:
     if value is None:
         return "—"
     return _format(value, t(language, "format_datetime"), language)
+
+
+def format_datetime_in(value: datetime | None, language: str, zone: ZoneInfo) -> str:
+    """A date and time in the shop's time zone, named after it ('Europe/Berlin'), as the
+    language's catalogue writes a date and time ('—' when unknown)."""
+    if value is None:
+        return "—"
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    utc_pattern = t(language, "format_datetime")
+    pattern = utc_pattern.replace("'UTC'", f"'{zone.key}'")  # a date pattern, not a text
+    text = babel_format_datetime(moment, pattern, tzinfo=zone, locale=locale_of(language))
+    return text.translate(_SPACES)
 
 
 def format_clock(value: datetime | None, language: str) -> str:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from types import EllipsisType
 from typing import Any
 
+from bot.domain.links import NewLink, PaymentLink
 from bot.domain.models import (
     Instance,
     Invoice,
@@ -327,6 +328,35 @@ class Repository(ABC):
     async def sandbox_update(self, current: SandboxSession, changed: SandboxSession) -> bool:
         """Compare-and-set: store `changed` (all but its id) with version current.version + 1
         if the stored row still has `current.version`; False when someone changed it first."""
+
+    # -- payment links and receipts (storage/links_sql.py) ------------------------------------
+    @abstractmethod
+    async def link_create(self, new: NewLink) -> PaymentLink: ...
+
+    @abstractmethod
+    async def link_get(self, token: str) -> PaymentLink | None:
+        """The link with its sales (paid invoices opened from it)."""
+
+    @abstractmethod
+    async def links_of(self, merchant_id: int, limit: int) -> Sequence[PaymentLink]:
+        """A merchant's links with their sales, newest first."""
+
+    @abstractmethod
+    async def link_disable(self, token: str, merchant_id: int, now: datetime) -> bool:
+        """Disable the merchant's enabled link; False when there is none such."""
+
+    @abstractmethod
+    async def link_add_invoice(self, token: str, invoice_id: int) -> None:
+        """Book an invoice as opened from the link (its sales count it once paid)."""
+
+    @abstractmethod
+    async def receipt_token(self, invoice_id: int, token: str, now: datetime) -> str:
+        """The invoice's receipt token: `token` stored when it has none yet, else the one
+        it has (one per invoice, whoever asks first)."""
+
+    @abstractmethod
+    async def receipt_invoice(self, token: str) -> int | None:
+        """The invoice id a receipt token names."""
 
     # -- the shared Telegram budget (bot/telegram/budget.py; microseconds, database clock) ----
     @abstractmethod

@@ -31,6 +31,7 @@ from storage.base import Repository, StorageError
 from storage.budget_sql import BudgetSql
 from storage.claims_sql import ClaimsSql
 from storage.dialect import Conn, SqlDialect, marks, ms
+from storage.links_sql import LinksSql
 from storage.migrations.columns import (
     INVOICE_COLUMNS,
     MERCHANT_COLUMNS,
@@ -50,7 +51,12 @@ from storage.times import to_ms
 
 
 class SqlRepository(
-    BudgetSql[Conn], ClaimsSql[Conn], SandboxSql[Conn], SqlDialect[Conn], Repository
+    BudgetSql[Conn],
+    ClaimsSql[Conn],
+    LinksSql[Conn],
+    SandboxSql[Conn],
+    SqlDialect[Conn],
+    Repository,
 ):
     """The repository on a SQL database; its subclasses are the dialects."""
 

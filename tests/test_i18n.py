@@ -55,9 +55,11 @@ SAME_AS_ENGLISH = {
         "format_datetime",  # ISO dates, as German readers had them before
         "format_time",
         "format_date",
+        "link_line",  # a payment link: its description, amount and URL, no words
     },
     "es": {
         "help_command_line",
+        "link_line",
         "merchant_from_settings",
         "merchant_line",
         "report_summary",
@@ -136,6 +138,8 @@ def test_each_language_has_its_plural_forms(language: str) -> None:
         "admin_digest",
         "err_amount_too_many_decimals",
         "err_description_too_long",
+        "link_sales",
+        "receipt_resent",
         "report_caption",
     ]
     for key, message in plural.items():

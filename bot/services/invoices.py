@@ -112,8 +112,13 @@ class InvoiceService:
         Raises NotAllowed, InputError (nothing stored, nothing sent to a gateway), or
         GatewayError (the invoice is stored as failed with the reason).
         """
-        core = self.core
         await self.access.require_merchant(user_id)
+        return await self.create_for(user_id, draft)
+
+    async def create_for(self, user_id: int, draft: InvoiceDraft) -> Invoice:
+        """`create_invoice` for a merchant already checked (a payment link opened by a
+        customer creates the invoice in the link's merchant's name)."""
+        core = self.core
         gateway_name = draft.gateway or await self.merchant_gateway(user_id)
         amount, currency, description, gateway = self.validate(draft, gateway_name)
         now = core.clock()

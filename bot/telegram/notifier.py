@@ -33,6 +33,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import ExtBot
 
+from bot.domain.links import Receipt
 from bot.domain.models import (
     Invoice,
     InvoiceMessage,
@@ -46,6 +47,7 @@ from bot.failpoints import crash_point
 from bot.metrics import Metrics
 from bot.telegram.notice_texts import DigestEntry, digest_text, notice_text
 from bot.telegram.ratelimit import OUTBOX, RateLimitArgs, TelegramRateLimiter, retry_after_seconds
+from bot.telegram.receipts import send_receipt
 from bot.telegram.views import (
     ViewContext,
     has_qr,
@@ -59,6 +61,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 LanguageOf = Callable[[int], Awaitable[str]]
+ReceiptOf = Callable[[Invoice], Awaitable[Receipt]]
 
 _NOT_MODIFIED = "message is not modified"
 _GONE = (
@@ -97,9 +100,12 @@ class Notifier:
         lease: timedelta = timedelta(minutes=2),
         max_held: int | None = None,
         fence: Callable[[], bool] = lambda: True,
+        receipt_of: ReceiptOf | None = None,
     ) -> None:
         self.bot = bot
         self.repo = repo
+        # The receipt of a paid invoice (an image); without it receipts are text only.
+        self.receipt_of = receipt_of
         self.view = view
         self.language_of = language_of
         self.clock = clock
@@ -464,6 +470,18 @@ class Notifier:
         language = await self.language_of(item.chat_id)
         invoice = await self.repo.get_invoice(item.invoice_id) if item.invoice_id else None
         merchant = await self._merchant_name(invoice.merchant_id) if invoice else None
+        if (
+            self.receipt_of is not None
+            and invoice is not None
+            and item.kind is OutboxKind.RECEIPT
+            and item.event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID)
+            and invoice.status is InvoiceStatus.PAID
+        ):
+            receipt = await self.receipt_of(invoice)
+            await send_receipt(
+                self.bot, item.chat_id, self.view(), invoice, receipt, language, OUTBOX
+            )
+            return SendResult(done=True)
         text = notice_text(self.view(), item, invoice, language, merchant)
         if text is None:
             return SendResult(done=True)

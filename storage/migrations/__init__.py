@@ -280,6 +280,42 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        13,
+        "reusable payment links and receipt tokens",
+        (
+            # A link never expires; each customer who opens it gets an invoice of their own
+            # (link_invoices names the link of each). amount_minor NULL: an open amount.
+            """
+            CREATE TABLE payment_links (
+                token TEXT PRIMARY KEY,
+                merchant_id {bigint} NOT NULL,
+                amount_minor {bigint},
+                currency TEXT NOT NULL,
+                description TEXT NOT NULL,
+                gateway TEXT NOT NULL,
+                created_at {bigint} NOT NULL,
+                disabled_at {bigint}
+            )
+            """,
+            "CREATE INDEX ix_payment_links_merchant ON payment_links (merchant_id, created_at)",
+            """
+            CREATE TABLE link_invoices (
+                invoice_id {bigint} PRIMARY KEY,
+                link_token TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX ix_link_invoices_link ON link_invoices (link_token)",
+            # The receipt link `?start=r_<token>` of a paid invoice: one token per invoice.
+            """
+            CREATE TABLE receipts (
+                token TEXT PRIMARY KEY,
+                invoice_id {bigint} NOT NULL UNIQUE,
+                created_at {bigint} NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
