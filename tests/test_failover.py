@@ -329,10 +329,13 @@ class World:
         return time.monotonic() - since
 
     def admin_notices(self) -> Counter[int]:
+        # A notice alone ("Invoice #N paid") or a line of an admin digest ("#N: ...").
         return Counter(
-            int(found)
+            int(single or listed)
             for message in self.emu.bot_messages(self.admin)
-            for found in re.findall(r"Invoice #(\d+) paid", message.content)
+            for single, listed in re.findall(
+                r"Invoice #(\d+) paid|^#(\d+): ", message.content, re.MULTILINE
+            )
         )
 
 
