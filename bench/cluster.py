@@ -38,8 +38,19 @@ from testkit.tls import TlsFront
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PACED = ("send", "edit", "copy", "forward")
-# An admin's payment notices: one alone, or the lines of a digest.
-ADMIN_NAMES = re.compile(r"Invoice #(\d+) paid|^#(\d+): ", re.MULTILINE)
+# An admin's payment notices, one alone or the lines of a digest: each names an invoice by
+# its merchant's own number and the merchant ("... · merchant Name (id)" or "... · merchant id").
+ADMIN_NAMES = re.compile(
+    r"(?:Invoice #(\d+) paid:|^#(\d+):)[^\n]*· merchant (?:[^\n(]*\()?(\d+)", re.MULTILINE
+)
+
+
+def admin_named(text: str) -> list[tuple[int, int]]:
+    """(merchant, number) of each payment a notice or digest names."""
+    return [
+        (int(merchant), int(single or listed))
+        for single, listed, merchant in ADMIN_NAMES.findall(text)
+    ]
 
 
 def server_url() -> str:
@@ -258,12 +269,12 @@ class Cluster:
             and r.method != "sendChatAction"
         )
 
-    def admin_names(self) -> Counter[int]:
-        """How often each invoice is named in the admin's payment notices and digests."""
-        found: Counter[int] = Counter()
+    def admin_names(self) -> Counter[tuple[int, int]]:
+        """How often each invoice (merchant, number) is named in the admin's payment notices
+        and digests."""
+        found: Counter[tuple[int, int]] = Counter()
         for message in self.emu.bot_messages(ADMIN_ID):
-            for single, listed in ADMIN_NAMES.findall(message.content):
-                found[int(single or listed)] += 1
+            found.update(admin_named(message.content))
         return found
 
     async def burst(self, timeout: float) -> dict[str, Any]:
@@ -281,7 +292,7 @@ class Cluster:
         finished = await self.tracker.wait(
             lambda: all(k in self.tracker.edits for k in keys), timeout, poll=0.1
         )
-        expected = {s.invoice_id for s in self.samples}
+        expected = {(s.chat, 1) for s in self.samples}  # each chat's merchant's first invoice
         await self.tracker.wait(lambda: set(self.admin_names()) >= expected, 120.0, poll=0.5)
         end = time.monotonic()
         edited = sorted(self.tracker.edits[k] for k in keys if k in self.tracker.edits)

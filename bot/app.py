@@ -48,6 +48,7 @@ from bot.telegram.ratelimit import TelegramRateLimiter
 from bot.telegram.request import AiohttpRequest
 from bot.telegram.views import (
     CALLBACK_CANCEL,
+    CALLBACK_CANCEL_CONFIRM,
     CALLBACK_LINK,
     CALLBACK_MERCHANT,
     CALLBACK_NOOP,
@@ -165,6 +166,7 @@ def register_handlers(app: TillbotApp) -> None:
         (CALLBACK_SIMULATE, customer.simulate_button),
         (CALLBACK_REFRESH, customer.refresh_button),
         (CALLBACK_CANCEL, merchant.cancel_button),
+        (CALLBACK_CANCEL_CONFIRM, merchant.cancel_confirm_button),
         (CALLBACK_SETTINGS, merchant.settings_button),
         (CALLBACK_PAGE, lists.page_button),
         (CALLBACK_SHOW, lists.show_button),
@@ -264,7 +266,7 @@ async def post_init(app: TillbotApp) -> None:
         follow_redirects=False,
     )
     sandbox = None
-    if settings.sandbox_enabled:
+    if settings.sandbox_on:
         from bot.gateways.sandbox import open_sandbox
 
         username = app.bot.username

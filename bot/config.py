@@ -88,8 +88,10 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     http_body_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
 
-    # Sandbox gateway (sessions in the bot's own database; no port, no process)
-    sandbox_enabled: bool = True
+    # Sandbox gateway (sessions in the bot's own database; no port, no process). Unset: on
+    # only while no real gateway is configured; a real gateway turns it off unless this is
+    # set to true explicitly (a test payment must never be mistaken for money).
+    sandbox_enabled: bool | None = None
     sandbox_auto_pay_seconds: float | None = Field(default=None, gt=0)
 
     # Mion
@@ -223,6 +225,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _default_gateway_configured(self) -> Settings:
+        available = self.available_gateways()
+        if "default_gateway" not in self.model_fields_set and available and (
+            self.default_gateway not in available
+        ):
+            # Unset and the sandbox is off: the first real gateway configured.
+            self.default_gateway = available[0]
         if self.default_gateway not in self.available_gateways():
             raise ValueError(
                 f"DEFAULT_GATEWAY={self.default_gateway} but that gateway's credentials are not set"
@@ -257,7 +265,7 @@ class Settings(BaseSettings):
     def available_gateways(self) -> list[GatewayName]:
         """Gateways whose credentials are set, in a stable order."""
         found: list[GatewayName] = []
-        if self.sandbox_enabled:
+        if self.sandbox_on:
             found.append("sandbox")
         if self.mion_api_url and self.mion_api_key:
             found.append("mion")
@@ -266,6 +274,21 @@ class Settings(BaseSettings):
         if self.miraclepay_client_id and self.miraclepay_api_key:
             found.append("miraclepay")
         return found
+
+    @property
+    def real_gateway_configured(self) -> bool:
+        return bool(
+            (self.mion_api_url and self.mion_api_key)
+            or (self.mixpay_payee_id and self.mixpay_settlement_asset_id)
+            or (self.miraclepay_client_id and self.miraclepay_api_key)
+        )
+
+    @property
+    def sandbox_on(self) -> bool:
+        """SANDBOX_ENABLED as set; unset: on only while no real gateway is configured."""
+        if self.sandbox_enabled is not None:
+            return self.sandbox_enabled
+        return not self.real_gateway_configured
 
     @property
     def http_listen_port(self) -> int | None:

@@ -179,6 +179,12 @@ def format_amount(minor: int, currency: str, language: str = "en") -> str:
     return format_number(to_decimal(minor, code), language, exponent(code), currency_sign=sign)
 
 
+def format_whole_amount(value: Decimal, currency: str, language: str = "en") -> str:
+    """A whole amount (a rate) as the language writes it, no decimals: '€66,320', '66.320 €'."""
+    code = currency.upper()
+    return format_number(value, language, 0, currency_sign=CURRENCY_SIGNS.get(code, code))
+
+
 def format_datetime(value: datetime | None, language: str) -> str:
     """A date and time in UTC, as the language's catalogue writes it ('—' when unknown)."""
     if value is None:

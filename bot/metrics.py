@@ -81,7 +81,8 @@ class Metrics:
         )
         self._payments = Counter(
             "tillbot_payments_paid",
-            "Invoices this process saw become paid (late payments included).",
+            "Invoices this process saw become paid (late payments included; sandbox tests,"
+            " never money, not counted).",
             registry=registry,
         )
         self._watcher_ticks = Counter(
@@ -105,7 +106,8 @@ class Metrics:
         self._http_connections_dropped.labels(reason).inc()
 
     def paid(self, invoice: Invoice) -> None:
-        self._payments.inc()
+        if not invoice.is_sandbox:
+            self._payments.inc()
 
     def telegram_rate_limited(self) -> None:
         self._telegram_429.inc()

@@ -20,7 +20,6 @@ from bot.domain.models import (
     InvoiceMessage,
     InvoiceStatus,
     Merchant,
-    NewInvoice,
     NewOutbox,
     OutboxItem,
     Transition,
@@ -46,6 +45,7 @@ from storage.migrations.columns import (
     outbox_from_row,
     prefs_from_row,
 )
+from storage.numbers_sql import NumbersSql
 from storage.sandbox_sql import SandboxSql
 from storage.times import to_ms
 
@@ -54,6 +54,7 @@ class SqlRepository(
     BudgetSql[Conn],
     ClaimsSql[Conn],
     LinksSql[Conn],
+    NumbersSql[Conn],
     SandboxSql[Conn],
     SqlDialect[Conn],
     Repository,
@@ -71,32 +72,6 @@ class SqlRepository(
             )
 
     # -- invoices -------------------------------------------------------------------------
-    async def create_invoice(self, new: NewInvoice) -> Invoice:
-        created = ms(new.created_at)
-        async with self._write() as db:
-            row = await self._one(
-                db,
-                "INSERT INTO invoices (public_token, merchant_id, amount_minor, currency,"
-                " description, gateway, kind, status, created_at, updated_at, expires_at,"
-                f" next_poll_at) VALUES ({marks(12)}) RETURNING {INVOICE_COLUMNS}",
-                (
-                    new.public_token,
-                    new.merchant_id,
-                    new.amount_minor,
-                    new.currency,
-                    new.description,
-                    new.gateway,
-                    new.kind.value,
-                    InvoiceStatus.PENDING.value,
-                    created,
-                    created,
-                    to_ms(new.expires_at),
-                    to_ms(new.next_poll_at),
-                ),
-            )
-        assert row is not None
-        return invoice_from_row(row)
-
     async def _update_invoice(self, sql: str, params: Sequence[Any], invoice_id: int) -> Invoice:
         async with self._write() as db:
             row = await self._one(db, f"{sql} RETURNING {INVOICE_COLUMNS}", params)

@@ -8,10 +8,11 @@ import asyncio
 import re
 from collections import Counter
 
+from bench.cluster import ADMIN_NAMES, admin_named
 from bot.domain.models import InvoiceStatus
 from tests.conftest import Harness
 
-PAID_NOTICE = re.compile(r"Invoice #(\d+) paid|^#(\d+): ", re.MULTILINE)
+PAID_NOTICE = ADMIN_NAMES  # "Invoice #N paid: … · merchant M" alone, or "#N: … · merchant M"
 
 
 async def test_a_burst_of_payments_is_one_digest_naming_each_payment_once(
@@ -41,14 +42,13 @@ async def test_a_burst_of_payments_is_one_digest_naming_each_payment_once(
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.1)
 
-    def named() -> Counter[int]:
-        found: Counter[int] = Counter()
+    def named() -> Counter[tuple[int, int]]:
+        found: Counter[tuple[int, int]] = Counter()
         for message in tillbot.emu.bot_messages(tillbot.admin)[before:]:
-            for single, listed in PAID_NOTICE.findall(message.content):
-                found[int(single or listed)] += 1
+            found.update(admin_named(message.content))
         return found
 
-    expected = {i.id for i in invoices}
+    expected = {(i.merchant_id, i.shown_number) for i in invoices}
     await tillbot.emu.wait_for(lambda: set(named()) >= expected, timeout=20)
     await asyncio.sleep(1.5)  # nothing more follows
     assert named() == Counter(expected)  # each payment named exactly once

@@ -286,7 +286,9 @@ async def test_cancel_where_the_gateway_cannot_says_it_is_cancelled_here_only(
     tillbot: Harness,
 ) -> None:
     reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 4 Juice")
-    answer = await answer_of(tillbot, tillbot.merchant, reply, "🚫 Cancel invoice")
+    assert await answer_of(tillbot, tillbot.merchant, reply, "🚫 Cancel invoice") == ""
+    await tillbot.emu.wait_for(lambda: reply.find_button("Yes, cancel") is not None)
+    answer = await answer_of(tillbot, tillbot.merchant, reply, "Yes, cancel")
     assert answer == "Cancelled here; Sandbox cannot cancel sessions, so it just expires there."
     await tillbot.emu.wait_for(lambda: "cancelled" in reply.content)
     assert "Sandbox cannot cancel sessions" in reply.content and not reply.buttons
@@ -314,7 +316,9 @@ async def test_cancel_at_a_gateway_that_can_in_german(
     monkeypatch.setattr(gateway, "cancel", cancel)
     reply, invoice = await tillbot.invoice(tillbot.merchant2, "/invoice 4,50 Saft")
     assert "4,50 €" in reply.content
-    answer = await answer_of(tillbot, tillbot.merchant2, reply, "🚫 Rechnung stornieren")
+    await answer_of(tillbot, tillbot.merchant2, reply, "🚫 Rechnung stornieren")
+    await tillbot.emu.wait_for(lambda: reply.find_button("Ja, stornieren") is not None)
+    answer = await answer_of(tillbot, tillbot.merchant2, reply, "Ja, stornieren")
     assert answer == "Auch bei Sandbox storniert."
     await tillbot.emu.wait_for(lambda: "storniert" in reply.content)
     assert "Auch bei Sandbox storniert." in reply.content
@@ -329,21 +333,26 @@ async def test_a_cancel_button_pressed_by_someone_else_does_nothing(tillbot: Har
     assert answer == "That is not your invoice."
     assert (await stored(tillbot, invoice.id)).status is InvoiceStatus.PENDING
     assert reply.edits == 0 and tillbot.emu.bot_messages(tillbot.customer) == []
-    # An admin may cancel any invoice.
+    # An admin may cancel any invoice (asked first, like the merchant).
     await answer_of(tillbot, tillbot.admin, reply, f"cancel:{invoice.id}")
+    await tillbot.emu.wait_for(lambda: reply.find_button("Yes, cancel") is not None)
+    await answer_of(tillbot, tillbot.admin, reply, "Yes, cancel")
     await tillbot.emu.wait_for(lambda: "cancelled" in reply.content)
 
 
 # -- 1. merchants: /report ----------------------------------------------------------------------
 async def test_report_sends_a_csv_and_a_one_line_summary(tillbot: Harness) -> None:
-    emu, payments = tillbot.emu, tillbot.services.payments
-    merchant = tillbot.merchant
-    coffee = await payments.create_invoice(merchant.id, InvoiceDraft("12.50", "Coffee"))
-    formula = await payments.create_invoice(merchant.id, InvoiceDraft("3", "=HYPERLINK(1)"))
-    lamp = await payments.create_invoice(merchant.id, InvoiceDraft("10", "Lamp", "USD"))
+    emu, merchant = tillbot.emu, tillbot.merchant
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    paid, pending = InvoiceStatus.PAID, InvoiceStatus.PENDING
+    coffee = await store_invoice(tillbot, merchant.id, "12.50", "EUR", paid, now, description="Coffee")
+    formula = await store_invoice(
+        tillbot, merchant.id, "3", "EUR", pending, now, description="=HYPERLINK(1)"
+    )
+    lamp = await store_invoice(tillbot, merchant.id, "10", "USD", pending, now, description="Lamp")
+    test = await create_invoices(tillbot, merchant.id, 1)  # a sandbox test: never counted
+    await tillbot.services.payments.simulate_payment(test[0])
     await create_invoices(tillbot, tillbot.merchant2.id, 1)  # not in Maria's report
-    await payments.simulate_payment(coffee)
-    assert (await stored(tillbot, coffee.id)).status is InvoiceStatus.PAID
 
     document = await tillbot.command(merchant, "/report")
     assert document.document is not None and document.document_filename is not None
@@ -351,28 +360,30 @@ async def test_report_sends_a_csv_and_a_one_line_summary(tillbot: Harness) -> No
     assert document.content == "3 invoices, the last 30 days"
     rows = list(csv.reader(io.StringIO(document.document.decode("utf-8"))))
     assert rows[0] == [
-        "id", "created", "amount", "currency", "gateway", "status", "paid_at", "description"
+        "number", "created", "amount", "currency", "gateway", "status", "paid_at", "description"
     ]  # fmt: skip
-    by_id = {int(row[0]): row for row in rows[1:]}
-    assert set(by_id) == {coffee.id, formula.id, lamp.id}
-    assert by_id[coffee.id][2:6] == ["12.50", "EUR", "sandbox", "paid"]
-    assert by_id[coffee.id][6] and by_id[coffee.id][7] == "Coffee"
-    assert datetime.fromisoformat(by_id[coffee.id][1]).tzinfo is not None
-    assert by_id[lamp.id][2:7] == ["10.00", "USD", "sandbox", "pending", ""]
-    assert by_id[formula.id][7] == "'=HYPERLINK(1)"  # never a formula in a spreadsheet
+    by_number = {int(row[0]): row for row in rows[1:]}  # the merchant's own numbers
+    assert set(by_number) == {coffee.number, formula.number, lamp.number} == {1, 2, 3}
+    assert by_number[coffee.number][2:6] == ["12.50", "EUR", "mixpay", "paid"]
+    assert by_number[coffee.number][6] and by_number[coffee.number][7] == "Coffee"
+    assert datetime.fromisoformat(by_number[coffee.number][1]).tzinfo is not None
+    assert by_number[lamp.number][2:7] == ["10.00", "USD", "mixpay", "pending", ""]
+    assert by_number[formula.number][7] == "'=HYPERLINK(1)"  # never a formula in a spreadsheet
 
     summary = await emu.wait_for_message(merchant, lambda m: m.content.startswith("📊"))
     assert summary.content == (
         "📊 the last 30 days: EUR ✅ PAID: 1 · €12.50"
         " | EUR ⏳ waiting for payment: 1 · €3.00"
         " | USD ⏳ waiting for payment: 1 · $10.00"
+        "\n🧪 1 sandbox test not counted"
     )
 
 
 async def test_report_in_german_and_for_a_period(tillbot: Harness) -> None:
-    payments = tillbot.services.payments
-    invoice = await payments.create_invoice(tillbot.merchant2.id, InvoiceDraft("12,50", "Kaffee"))
-    await payments.simulate_payment(invoice)
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    await store_invoice(
+        tillbot, tillbot.merchant2.id, "12.50", "EUR", InvoiceStatus.PAID, now, description="Kaffee"
+    )
     document = await tillbot.command(tillbot.merchant2, "/report today")
     assert document.content == "1 Rechnung, heute"  # the singular (issue 13: plural forms)
     summary = await tillbot.emu.wait_for_message(
@@ -411,6 +422,7 @@ def mixpay_settings(sim: MixPaySimulator) -> dict[str, Any]:
         "mixpay_settlement_asset_id": USDT_ERC20,
         "mixpay_payment_asset_id": BTC,
         "mixpay_quote_asset_id": "usd",
+        "sandbox_enabled": True,  # beside a real gateway, only when set explicitly
     }
 
 
@@ -558,7 +570,8 @@ async def test_customer_pays_and_gets_a_receipt_naming_the_merchant(tillbot: Har
         "🧾 Receipt\n€12.50 paid to Maria\n“Coffee”\n"
         f"Paid: {paid.paid_at:%Y-%m-%d %H:%M} UTC\n"
         f"Gateway: Sandbox · Reference: {invoice.gateway_session_id}\n"
-        f"Invoice #{invoice.id}"
+        f"Invoice #{invoice.id}\n"
+        "🧪 Sandbox test: no real money moved."  # a sandbox receipt says it is a test
     )
     notice = await emu.wait_for_message(tillbot.admin, lambda m: f"#{invoice.id}" in m.content)
     assert "merchant Maria (1001)" in notice.content
@@ -822,20 +835,42 @@ async def test_notices_follow_the_telegram_language_across_a_restart(
 
 # -- 4. admins: the daily summary ---------------------------------------------------------------
 async def store_yesterdays(
-    harness: Harness, merchant_id: int, amount: str, currency: str, status: InvoiceStatus
+    harness: Harness,
+    merchant_id: int,
+    amount: str,
+    currency: str,
+    status: InvoiceStatus,
+    gateway: str = "mixpay",
 ) -> Invoice:
     """An invoice created yesterday at noon (UTC), moved to `status`, straight in storage."""
-    repo = harness.services.repo
     noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
-    created = noon - timedelta(days=1)
+    return await store_invoice(
+        harness, merchant_id, amount, currency, status, noon - timedelta(days=1), gateway=gateway
+    )
+
+
+async def store_invoice(
+    harness: Harness,
+    merchant_id: int,
+    amount: str,
+    currency: str,
+    status: InvoiceStatus,
+    created: datetime,
+    *,
+    gateway: str = "mixpay",
+    description: str = "",
+) -> Invoice:
+    """An invoice of `gateway` created at `created`, moved to `status`, straight in storage
+    (a real gateway's by default: sandbox tests never count in reports)."""
+    repo = harness.services.repo
     invoice = await repo.create_invoice(
         NewInvoice(
-            public_token=f"yesterday-{amount}-{currency}-{status}-{merchant_id}",
+            public_token=f"stored-{amount}-{currency}-{status}-{merchant_id}-{gateway}-{description}",
             merchant_id=merchant_id,
             amount_minor=int(Decimal(amount) * 100),
             currency=currency,
-            description="",
-            gateway="sandbox",
+            description=description,
+            gateway=gateway,
             kind=InvoiceKind.CHECKOUT,
             created_at=created,
         )
@@ -846,7 +881,8 @@ async def store_yesterdays(
                 invoice_id=invoice.id,
                 expected=frozenset({InvoiceStatus.PENDING}),
                 new_status=status,
-                at=created + timedelta(minutes=5),
+                at=created + timedelta(seconds=5),
+                paid_at=created + timedelta(seconds=5) if status is InvoiceStatus.PAID else None,
             )
         )
         assert moved is not None
@@ -871,6 +907,7 @@ async def test_daily_summary_reaches_each_admin_once_in_their_language(
     await store_yesterdays(bot, bot.merchant2.id, "5", "EUR", InvoiceStatus.PAID)
     await store_yesterdays(bot, MERCHANT_ID, "3", "EUR", InvoiceStatus.CANCELLED)
     await store_yesterdays(bot, MERCHANT_ID, "4", "EUR", InvoiceStatus.EXPIRED)
+    await store_yesterdays(bot, MERCHANT_ID, "7", "EUR", InvoiceStatus.PAID, gateway="sandbox")
     await services.payments.create_invoice(MERCHANT_ID, InvoiceDraft("99", "today's"))
     day = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
 
@@ -878,12 +915,12 @@ async def test_daily_summary_reaches_each_admin_once_in_their_language(
     english = await emu.wait_for_message(bot.admin, lambda m: "Daily summary" in m.content)
     assert english.content == (
         f"📊 Daily summary for {day}:\n🚫 cancelled: 1 · €3.00\n⌛ expired: 1 · €4.00\n"
-        "✅ PAID: 3 · €17.50, $10.00"
+        "✅ PAID: 3 · €17.50, $10.00\n🧪 1 sandbox test not counted"
     )
     german = await emu.wait_for_message(adele, lambda m: "Tageszusammenfassung" in m.content)
     assert german.content == (
         f"📊 Tageszusammenfassung für {day}:\n🚫 storniert: 1 · 3,00 €\n⌛ abgelaufen: 1 · 4,00 €\n"
-        "✅ BEZAHLT: 3 · 17,50 €, 10,00 $"
+        "✅ BEZAHLT: 3 · 17,50 €, 10,00 $\n🧪 1 Sandbox-Test nicht mitgezählt"
     )
 
     await admin.daily_summary(TillbotContext(app))  # again, the same day: nothing new

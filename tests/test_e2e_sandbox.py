@@ -142,6 +142,9 @@ async def test_merchant_cancels_from_the_message(tillbot: Harness) -> None:
     reply, invoice = await tillbot.invoice(tillbot.merchant, "/invoice 4 Juice")
     query = await tillbot.emu.press_button(tillbot.merchant, reply, "🚫 Cancel invoice")
     await tillbot.emu.wait_for_callback_answer(query.id)
+    await tillbot.emu.wait_for(lambda: reply.find_button("Yes, cancel") is not None, timeout=5)
+    query = await tillbot.emu.press_button(tillbot.merchant, reply, "Yes, cancel")
+    await tillbot.emu.wait_for_callback_answer(query.id)
     await tillbot.emu.wait_for(lambda: "cancelled" in reply.content, timeout=5)
     stored = await tillbot.services.repo.get_invoice(invoice.id)
     assert stored is not None and stored.status is InvoiceStatus.CANCELLED

@@ -4,7 +4,7 @@ with Spanish numbers, amounts, dates and plural forms; the menus include Spanish
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,6 +18,7 @@ from tests.test_e2e_product import (
     menus_ready,
     messages_stored,
     share_token,
+    store_invoice,
     stored,
 )
 
@@ -108,23 +109,34 @@ async def test_a_spanish_merchant_and_customer_from_invoice_to_receipt(spanish: 
         "🧾 Recibo\n1.234,50 € pagado a Lucía\n«Lámpara»\n"
         f"Pagado: {spanish_time(paid.paid_at)}\n"
         f"Pasarela: Sandbox · Referencia: {invoice.gateway_session_id}\n"
-        f"Factura n.º {invoice.id}"
+        f"Factura n.º {invoice.id}\n"
+        "🧪 Prueba de sandbox: no se ha movido dinero real."
     )
     await emu.wait_for(lambda: "✅ PAGADA" in reply.content and "✅ PAGADA" in shown.content)
     assert f"Pagada: {spanish_time(paid.paid_at)}" in reply.content
     notice = await emu.wait_for_message(spanish.admin, lambda m: f"#{invoice.id}" in m.content)
     assert "€1,234.50" in notice.content  # the English admin reads it in English
 
+    # A sandbox test is never money: /report leaves it out and only counts it.
+    document = await spanish.command(lucia, "/report")
+    assert document.content == "No hay facturas en ese periodo (los últimos 30 días)."
+    note = await emu.wait_for_message(lucia, lambda m: m.content.startswith("🧪 1 prueba"))
+    assert note.content == "🧪 1 prueba de sandbox no contada"
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    await store_invoice(spanish, lucia.id, "1234.50", "EUR", InvoiceStatus.PAID, now)
     document = await spanish.command(lucia, "/report")
     assert document.content == "1 factura, los últimos 30 días"  # one: the singular form
     summary = await emu.wait_for_message(lucia, lambda m: m.content.startswith("📊"))
-    assert summary.content == "📊 los últimos 30 días: EUR ✅ PAGADA: 1 · 1.234,50 €"
-    await spanish.invoice(lucia, "/invoice 5 USD Té")
+    assert summary.content == (
+        "📊 los últimos 30 días: EUR ✅ PAGADA: 1 · 1.234,50 €\n🧪 1 prueba de sandbox no contada"
+    )
+    await store_invoice(spanish, lucia.id, "5", "USD", InvoiceStatus.PENDING, now)
     document = await spanish.command(lucia, "/report all")
     assert document.content == "2 facturas, todo el tiempo"
     summary = await emu.wait_for_message(lucia, lambda m: m.content.startswith("📊 todo"))
     assert summary.content == (
         "📊 todo el tiempo: EUR ✅ PAGADA: 1 · 1.234,50 € | USD ⏳ pendiente de pago: 1 · 5,00 $"
+        "\n🧪 1 prueba de sandbox no contada"
     )
 
     settings = await spanish.command(lucia, "/settings")

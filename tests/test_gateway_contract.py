@@ -1030,6 +1030,7 @@ async def test_build_gateways_from_settings(tmp_path: Path) -> None:
         miraclepay_client_id=MIRACLE_CLIENT_ID,
         miraclepay_api_key=SecretStr(MIRACLE_KEY),
         mixpay_requests_per_minute=30,
+        sandbox_enabled=True,  # beside real gateways only when set explicitly
     )
     async with httpx.AsyncClient() as client:
         repo = await open_repository(f"sqlite:///{tmp_path / 'sandbox.db'}")

@@ -141,6 +141,7 @@ def test_each_language_has_its_plural_forms(language: str) -> None:
         "link_sales",
         "receipt_resent",
         "report_caption",
+        "report_sandbox",
     ]
     for key, message in plural.items():
         assert len(texts(message)) == rule.num_plurals, f"{language}:{key}"

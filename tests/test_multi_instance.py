@@ -9,7 +9,6 @@ import asyncio
 import itertools
 import os
 import random
-import re
 import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ import httpx
 import pytest
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
+from bench.cluster import admin_named
 from bot.domain.models import (
     Invoice,
     InvoiceKind,
@@ -283,27 +283,20 @@ async def test_three_instances_share_the_work_and_survive_kills(
         for message in await repo.messages_for(invoice.id):
             record = emu.message(message.chat_id or 0, message.message_id or 0)
             assert record is not None and "PAID" in record.content, invoice.id
-    # Each admin notification sent once (apart from the documented crash window).
-    # (alone, "Invoice #N paid", or a line of an admin digest, "#N: ...")
+    # Each admin notification sent once (apart from the documented crash window); an
+    # invoice is named by its merchant's own number and the merchant, alone or in a digest.
     sent = Counter(
-        int(single or listed)
+        named
         for msg in emu.bot_messages(admin)
-        for single, listed in re.findall(
-            r"Invoice #(\d+) paid|^#(\d+): ", msg.content, re.MULTILINE
-        )
+        for named in admin_named(msg.content)
     )
-    assert set(sent) == {i.id for i in invoices}
+    assert set(sent) == {(i.merchant_id, i.shown_number) for i in invoices}
     duplicates = sum(n - 1 for n in sent.values())
     # A kill in the window repeats one message: a notice, or a digest naming several.
-    seen: set[int] = set()
+    seen: set[tuple[int, int]] = set()
     repeated_messages = 0
     for msg in emu.bot_messages(admin):
-        named = {
-            int(single or listed)
-            for single, listed in re.findall(
-                r"Invoice #(\d+) paid|^#(\d+): ", msg.content, re.MULTILINE
-            )
-        }
+        named = set(admin_named(msg.content))
         repeated_messages += bool(named & seen)
         seen |= named
     assert repeated_messages <= kills, (repeated_messages, duplicates, kills)

@@ -49,7 +49,6 @@ from bot.domain.money import (
     KNOWN_CURRENCIES,
     AmountError,
     exponent,
-    format_amount,
     parse_amount,
     plain_decimal,
     to_decimal,
@@ -67,7 +66,7 @@ from bot.gateways.base import (
     SessionRequest,
     SessionStatus,
 )
-from bot.i18n import LANGUAGES, t
+from bot.i18n import LANGUAGES, format_amount, t
 from bot.metrics import Metrics
 from bot.services.payments import PaymentsService
 from bot.web import SECRET_HEADER
@@ -475,6 +474,7 @@ async def run_scenario(m: Machine, plan: list[Any]) -> dict[str, int]:
     late_notices = [
         o for o in outbox if o.kind is OutboxKind.MERCHANT and o.event is OutboxEvent.LATE_PAID
     ]
+    pings = [o for o in outbox if o.kind is OutboxKind.MERCHANT and o.event is OutboxEvent.PAID]
     if final.status is InvoiceStatus.PAID:
         assert final.paid_at is not None
         assert sorted(o.chat_id for o in admin_paid) == sorted(ADMINS), admin_paid
@@ -482,8 +482,9 @@ async def run_scenario(m: Machine, plan: list[Any]) -> dict[str, int]:
         late = paid_moves[0][0] != InvoiceStatus.PENDING.value
         assert final.late == late
         assert len(late_notices) == (1 if late else 0)
+        assert len(pings) == (0 if late else 1)  # a payment pings the merchant once
     else:
-        assert not admin_paid and not receipts and not late_notices
+        assert not admin_paid and not receipts and not late_notices and not pings
 
     # the bystander saw nothing of it
     other = await m.repo.get_invoice(bystander.id)

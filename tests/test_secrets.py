@@ -107,8 +107,14 @@ async def every_flow(h: Harness, sims: Sims) -> int:
     shown = await h.command(h.customer, f"/start {token}")
     await emu.press_button(h.customer, shown, "🧪 Simulate payment")
     await emu.wait_for(lambda: "PAID" in reply.content, timeout=10)
+    # The payment pings the merchant with a new message: let it arrive before the next
+    # command, whose reply is the next new message in that chat.
+    await emu.wait_for_message(h.merchant, lambda m: "received in the sandbox" in m.content)
     cancel_reply, _ = await h.invoice(h.merchant, "/invoice 3 Tea")
     query = await emu.press_button(h.merchant, cancel_reply, "🚫 Cancel invoice")
+    await emu.wait_for_callback_answer(query.id)
+    await emu.wait_for(lambda: cancel_reply.find_button("Yes, cancel") is not None)
+    query = await emu.press_button(h.merchant, cancel_reply, "Yes, cancel")
     await emu.wait_for_callback_answer(query.id)
     await h.command(h.merchant, "/pos 2 Cake")
     await h.command(h.merchant, "/invoices")
@@ -130,6 +136,7 @@ async def every_flow(h: Harness, sims: Sims) -> int:
     faults += 3
     mion.pay(mion_invoice.gateway_session_id)
     await emu.wait_for(lambda: "PAID" in mion_reply.content, timeout=20)
+    await emu.wait_for_message(h.merchant, lambda m: "received: Bread" in m.content)  # the ping
     # a create refused with the key echoed back: the merchant sees the gateway's reason
     mion.fail_next(1, 400, body=echo)
     faults += 1
@@ -147,6 +154,7 @@ async def every_flow(h: Harness, sims: Sims) -> int:
     faults += 3
     miracle.pay(miracle_invoice.gateway_session_id)
     await emu.wait_for(lambda: "PAID" in miracle_reply.content, timeout=20)
+    await emu.wait_for_message(h.merchant, lambda m: "received: Tea" in m.content)  # the ping
     miracle.fail_next(1, 401, body={"message": f"Invalid API key {MIRACLE_KEY}"})
     faults += 1
     await h.command(h.merchant, "/invoice miraclepay 6 USD Refused", timeout=15)
@@ -172,6 +180,7 @@ async def test_no_secret_in_any_output_in_process(
     await h.start(
         http_port=0,
         telegram_webhook_secret=WEBHOOK_SECRET,
+        sandbox_enabled=True,  # beside real gateways, only when set explicitly
         mion_api_url=sims.mion.url,
         mion_api_key=MION_KEY,
         miraclepay_api_url=sims.miracle.url,

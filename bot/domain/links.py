@@ -98,6 +98,7 @@ class Receipt:
     crypto: CryptoLeg | None = None
     # Booked separately from the amount where tips exist; None when there is none.
     tip_minor: int | None = None
+    number: int = 0  # the merchant's own invoice number, what "#N" shows (0: the id)
 
     @property
     def total_minor(self) -> int:

@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+# The gateway whose invoices are tests: labelled so in every state, never counted as money.
+SANDBOX_GATEWAY = "sandbox"
+
 
 class InvoiceStatus(StrEnum):
     PENDING = "pending"
@@ -132,10 +135,24 @@ class Invoice:
     not_found_since: datetime | None = None
     lease_owner: str | None = None
     lease_until: datetime | None = None
+    # The merchant's own invoice number (their first invoice is #1), allocated at creation;
+    # 0 only for an invoice stored before numbers existed and not yet numbered. `id` stays
+    # internal (gateway references may use it), `shown_number` is what people see.
+    number: int = 0
 
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def shown_number(self) -> int:
+        """The number every user-visible "#N" shows: the merchant's own numbering."""
+        return self.number or self.id
+
+    @property
+    def is_sandbox(self) -> bool:
+        """A test invoice of the sandbox gateway: never money, never in totals."""
+        return self.gateway == SANDBOX_GATEWAY
 
 
 @dataclass(frozen=True, slots=True)

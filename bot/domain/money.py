@@ -7,7 +7,7 @@ is "12,50 €".
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 # ISO 4217 minor-unit exponents of the currencies Tillbot shows; anything else has 2.
 _EXPONENTS: dict[str, int] = {
@@ -160,3 +160,21 @@ def decimal_text(value: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
+
+
+# Lightning amounts: one bitcoin is 10^8 sats, 10^11 millisats.
+MSAT_PER_BTC = 100_000_000_000
+
+
+def display_sats(amount_msat: int) -> int:
+    """Whole sats for people to read (half up); the Lightning invoice itself stays exact."""
+    return int((Decimal(amount_msat) / 1000).quantize(Decimal(1), ROUND_HALF_UP))
+
+
+def btc_rate(amount_minor: int, currency: str, amount_msat: int) -> Decimal | None:
+    """The rate a Lightning invoice was priced at: what one bitcoin costs in `currency`,
+    in whole units (None when the invoice has no sats)."""
+    if amount_msat <= 0:
+        return None
+    price = to_decimal(amount_minor, currency) * MSAT_PER_BTC / Decimal(amount_msat)
+    return price.quantize(Decimal(1), ROUND_HALF_UP)

@@ -121,13 +121,36 @@ def notices(
         )
     if paid:
         rows += [row(OutboxKind.RECEIPT, chat, f"receipt:c{chat}") for chat in customers]
+    sellers = payment_ping_chats(invoice, messages) if event is OutboxEvent.PAID else []
+    # A payment pings the merchant and whoever made the sale with a new message (edits are
+    # silent); an admin who is one of them gets that ping instead of the admin notice.
+    rows += [row(OutboxKind.MERCHANT, chat, f"ping:{chat}") for chat in sellers]
     if paid or event in (OutboxEvent.UNDERPAID, OutboxEvent.FAILED):
-        rows += [row(OutboxKind.ADMIN, admin, f"{event}:admin:{admin}") for admin in admins]
+        rows += [
+            row(OutboxKind.ADMIN, admin, f"{event}:admin:{admin}")
+            for admin in admins
+            if admin not in sellers
+        ]
     if event in (OutboxEvent.LATE_PAID, OutboxEvent.UNDERPAID, OutboxEvent.FAILED) and (
         invoice.merchant_id not in admins
     ):
         rows.append(row(OutboxKind.MERCHANT, invoice.merchant_id, f"{event}:merchant"))
     return rows
+
+
+def payment_ping_chats(invoice: Invoice, messages: Sequence[InvoiceMessage]) -> list[int]:
+    """Who hears of a payment with a new message: the merchant, and whoever showed the
+    invoice as its seller in a private chat of their own (when that is someone else)."""
+    chats = {invoice.merchant_id}
+    chats |= {
+        m.chat_id
+        for m in messages
+        if m.role is MessageRole.MERCHANT
+        and m.chat_id is not None
+        and m.user_id is not None
+        and m.chat_id == m.user_id
+    }
+    return sorted(chats)
 
 
 def mismatch_alerts(

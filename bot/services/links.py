@@ -136,6 +136,7 @@ class ReceiptService:
             reference=invoice.gateway_session_id or "—",
             crypto=crypto_leg(invoice),
             tip_minor=tip_of(invoice),
+            number=invoice.shown_number,
         )
 
     async def by_token(self, token: str) -> tuple[Invoice, Receipt] | None:

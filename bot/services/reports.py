@@ -56,16 +56,17 @@ def period_start(period: str, now: datetime) -> datetime:
 
 
 def report_csv(invoices: Sequence[Invoice]) -> str:
-    """id, created, amount, currency, gateway, status, paid at, description."""
+    """number (the merchant's own), created, amount, currency, gateway, status, paid at,
+    description."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(
-        ["id", "created", "amount", "currency", "gateway", "status", "paid_at", "description"]
+        ["number", "created", "amount", "currency", "gateway", "status", "paid_at", "description"]
     )
     for inv in invoices:
         writer.writerow(
             [
-                inv.id,
+                inv.shown_number,
                 inv.created_at.isoformat(),
                 str(to_decimal(inv.amount_minor, inv.currency)),
                 inv.currency,

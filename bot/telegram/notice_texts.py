@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import date
 from html import escape
 
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
 from bot.domain.models import (
     FINAL_STATUSES,
     Invoice,
@@ -15,7 +17,7 @@ from bot.domain.models import (
     OutboxKind,
 )
 from bot.i18n import format_amount, format_datetime, format_day, t
-from bot.telegram.views import ViewContext
+from bot.telegram.views import CALLBACK_SHOW, ViewContext
 
 # The statuses a late payment can come after (a late-paid notice names which one).
 LATE_PAID_FROM = frozenset(s.value for s in FINAL_STATUSES - {InvoiceStatus.PAID})
@@ -56,7 +58,7 @@ def notice_text(
         return None
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
     common = {
-        "id": invoice.id,
+        "id": invoice.shown_number,
         "amount": amount,
         "gateway": escape(view.title(invoice.gateway)),
         "merchant": escape(
@@ -83,13 +85,17 @@ def notice_text(
         return t(language, "customer_underpaid", **common)
     if item.kind is OutboxKind.RECEIPT:
         common["merchant"] = escape(merchant or str(invoice.merchant_id))
-        return t(
+        receipt = t(
             language,
             "receipt",
             time=format_datetime(invoice.paid_at, language),
             reference=escape(invoice.gateway_session_id or "—"),
             **common,
         )
+        # A sandbox receipt says it is a test: it must never pass for proof of a payment.
+        return receipt + "\n" + t(language, "sandbox_label") if invoice.is_sandbox else receipt
+    if item.kind is OutboxKind.MERCHANT and item.event is OutboxEvent.PAID:
+        return payment_ping(invoice, language)
     if item.event is OutboxEvent.OVERPAID:
         return t(language, "merchant_overpaid", **common)
     if item.event is OutboxEvent.FAILED and payload.get("refund_due"):
@@ -122,7 +128,7 @@ def digest_text(
     for entry in entries:
         invoice = entry.invoice
         params: dict[str, object] = {
-            "id": invoice.id,
+            "id": invoice.shown_number,
             "amount": format_amount(invoice.amount_minor, invoice.currency, language),
             "gateway": escape(view.title(invoice.gateway)),
             "merchant": escape(
@@ -142,6 +148,30 @@ def digest_text(
         size += len(line) + 1
     head = t(language, "admin_digest", count=len(lines))
     return "\n".join([head, *lines]), len(lines)
+
+
+def payment_ping(invoice: Invoice, language: str) -> str:
+    """The merchant's short new message for a payment: "✅ €4.20 received: Cappuccino"."""
+    amount = format_amount(invoice.amount_minor, invoice.currency, language)
+    what = escape(invoice.description) if invoice.description else t(
+        language, "ping_invoice", id=invoice.shown_number
+    )
+    key = "payment_ping_sandbox" if invoice.is_sandbox else "payment_ping"
+    return t(language, key, amount=amount, what=what)
+
+
+def show_invoice_keyboard(invoice: Invoice, language: str) -> InlineKeyboardMarkup:
+    """The button under a payment ping that shows the invoice (`show:<id>`)."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    t(language, "button_show_invoice", id=invoice.shown_number),
+                    callback_data=f"{CALLBACK_SHOW}:{invoice.id}",
+                )
+            ]
+        ]
+    )
 
 
 def _previous_status(language: str, status: object) -> str:

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from telegram import InlineKeyboardMarkup, InputMediaPhoto, Message
+from telegram import InlineKeyboardMarkup, InputMediaPhoto, Message, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import ExtBot
@@ -45,9 +45,15 @@ from bot.domain.models import (
 from bot.domain.notices import DIGEST_MAX, digestible
 from bot.failpoints import crash_point
 from bot.metrics import Metrics
-from bot.telegram.notice_texts import DigestEntry, digest_text, notice_text
+from bot.telegram.notice_texts import (
+    DigestEntry,
+    digest_text,
+    notice_text,
+    show_invoice_keyboard,
+)
 from bot.telegram.ratelimit import OUTBOX, RateLimitArgs, TelegramRateLimiter, retry_after_seconds
 from bot.telegram.receipts import send_receipt
+from bot.telegram.status_image import render_status_image
 from bot.telegram.views import (
     ViewContext,
     has_qr,
@@ -386,12 +392,16 @@ class Notifier:
                     link_preview_options=None,
                     rate_limit_args=OUTBOX,
                 )
+            elif message.is_photo and invoice.is_final:
+                await self._edit_to_picture(message, invoice, language, text, keyboard)
             elif message.is_photo and item.event is OutboxEvent.RENEWED and has_qr(invoice):
                 await self.bot.edit_message_media(
                     chat_id=message.chat_id,
                     message_id=message.message_id,
                     media=InputMediaPhoto(
-                        await render_qr(invoice), caption=text, parse_mode=ParseMode.HTML
+                        await render_qr(invoice, language),
+                        caption=text,
+                        parse_mode=ParseMode.HTML,
                     ),
                     reply_markup=keyboard,
                     rate_limit_args=OUTBOX,
@@ -426,6 +436,25 @@ class Notifier:
         self._observe_delay(invoice, item)
         return SendResult(done=True)
 
+    async def _edit_to_picture(
+        self,
+        message: InvoiceMessage,
+        invoice: Invoice,
+        language: str,
+        text: str,
+        keyboard: InlineKeyboardMarkup | None,
+    ) -> None:
+        """The QR goes: a paid (or cancelled, expired, failed) picture replaces it."""
+        await self.bot.edit_message_media(
+            chat_id=message.chat_id,
+            message_id=message.message_id,
+            media=InputMediaPhoto(
+                await render_status_image(invoice, language), caption=text, parse_mode=ParseMode.HTML
+            ),
+            reply_markup=keyboard,
+            rate_limit_args=OUTBOX,
+        )
+
     async def _resend(
         self,
         message: InvoiceMessage,
@@ -439,7 +468,7 @@ class Notifier:
         if invoice.status is InvoiceStatus.PENDING and message.is_photo and has_qr(invoice):
             sent = await self.bot.send_photo(
                 message.chat_id,
-                await render_qr(invoice),
+                await render_qr(invoice, message.language or "en"),
                 caption=text,
                 parse_mode=ParseMode.HTML,
                 reply_markup=keyboard,
@@ -485,14 +514,42 @@ class Notifier:
         text = notice_text(self.view(), item, invoice, language, merchant)
         if text is None:
             return SendResult(done=True)
+        keyboard: InlineKeyboardMarkup | None = None
+        reply_to: ReplyParameters | None = None
+        if invoice is not None and item.kind is OutboxKind.MERCHANT and item.event in (
+            OutboxEvent.PAID,
+            OutboxEvent.LATE_PAID,
+        ):
+            # A payment ping: a button that shows the invoice, and a reply to the invoice's
+            # message in this chat (Telegram links the quote to it).
+            keyboard = show_invoice_keyboard(invoice, language)
+            reply_to = await self._invoice_message_in(invoice.id, item.chat_id)
         await self.bot.send_message(
-            item.chat_id, text, parse_mode=ParseMode.HTML, rate_limit_args=OUTBOX
+            item.chat_id,
+            text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=keyboard,
+            reply_parameters=reply_to,
+            rate_limit_args=OUTBOX,
         )
         self._last_sent[item.chat_id] = time.monotonic()
         if len(self._last_sent) > 10_000:
             horizon = time.monotonic() - 60.0
             self._last_sent = {c: t for c, t in self._last_sent.items() if t > horizon}
         return SendResult(done=True)
+
+    async def _invoice_message_in(self, invoice_id: int, chat_id: int) -> ReplyParameters | None:
+        """The invoice's latest message in a chat, to reply to (None when it has none)."""
+        shown = [
+            m
+            for m in await self.repo.messages_for(invoice_id)
+            if m.chat_id == chat_id and m.message_id is not None
+        ]
+        if not shown:
+            return None
+        latest = max(shown, key=lambda m: m.message_id or 0)
+        assert latest.message_id is not None
+        return ReplyParameters(latest.message_id, allow_sending_without_reply=True)
 
     async def _merchant_name(self, merchant_id: int) -> str | None:
         """The merchant's name as Telegram last showed it to the bot (stored with their prefs)."""

@@ -25,6 +25,7 @@ from bot.domain.money import exponent
 from bot.i18n import format_amount, format_datetime_in, format_decimal, t
 from bot.telegram.qr import qr_png
 from bot.telegram.ratelimit import RateLimitArgs
+from bot.telegram.status_image import with_sandbox_band
 from bot.telegram.views import ViewContext, cut_to_units
 
 WIDTH = 640
@@ -133,7 +134,7 @@ def receipt_rows(receipt: Receipt, language: str, zone: ZoneInfo) -> list[tuple[
         (t(language, "receipt_img_time"), format_datetime_in(receipt.paid_at, language, zone))
     )
     rows.append((t(language, "receipt_img_reference"), receipt.reference))
-    rows.append((t(language, "receipt_img_invoice"), f"#{receipt.invoice_id}"))
+    rows.append((t(language, "receipt_img_invoice"), f"#{receipt.number or receipt.invoice_id}"))
     return rows
 
 
@@ -209,8 +210,8 @@ def receipt_caption(view: ViewContext, invoice: Invoice, receipt: Receipt, langu
         time=format_datetime_in(invoice.paid_at, language, view.zone),
         gateway=escape(view.title(invoice.gateway)),
         reference=escape(receipt.reference),
-        id=invoice.id,
-    )
+        id=invoice.shown_number,
+    ) + ("\n" + t(language, "sandbox_label") if invoice.is_sandbox else "")
 
 
 async def send_receipt(
@@ -224,6 +225,8 @@ async def send_receipt(
 ) -> None:
     """The receipt image with its caption, into `chat_id`."""
     png = await render_receipt(receipt, language, view.zone, view.bot_username)
+    if invoice.is_sandbox:  # a test must never pass for proof of a payment
+        png = with_sandbox_band(png, language)
     await bot.send_photo(
         chat_id,
         png,

@@ -15,12 +15,22 @@ from zoneinfo import ZoneInfo
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
-from bot.i18n import format_amount, format_clock, format_datetime, format_decimal, t
+from bot.domain.money import btc_rate, display_sats
+from bot.i18n import (
+    format_amount,
+    format_clock,
+    format_datetime,
+    format_decimal,
+    format_whole_amount,
+    t,
+)
 from bot.telegram.qr import lightning_uri, onchain_uri, qr_png
+from bot.telegram.status_image import with_sandbox_band
 from bot.times import parse_time
 
 CALLBACK_SIMULATE = "sim"
 CALLBACK_CANCEL = "cancel"
+CALLBACK_CANCEL_CONFIRM = "cxl"  # cxl:<id>:y (cancel it) or cxl:<id>:n (keep it)
 CALLBACK_REFRESH = "chk"
 CALLBACK_SHOW = "show"
 CALLBACK_PAGE = "page"
@@ -101,9 +111,18 @@ def _places(value: Decimal) -> int:
 
 
 def sats_text(amount_msat: int, language: str) -> str:
-    sats = Decimal(amount_msat) / 1000
-    places = 0 if amount_msat % 1000 == 0 else 3
-    return format_decimal(sats, language, places=places)
+    """Whole sats as the language groups them ('6,333', '6.333'): rounded for display."""
+    return format_decimal(Decimal(display_sats(amount_msat)), language, places=0)
+
+
+def rate_line(invoice: Invoice, amount_msat: int, language: str) -> list[str]:
+    """The rate the sats were priced at ('1 BTC = €66,320'), when there are sats."""
+    rate = btc_rate(invoice.amount_minor, invoice.currency, amount_msat)
+    if rate is None:
+        return []
+    return [
+        t(language, "sats_rate", rate=format_whole_amount(rate, invoice.currency, language))
+    ]
 
 
 def payment_lines(invoice: Invoice, language: str) -> list[str]:
@@ -115,13 +134,15 @@ def payment_lines(invoice: Invoice, language: str) -> list[str]:
         return [t(language, "pos_compliance_blocked", fields=escape(named))]
     if invoice.kind is InvoiceKind.LIGHTNING and payment.get("amount_msat") is not None:
         expires = parse_time(payment.get("attempt_expires_at"))
+        msat = int(payment["amount_msat"])
         return [
             t(
                 language,
                 "pos_caption_lines",
-                sats=sats_text(int(payment["amount_msat"]), language),
+                sats=sats_text(msat, language),
                 time=format_clock(expires, language),
-            )
+            ),
+            *rate_line(invoice, msat, language),
         ]
     if invoice.kind is InvoiceKind.ONCHAIN and payment.get("address"):
         lines = [
@@ -202,8 +223,14 @@ def _invoice_text(
     invoice: Invoice, language: str, role: MessageRole, ctx: ViewContext, description: str
 ) -> str:
     amount = format_amount(invoice.amount_minor, invoice.currency, language)
+    if role is not MessageRole.MERCHANT and invoice.status is InvoiceStatus.CANCELLED:
+        # The customer is told one plain sentence, not how the gateway took the cancel.
+        lines = [t(language, "customer_cancelled", id=invoice.shown_number, amount=amount)]
+        if invoice.is_sandbox:
+            lines.append(t(language, "sandbox_label"))
+        return "\n".join(lines)
     lines = [
-        t(language, "invoice_title", id=invoice.id),
+        t(language, "invoice_title", id=invoice.shown_number),
         t(language, "invoice_amount", amount=amount),
     ]
     if description:
@@ -225,6 +252,8 @@ def _invoice_text(
     lines.append(t(language, "invoice_gateway", gateway=escape(ctx.title(invoice.gateway))))
     if invoice.status is InvoiceStatus.PENDING and invoice.gateway in ctx.simulatable:
         lines.append(t(language, "sandbox_note"))
+    elif invoice.is_sandbox:  # in every state: a test is never mistaken for money
+        lines.append(t(language, "sandbox_label"))
     if role is MessageRole.MERCHANT and invoice.status is InvoiceStatus.PENDING:
         lines.append(t(language, "invoice_share", link=share_link(invoice, ctx.bot_username)))
     return "\n".join(lines)
@@ -281,6 +310,27 @@ def invoice_keyboard(
     return InlineKeyboardMarkup(rows) if rows else None
 
 
+def cancel_confirm_keyboard(invoice: Invoice, language: str) -> InlineKeyboardMarkup:
+    """Cancel asks first: the question, then Yes / No (the message itself is unchanged)."""
+    amount = format_amount(invoice.amount_minor, invoice.currency, language)
+    question = t(language, "cancel_confirm", id=invoice.shown_number, amount=amount)
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(question, callback_data=f"{CALLBACK_NOOP}:cancel")],
+            [
+                InlineKeyboardButton(
+                    t(language, "button_cancel_yes"),
+                    callback_data=f"{CALLBACK_CANCEL_CONFIRM}:{invoice.id}:y",
+                ),
+                InlineKeyboardButton(
+                    t(language, "button_cancel_no"),
+                    callback_data=f"{CALLBACK_CANCEL_CONFIRM}:{invoice.id}:n",
+                ),
+            ],
+        ]
+    )
+
+
 def has_qr(invoice: Invoice) -> bool:
     payment = invoice.payment
     return (invoice.kind is InvoiceKind.LIGHTNING and bool(payment.get("ln_invoice"))) or (
@@ -288,13 +338,19 @@ def has_qr(invoice: Invoice) -> bool:
     )
 
 
-async def render_qr(invoice: Invoice) -> bytes:
+async def render_qr(invoice: Invoice, language: str = "en") -> bytes:
     """`qr_for` in a worker thread: a QR takes ~20 ms of CPU, too long for the event loop."""
-    return await asyncio.to_thread(qr_for, invoice)
+    return await asyncio.to_thread(qr_for, invoice, language)
 
 
-def qr_for(invoice: Invoice) -> bytes:
-    """The PNG the customer scans: the Lightning invoice or the on-chain payment."""
+def qr_for(invoice: Invoice, language: str = "en") -> bytes:
+    """The PNG the customer scans: the Lightning invoice or the on-chain payment; a sandbox
+    invoice's QR carries a band saying it is a test."""
+    png = _qr_of(invoice)
+    return with_sandbox_band(png, language) if invoice.is_sandbox else png
+
+
+def _qr_of(invoice: Invoice) -> bytes:
     payment: Mapping[str, Any] = invoice.payment
     if invoice.kind is InvoiceKind.LIGHTNING:
         return qr_png(lightning_uri(str(payment["ln_invoice"])))

@@ -281,6 +281,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        10,
+        "invoice numbers per merchant: a merchant's first invoice is #1",
+        (
+            # One shop's numbers must not reveal another's volume: each merchant counts their
+            # own invoices. The counter row is bumped in the transaction that inserts the
+            # invoice (storage/numbers_sql.py), so two instances never hand out one number.
+            "ALTER TABLE invoices ADD COLUMN number {bigint}",
+            """
+            CREATE TABLE invoice_numbers (
+                merchant_id {bigint} PRIMARY KEY,
+                last_number {bigint} NOT NULL
+            )
+            """,
+            # Invoices stored before: numbered in the order they were created.
+            "UPDATE invoices SET number = (SELECT COUNT(*) FROM invoices AS older"
+            " WHERE older.merchant_id = invoices.merchant_id AND older.id <= invoices.id)",
+            "INSERT INTO invoice_numbers (merchant_id, last_number)"
+            " SELECT merchant_id, MAX(number) FROM invoices GROUP BY merchant_id",
+            "CREATE UNIQUE INDEX ux_invoices_merchant_number ON invoices (merchant_id, number)",
+        ),
+    ),
+    Migration(
         13,
         "reusable payment links and receipt tokens",
         (

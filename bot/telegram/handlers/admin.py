@@ -183,7 +183,8 @@ def summary_lines(invoices: Sequence[Invoice], lang: str) -> str:
     """One line per status: how many, and the total per currency (plain text)."""
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     counts: dict[str, int] = defaultdict(int)
-    for inv in invoices:
+    tests = sum(1 for inv in invoices if inv.is_sandbox)  # never money: counted apart
+    for inv in (inv for inv in invoices if not inv.is_sandbox):
         totals[inv.status.value][inv.currency] += inv.amount_minor
         counts[inv.status.value] += 1
     lines = [
@@ -199,4 +200,5 @@ def summary_lines(invoices: Sequence[Invoice], lang: str) -> str:
         )
         for status in sorted(totals)
     ]
-    return "\n".join(lines) or t(lang, "summary_empty")
+    text = "\n".join(lines) or t(lang, "summary_empty")
+    return text + ("\n" + t(lang, "report_sandbox", count=tests) if tests else "")

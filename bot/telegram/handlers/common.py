@@ -84,7 +84,7 @@ async def show_invoice(
     if photo:
         sent = await context.bot.send_photo(
             chat_id,
-            await render_qr(invoice),
+            await render_qr(invoice, lang),
             caption=text,
             parse_mode=ParseMode.HTML,
             reply_markup=keyboard,

@@ -111,7 +111,7 @@ async def _show_page(update: Update, context: TillbotContext, page: int) -> None
 def _row_label(invoice: Invoice, lang: str) -> str:
     amount = format_amount(invoice.amount_minor, invoice.currency, lang)
     description = f" · {invoice.description[:24]}" if invoice.description else ""
-    return f"#{invoice.id} · {amount} · {status_label(invoice, lang)}{description}"[:64]
+    return f"#{invoice.shown_number} · {amount} · {status_label(invoice, lang)}{description}"[:64]
 
 
 async def report_command(update: Update, context: TillbotContext) -> None:
@@ -128,10 +128,15 @@ async def report_command(update: Update, context: TillbotContext) -> None:
         return
     lang = await language(update, context)
     now = context.services.clock()
-    invoices = await context.services.payments.reports.invoices_of_period(user.id, period)
+    found = await context.services.payments.reports.invoices_of_period(user.id, period)
     period_name = t(lang, f"period_{period}")
+    # Sandbox tests are never money: not in the CSV, not in the totals, only counted apart.
+    invoices = [inv for inv in found if not inv.is_sandbox]
+    tests = len(found) - len(invoices)
     if not invoices:
         await reply(update, context, "report_empty", period=period_name)
+        if tests:
+            await context.bot.send_message(chat.id, t(lang, "report_sandbox", count=tests))
         return
     document = InputFile(
         report_csv(invoices).encode("utf-8"), filename=f"tillbot-{period}-{now:%Y%m%d}.csv"
@@ -141,9 +146,10 @@ async def report_command(update: Update, context: TillbotContext) -> None:
         document,
         caption=t(lang, "report_caption", count=len(invoices), period=period_name),
     )
-    await context.bot.send_message(
-        chat.id, t(lang, "report_summary", period=period_name, lines=report_summary(invoices, lang))
-    )
+    summary = t(lang, "report_summary", period=period_name, lines=report_summary(invoices, lang))
+    if tests:
+        summary += "\n" + t(lang, "report_sandbox", count=tests)
+    await context.bot.send_message(chat.id, summary)
 
 
 def report_summary(invoices: Sequence[Invoice], lang: str) -> str:

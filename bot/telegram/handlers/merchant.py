@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from html import escape
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
+from telegram.error import BadRequest
 
 from bot.domain.drafts import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
 from bot.domain.links import LINK_PREFIX, RECEIPT_PREFIX, token_in
-from bot.domain.models import InvoiceKind, MessageRole
+from bot.domain.models import InvoiceKind, InvoiceStatus, MessageRole
 from bot.gateways.base import GatewayError
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, format_decimal, t
 from bot.ids import parse_invoice_id
@@ -29,7 +31,14 @@ from bot.telegram.handlers.common import (
 )
 from bot.telegram.handlers.customer import open_invoice
 from bot.telegram.handlers.menu import Role, help_lines, refresh_menu, role_of
-from bot.telegram.views import CALLBACK_CANCEL, CALLBACK_SETTINGS, error_text
+from bot.telegram.views import (
+    CALLBACK_CANCEL,
+    CALLBACK_CANCEL_CONFIRM,
+    CALLBACK_SETTINGS,
+    cancel_confirm_keyboard,
+    error_text,
+    invoice_keyboard,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,21 +153,59 @@ async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, co
         # The invoice is live at the gateway: never let the error reply say nothing was
         # charged. The merchant finds it in /invoices.
         log.exception("invoice %s was created but could not be shown", created.id)
-        await reply(update, context, "invoice_not_shown", id=created.id)
+        await reply(update, context, "invoice_not_shown", id=created.shown_number)
 
 
 async def cancel_button(update: Update, context: TillbotContext) -> None:
-    """The Cancel button of a merchant's invoice: only that merchant (or an admin) may."""
+    """The Cancel button of a merchant's invoice: only that merchant (or an admin) may. It
+    asks first ("Cancel invoice #12 of €4.20?" Yes / No) in the message's buttons."""
     parts = callback_parts(update, CALLBACK_CANCEL, 1)
-    user = update.effective_user
+    user, query = update.effective_user, update.callback_query
     invoice_id = parse_invoice_id(parts[0]) if parts is not None else None
-    if invoice_id is None or user is None:
+    if invoice_id is None or user is None or query is None:
+        await answer(update)
+        return
+    lang = await language(update, context)
+    if not await is_merchant(update, context):
+        await answer(update, t(lang, "not_yours"), alert=True)
+        return
+    try:
+        invoice = await context.services.payments.invoice_of(user.id, invoice_id)
+    except NotAllowed:
+        await answer(update, t(lang, "not_yours"), alert=True)
+        return
+    if invoice.status is not InvoiceStatus.PENDING:
+        params = {"status": invoice.status.value}
+        await answer(update, error_text(lang, "not_pending", params, html=False), alert=True)
+        return
+    await answer(update)
+    with suppress(BadRequest):  # pressed twice: the question is already there
+        await query.edit_message_reply_markup(cancel_confirm_keyboard(invoice, lang))
+
+
+async def cancel_confirm_button(update: Update, context: TillbotContext) -> None:
+    """Yes (`cxl:<id>:y`) cancels; No (`cxl:<id>:n`) puts the invoice's buttons back."""
+    parts = callback_parts(update, CALLBACK_CANCEL_CONFIRM, 2)
+    user, query = update.effective_user, update.callback_query
+    invoice_id = parse_invoice_id(parts[0]) if parts is not None else None
+    if parts is None or invoice_id is None or user is None or query is None:
         await answer(update)
         return
     lang = await language(update, context)
     payments = context.services.payments
     if not await is_merchant(update, context):
         await answer(update, t(lang, "not_yours"), alert=True)
+        return
+    if parts[1] != "y":
+        try:
+            invoice = await payments.invoice_of(user.id, invoice_id)
+        except NotAllowed:
+            await answer(update, t(lang, "not_yours"), alert=True)
+            return
+        await answer(update, t(lang, "cancel_kept"))
+        keyboard = invoice_keyboard(invoice, lang, MessageRole.MERCHANT, context.services.view)
+        with suppress(BadRequest):  # the outbox re-rendered it meanwhile
+            await query.edit_message_reply_markup(keyboard)
         return
     try:
         cancelled, at_gateway = await payments.cancel(user.id, invoice_id)
