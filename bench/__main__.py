@@ -15,7 +15,10 @@ Runs:
 4. QR rendering, in this process;
 5. failover: three instances on PostgreSQL, instances with claimed work killed -9
    (bench/failover.py; skipped without a PostgreSQL server);
-6. the ledger's CSV and XLSX and the shift close's chart, in this process.
+6. the ledger's CSV and XLSX and the shift close's chart, in this process;
+7. idle with a large backlog on SQLite and on PostgreSQL (one instance each);
+8. a burst across instances: three bot processes on one PostgreSQL, invoices of distinct
+   chats paid at once, the emulator enforcing Telegram's limits (bench/cluster.py).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from bench.report import render
 from bench.scenarios import MerchantPool, Sizes
 from bench.stack import TOKEN, Stack, Tracker, merchant_ids
 
+CLUSTER_PACE = 28  # TELEGRAM_MESSAGES_PER_SECOND of the burst across instances
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = RESULTS_DIR.parent.parent
 
@@ -122,6 +126,80 @@ async def run_throughput(work: Path, sizes: Sizes, results: dict[str, Any]) -> N
         await stack.stop()
 
 
+async def run_idle_backends(work: Path, sizes: Sizes, results: dict[str, Any]) -> None:
+    """Idle with `idle_pending` open invoices, on SQLite and on PostgreSQL: one instance's
+    CPU and memory, and its gateway requests a minute."""
+    from bench.cluster import create_database, drop_database
+    from bench.seed import seed_pending_bulk
+
+    found: dict[str, Any] = {}
+    results["idle_backends"] = found
+    for backend in ("sqlite", "postgres"):
+        stack = Stack(work / f"idle-{backend}", merchants=50)
+        stack.work_dir.mkdir(parents=True, exist_ok=True)
+        if backend == "sqlite":
+            url = f"sqlite:///{stack.work_dir / 'idle.db'}"
+        else:
+            try:
+                url = await create_database()
+            except Exception as exc:  # no server: say so, go on
+                found[backend] = {"skipped": f"no PostgreSQL server: {type(exc).__name__}"}
+                continue
+        try:
+            _progress(f"idle on {backend}: seeding {sizes.idle_pending:,} pending invoices")
+            await seed_pending_bulk(url, sizes.idle_pending, merchant_ids(50))
+            stack.database_url = url
+            await stack.start()
+            await stack.start_bot(webhooks=True, pending=0, timeout=120)
+            _progress(f"idle on {backend} over {sizes.idle_seconds:.0f} s")
+            found[backend] = await scenarios.idle_cost(stack, sizes.idle_seconds)
+            found[backend]["pending"] = sizes.idle_pending
+            found[backend]["startup_s"] = stack.startup_seconds
+        finally:
+            await stack.stop()
+            if backend == "postgres":
+                await drop_database(url)
+
+
+async def run_cluster(work: Path, sizes: Sizes, results: dict[str, Any]) -> None:
+    """A burst across instances: invoices of distinct chats paid at once, several bot
+    processes on one PostgreSQL sharing Telegram's budget, the emulator enforcing it."""
+    from bench.cluster import Cluster
+
+    n = sizes.cluster_burst
+    # Telegram allows about 30 a second per bot; one budget for all instances can go
+    # close to it (each instance pacing on its own had to divide it between them).
+    cluster = Cluster(
+        work / "cluster",
+        instances=sizes.cluster_instances,
+        chats=n,
+        env={"TELEGRAM_MESSAGES_PER_SECOND": str(CLUSTER_PACE)},
+        # Polling (every second) finds the payments: 1,000 Mion callbacks at once (and
+        # their funded follow-ups), and the status reads they cause, overload the
+        # simulators in this one process on a small machine.
+        callbacks=n <= 200,
+    )
+    try:
+        await cluster.start()
+    except Exception as exc:  # no PostgreSQL server: say so, go on
+        results["cluster_burst"] = {"skipped": f"no PostgreSQL server: {type(exc).__name__}"}
+        return
+    try:
+        _progress(f"burst across {sizes.cluster_instances} instances: seeding {n:,} invoices")
+        await cluster.seed(n)
+        await cluster.start_bots(timeout=180)
+        await asyncio.sleep(3.0)  # the instances settle (first polls of the backlog)
+        _progress(f"burst across instances: {n:,} invoices paid at once")
+        timeout = max(60.0, n / scenarios.TELEGRAM_PACE * 4)
+        results["cluster_burst"] = await cluster.burst(timeout=timeout)
+        results["cluster_burst"]["pace"] = CLUSTER_PACE
+        results["emulator_violations"] = results.get("emulator_violations", 0) + len(
+            cluster.emu.violations
+        )
+    finally:
+        await cluster.stop()
+
+
 async def run_unpaced_throughput(work: Path, sizes: Sizes) -> dict[str, Any]:
     """`/invoice` throughput with Telegram's pace lifted (the emulator enforces no limits and
     the bot may send up to 1,000 messages a second): what the bot itself can do, to compare
@@ -200,6 +278,10 @@ async def run(sizes: Sizes, quick: bool, work: Path, only: set[str]) -> dict[str
         unpaced = thr["tillbot_unpaced"]["per_second"]
         thr["ratio"] = unpaced / thr["echo"]["per_second"]
         thr["ratio_same_settings"] = unpaced / thr["echo_tillbot_settings"]["per_second"]
+    if "idle" in only:
+        await run_idle_backends(work, sizes, results)
+    if "cluster" in only:
+        await run_cluster(work, sizes, results)
     if "qr" in only:
         _progress("QR rendering")
         results["qr"] = scenarios.qr_render(sizes.qr_rounds)
@@ -236,10 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (CI): ~1-2 minutes")
     parser.add_argument(
         "--only",
-        default="latency,throughput,qr,failover,books",
+        default="latency,throughput,qr,failover,books,idle,cluster",
         help=(
             "comma-separated parts: latency (incl. idle), throughput (incl. burst), qr,"
-            " failover, books"
+            " failover, books, idle (SQLite and PostgreSQL backlogs), cluster (burst across"
+            " instances)"
         ),
     )
     parser.add_argument("--out", type=Path, default=None, help="results file stem")

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import os
 import random
-import re
 import secrets
 import time
 from collections import Counter
@@ -33,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
+from bench.cluster import admin_named
 from bench.proc import ChildProcess, child_env, free_port
 from bench.stats import summarize
 from bot.config import Settings
@@ -279,13 +279,11 @@ class Cluster:
         return int(unsent) == 0
 
     def admin_notices(self) -> Counter[tuple[int, int]]:
-        """Admin notices sent, by (merchant, the merchant's own invoice number)."""
+        """Payments named to the admin, alone or in a digest, by (merchant, number)."""
         return Counter(
-            (int(merchant), int(number))
+            named
             for message in self.emu.bot_messages(ADMIN_ID)
-            for number, merchant in re.findall(
-                r"Invoice #(\d+) paid:[^\n]*· merchant (?:[^\n(]*\()?(\d+)", message.content
-            )
+            for named in admin_named(message.content)
         )
 
 

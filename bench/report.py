@@ -208,6 +208,62 @@ def render(results: dict[str, Any]) -> str:
     add("")
     if "failover" in results:
         lines += failover_section(results["failover"])
+    backends = results.get("idle_backends")
+    if backends:
+        add("## 7. Idle with a large backlog, per database")
+        add("")
+        add("One instance in webhook mode, nothing due (each backlog invoice's next poll "
+            "minutes away).")
+        add("")
+        add("| Database | pending | CPU (share of a core) | RSS | Telegram /min "
+            "| gateway requests /min | |")
+        add("|---|---:|---:|---:|---:|---|---|")
+        for name, idle_data in backends.items():
+            if "skipped" in idle_data:
+                add(f"| {name} | – | – | – | – | {idle_data['skipped']} | |")
+                continue
+            rss_mb = idle_data["rss_mib"] * 1.048576
+            gw_text = ", ".join(
+                f"{gw} {_num(v['requests_per_minute'], 1)}"
+                + (f" (budget {v['budget_per_minute']})" if v["budget_per_minute"] else "")
+                for gw, v in idle_data["gateways"].items()
+            )
+            ok = idle_data["cpu_share"] < IDLE_CPU_SHARE and rss_mb < 300
+            add(f"| {name} | {idle_data['pending']:,} | {idle_data['cpu_share'] * 100:.2f} % "
+                f"| {rss_mb:.0f} MB | {_num(idle_data['telegram_requests_per_minute'], 1)} "
+                f"| {gw_text} | {_verdict(ok)} |")
+        add("")
+        add("Targets: < 5 % of a core, < 300 MB, gateway requests within each budget.")
+        add("")
+
+    cluster = results.get("cluster_burst")
+    if cluster:
+        add("## 8. Burst across instances: one Telegram budget in PostgreSQL")
+        add("")
+        if "skipped" in cluster:
+            add(f"Not run: {cluster['skipped']}.")
+        else:
+            took = cluster.get("seconds_to_all_edited")
+            rate = cluster.get("edits_per_second")
+            ok = cluster["finished"] and cluster["telegram_429"] == 0 and (rate or 0) >= 25
+            add("| Figure | Value | Target |")
+            add("|---|---:|---|")
+            add(f"| Instances (processes on one PostgreSQL) | {cluster['instances']} | |")
+            add(f"| Invoices paid at once (one chat each) | {cluster['invoices']:,} | |")
+            add(f"| Time until every message was edited | {_num(took, 1)} s"
+                + ("" if cluster["finished"] else f" (only {cluster['edited']:,} edited)")
+                + " | |")
+            add(f"| Overall edit rate (TELEGRAM_MESSAGES_PER_SECOND={cluster.get('pace')}) "
+                f"| {_num(rate, 1)} /s | ≥ 25 /s |")
+            add(f"| Most paced requests in one second | {cluster['busiest_second']} | |")
+            add(f"| 429 answers | {cluster['telegram_429']} | 0 |")
+            add(f"| Admin messages (digests) for {cluster['invoices']:,} payments | "
+                f"{cluster['admin_messages']} | |")
+            add(f"| Payments named twice in them | {cluster['admin_payments_named_twice']} | 0 |")
+            add("")
+            add(f"One budget for all instances: {_verdict(ok)}")
+        add("")
+
     violations = results.get("emulator_violations", 0)
     add(f"Bot API violations seen by the emulator: {violations}.")
     add("")

@@ -54,6 +54,9 @@ class Sizes:
     throughput_commands: int
     burst: int
     qr_rounds: int
+    idle_pending: int = 100_000  # the idle backlog on SQLite and on PostgreSQL
+    cluster_burst: int = 1_000  # invoices paid at once across `cluster_instances`
+    cluster_instances: int = 3
 
     @classmethod
     def full(cls) -> Sizes:
@@ -83,6 +86,8 @@ class Sizes:
             throughput_commands=200,
             burst=100,
             qr_rounds=20,
+            idle_pending=5_000,
+            cluster_burst=100,
         )
 
 

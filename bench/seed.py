@@ -86,3 +86,80 @@ async def seed_pending(
     shutil.copyfile(scratch_db, db_path)
     shutil.rmtree(scratch, ignore_errors=True)
     return count
+
+
+async def seed_pending_bulk(
+    database_url: str,
+    count: int,
+    merchant_ids: Sequence[int],
+    *,
+    gateways: Sequence[str] = ("mion", "mixpay", "miraclepay"),
+    not_due_for: timedelta = timedelta(minutes=9),
+) -> int:
+    """`count` pending online invoices written in bulk (SQLite or PostgreSQL; the schema
+    migrated first): the idle benchmark's 100,000-invoice backlog in seconds."""
+    repo = await open_repository(database_url)
+    try:
+        await repo.migrate()
+    finally:
+        await repo.close()
+    now = utcnow()
+    at = int(now.timestamp() * 1000)
+    due = int((now + not_due_for).timestamp() * 1000)
+    expires = int((now + timedelta(hours=24)).timestamp() * 1000)
+    rows = []
+    for i in range(count):
+        gateway = gateways[i % len(gateways)]
+        currency, checkout = GATEWAY_SHAPES[gateway]
+        session = f"seed-{gateway}-{i:06d}-{secrets.token_hex(4)}"
+        rows.append(
+            (
+                secrets.token_urlsafe(16),
+                merchant_ids[i % len(merchant_ids)],
+                500 + (i * 37) % 20_000,
+                currency,
+                f"Backlog order {i}",
+                gateway,
+                InvoiceKind.CHECKOUT.value,
+                "pending",
+                at,
+                at,
+                session,
+                checkout + session,
+                expires,
+                due,
+            )
+        )
+    columns = (
+        "public_token", "merchant_id", "amount_minor", "currency", "description", "gateway",
+        "kind", "status", "created_at", "updated_at", "gateway_session_id", "checkout_url",
+        "expires_at", "next_poll_at",
+    )
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        from storage import parse_sqlite_url
+
+        path = parse_sqlite_url(database_url)[0]
+        con = sqlite3.connect(path, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany(
+                f"INSERT INTO invoices ({', '.join(columns)})"
+                f" VALUES ({', '.join('?' * len(columns))})",
+                rows,
+            )
+            con.execute("COMMIT")
+            con.execute("ANALYZE")
+        finally:
+            con.close()
+    else:
+        import asyncpg
+
+        con = await asyncpg.connect(database_url)
+        try:
+            await con.copy_records_to_table("invoices", records=rows, columns=columns)
+            await con.execute("ANALYZE invoices")
+        finally:
+            await con.close()
+    return count

@@ -111,6 +111,8 @@ class Stack:
     db_path: Path = field(init=False)
     repo: Repository | None = None
     startup_seconds: float = 0.0
+    # Another database than the stack's own SQLite file (seeded by the caller), e.g. PostgreSQL
+    database_url: str | None = None
 
     async def start(self) -> None:
         self.emu = BotApiEmulator(
@@ -143,7 +145,7 @@ class Stack:
         env = {
             "TELEGRAM_BOT_TOKEN": TOKEN,
             "TELEGRAM_API_URL": self.emu.url,
-            "DATABASE_URL": f"sqlite:///{self.db_path}",
+            "DATABASE_URL": self.database_url or f"sqlite:///{self.db_path}",
             "ADMIN_IDS": str(ADMIN_ID),
             "MERCHANT_IDS": ids,
             "DEFAULT_GATEWAY": "mion",
@@ -167,8 +169,9 @@ class Stack:
 
     async def start_bot(self, *, webhooks: bool, pending: int, timeout: float = 60.0) -> None:
         """Seed `pending` backlog invoices, start `python -m bot`, wait until it serves."""
-        _remove_database(self.db_path)
-        await seed_pending(self.db_path, pending, merchant_ids(min(self.merchants, 500)))
+        if self.database_url is None:
+            _remove_database(self.db_path)
+            await seed_pending(self.db_path, pending, merchant_ids(min(self.merchants, 500)))
         drop = {name.upper() for name in Settings.model_fields} | {"PORT", "HTTP_PORT"}
         bot_env = self.bot_env(webhooks=webhooks)
         if webhooks:  # PUBLIC_URL must be HTTPS: TLS ends at a local front, as at a proxy
@@ -179,7 +182,7 @@ class Stack:
         await self.bot.start()
         await self._wait_ready(webhooks=webhooks, timeout=timeout)
         self.startup_seconds = time.monotonic() - self.bot.started_at
-        self.repo = await open_repository(f"sqlite:///{self.db_path}")
+        self.repo = await open_repository(self.database_url or f"sqlite:///{self.db_path}")
 
     async def _wait_ready(self, *, webhooks: bool, timeout: float) -> None:
         assert self.bot is not None

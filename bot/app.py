@@ -39,6 +39,7 @@ from bot.logsafe import install_redaction
 from bot.services.payments import PaymentsService
 from bot.services.watcher import Watcher
 from bot.storage_watch import WATCH_INTERVAL_SECONDS, StorageWatch
+from bot.telegram.budget import SharedBudget
 from bot.telegram.context import Services, TillbotApp, TillbotContext
 from bot.telegram.handlers import (
     admin,
@@ -200,9 +201,7 @@ def register_handlers(app: TillbotApp) -> None:
     app.add_handler(ChosenInlineResultHandler(inline.chosen_result))
     new_message = filters.UpdateType.MESSAGE
     app.add_handler(
-        MessageHandler(
-            new_message & filters.FORWARDED & filters.ChatType.PRIVATE, admin.forwarded
-        )
+        MessageHandler(new_message & filters.FORWARDED & filters.ChatType.PRIVATE, admin.forwarded)
     )
     app.add_handler(
         MessageHandler(
@@ -270,6 +269,15 @@ async def post_init(app: TillbotApp) -> None:
     services = app.bot_data
     settings = services.settings
     services.repo = await open_repository(settings.database_url)
+    limiter = app.bot.rate_limiter
+    assert isinstance(limiter, TelegramRateLimiter), "set in build_application"
+    if not settings.database_url.lower().startswith("sqlite"):
+        # Several instances may share this database: they share Telegram's budget too.
+        limiter.share(
+            SharedBudget(
+                services.repo, global_rate=limiter.global_rate, monotonic=limiter.monotonic
+            )
+        )
     if services.repo.created_new:
         log.warning(
             "started on a NEW, EMPTY database (%s): no earlier invoice is known; if this bot"

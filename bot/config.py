@@ -138,8 +138,8 @@ class Settings(BaseSettings):
     gateway_timeout_seconds: float = Field(default=10.0, gt=0)
     gateway_max_retries: int = Field(default=3, ge=0, le=10)
 
-    # Telegram's limits, as this instance paces what the outbox sends (divide the global
-    # rate between instances when several run on one database)
+    # Telegram's limits, kept for replies and the outbox alike; on PostgreSQL shared by all
+    # instances through the database (one budget for the bot, not one per instance)
     telegram_messages_per_second: float = Field(default=25.0, gt=0, le=1000)
     telegram_chat_interval_seconds: float = Field(default=1.0, ge=0)
     telegram_group_interval_seconds: float = Field(default=3.1, ge=0)

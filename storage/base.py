@@ -425,3 +425,24 @@ class Repository(ABC):
     @abstractmethod
     async def mark_closed(self, merchant_id: int, day: date) -> bool:
         """Record that the close of local `day` was sent; False when it already was."""
+    # -- the shared Telegram budget (bot/telegram/budget.py; microseconds, database clock) ----
+    @abstractmethod
+    async def budget_take(self, count: int, interval_us: int) -> tuple[int, int, int]:
+        """Book `count` global send slots `interval_us` apart, none before a pause ends;
+        returns (first slot, the database's now, the pause's end)."""
+
+    @abstractmethod
+    async def budget_chat(self, chat: str, spacing_us: int) -> tuple[int, int]:
+        """Book one message to `chat` at its pace; returns (its next free slot, now)."""
+
+    @abstractmethod
+    async def budget_chat_sent(self, chat: str, not_before_us: int) -> None:
+        """Keep the chat's next slot at or after `not_before_us`."""
+
+    @abstractmethod
+    async def budget_pause(self, pause_us: int) -> tuple[int, int]:
+        """Pause every instance's sends for `pause_us`; returns (the pause's end, now)."""
+
+    @abstractmethod
+    async def budget_prune(self, idle_us: int) -> int:
+        """Forget chats idle for more than `idle_us`; returns how many."""

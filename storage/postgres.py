@@ -133,6 +133,8 @@ class PostgresRepository(SqlRepository[Any]):
     dialect = "postgres"
     SCHEMA_VERSION_EXISTS_SQL = "SELECT to_regclass('schema_version')"
     NEXT_DUE_SQL = NEXT_DUE_SQL
+    NOW_US_SQL = "(extract(epoch FROM now()) * 1000000)::bigint"
+    GREATEST = "GREATEST"
 
     def __init__(
         self,

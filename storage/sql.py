@@ -27,6 +27,7 @@ from bot.domain.models import (
     allowed_sources,
 )
 from storage.base import Repository, StorageError
+from storage.budget_sql import BudgetSql
 from storage.claims_sql import ClaimsSql
 from storage.counter_sql import CounterSql
 from storage.dialect import Conn, SqlDialect, marks, ms
@@ -53,6 +54,7 @@ from storage.users_sql import UsersSql
 
 
 class SqlRepository(
+    BudgetSql[Conn],
     ClaimsSql[Conn],
     CounterSql[Conn],
     LedgerSql[Conn],

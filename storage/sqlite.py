@@ -96,6 +96,8 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
     )
     NEXT_DUE_SQL = NEXT_DUE_SQL
+    NOW_US_SQL = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
+    GREATEST = "max"
 
     async def _holds_nothing(self, db: aiosqlite.Connection) -> bool:
         row = await self._one(db, "SELECT COUNT(*) FROM sqlite_master")

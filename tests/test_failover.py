@@ -9,7 +9,6 @@ work that nobody has done (and none of it can reach Telegram afterwards)."""
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import time
 from collections import Counter
@@ -23,6 +22,7 @@ import httpx
 import pytest
 from aiohttp import ClientSession, ClientTimeout, web
 
+from bench.cluster import admin_named
 from bot.domain.models import (
     InvoiceKind,
     InvoiceMessage,
@@ -338,8 +338,8 @@ class World:
         return time.monotonic() - since
 
     async def admin_notices(self) -> Counter[int]:
-        """Admin notices sent, by invoice id (a notice names the merchant's own number and
-        the merchant)."""
+        """Payments named to the admin, alone or in a digest, by invoice id (a notice names
+        the merchant's own number and the merchant)."""
         by_number = {
             (i.merchant_id, i.shown_number): i.id
             for i in await self.repo.invoices_created_between(
@@ -347,11 +347,9 @@ class World:
             )
         }
         return Counter(
-            by_number[(int(merchant), int(number))]
+            by_number[named]
             for message in self.emu.bot_messages(self.admin)
-            for number, merchant in re.findall(
-                r"Invoice #(\d+) paid:[^\n]*· merchant (?:[^\n(]*\()?(\d+)", message.content
-            )
+            for named in admin_named(message.content)
         )
 
 

@@ -136,6 +136,7 @@ def test_each_language_has_its_plural_forms(language: str) -> None:
     assert catalogue.num_plurals == (3 if language == "es" else 2)
     plural = {key: m for key, m in CATALOGUES[language].items() if m.pluralizable}
     assert sorted(plural) == [
+        "admin_digest",
         "close_line",
         "close_sandbox",
         "err_amount_too_many_decimals",

@@ -17,6 +17,7 @@ from bot.domain.models import (
     MessageRole,
     NewOutbox,
     OutboxEvent,
+    OutboxItem,
     OutboxKind,
 )
 from bot.gateways.base import SessionStatus
@@ -231,4 +232,18 @@ def daily_summary(day: date, admin: int, lines: str) -> NewOutbox:
         chat_id=admin,
         payload={"date": day.isoformat(), "lines": lines},
         dedupe_key=f"daily:{day.isoformat()}:{admin}",
+    )
+
+
+# At most this many payments in one admin digest (one Telegram message stays well short of
+# its 4,096 characters).
+DIGEST_MAX = 25
+
+
+def digestible(item: OutboxItem) -> bool:
+    """An admin's payment notice: when payments come faster than the admin's chat takes
+    messages (one a second), those waiting go together in one digest."""
+    return item.kind is OutboxKind.ADMIN and item.event in (
+        OutboxEvent.PAID,
+        OutboxEvent.LATE_PAID,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from html import escape
 from typing import Any
@@ -107,6 +108,51 @@ def notice_text(
         return t(language, key, **common)
     prefix = "admin" if item.kind is OutboxKind.ADMIN else "merchant"
     return t(language, f"{prefix}_{item.event.value}", **common)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestEntry:
+    """One payment of an admin digest: its outbox row, invoice and merchant's name."""
+
+    item: OutboxItem
+    invoice: Invoice
+    merchant: str | None
+
+
+# A digest stays under Telegram's 4,096 characters whatever the names are.
+_DIGEST_CHARS = 3_800
+
+
+def digest_text(
+    view: ViewContext, entries: list[DigestEntry], language: str
+) -> tuple[str, int]:
+    """One message naming each payment once, in the admin's language; and how many of
+    `entries` it names (those that fit into one Telegram message, at least one)."""
+    lines: list[str] = []
+    size = 0
+    for entry in entries:
+        invoice = entry.invoice
+        params: dict[str, object] = {
+            "id": invoice.shown_number,
+            "amount": format_amount(invoice.amount_minor, invoice.currency, language),
+            "gateway": escape(view.title(invoice.gateway)),
+            "merchant": escape(
+                f"{entry.merchant} ({invoice.merchant_id})"
+                if entry.merchant
+                else str(invoice.merchant_id)
+            ),
+        }
+        if entry.item.event is OutboxEvent.LATE_PAID:
+            params["previous"] = _previous_status(language, entry.item.payload.get("previous"))
+            line = t(language, "admin_digest_line_late", **params)
+        else:
+            line = t(language, "admin_digest_line", **params)
+        if lines and size + len(line) + 1 > _DIGEST_CHARS:
+            break
+        lines.append(line)
+        size += len(line) + 1
+    head = t(language, "admin_digest", count=len(lines))
+    return "\n".join([head, *lines]), len(lines)
 
 
 def payment_ping(invoice: Invoice, language: str) -> str:

@@ -8,6 +8,10 @@ Delivery is at least once with one narrow exception, by design:
   and before the row is marked sent (one local database write, well under a millisecond on
   SQLite). Then the message is sent again after restart. Nothing else sends twice.
 
+An admin's payment notices that wait for the chat's turn (one message a second) go as one
+digest naming each payment once (`_digest_group`), so a burst of payments is not a queue
+growing at one message a second.
+
 Telegram's limits are kept by the bot's rate limiter (`bot/telegram/ratelimit.py`), for the outbox
 and the handlers' replies alike; the outbox sends with `rate_limit_args=OUTBOX`, so replies
 to users go first. A 429 the limiter could not retry away puts the row back for later.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,9 +42,15 @@ from bot.domain.models import (
     OutboxItem,
     OutboxKind,
 )
+from bot.domain.notices import DIGEST_MAX, digestible
 from bot.failpoints import crash_point
 from bot.metrics import Metrics
-from bot.telegram.notice_texts import notice_text, show_invoice_keyboard
+from bot.telegram.notice_texts import (
+    DigestEntry,
+    digest_text,
+    notice_text,
+    show_invoice_keyboard,
+)
 from bot.telegram.ratelimit import OUTBOX, RateLimitArgs, TelegramRateLimiter, retry_after_seconds
 from bot.telegram.receipts import send_receipt
 from bot.telegram.status_image import render_status_image
@@ -125,6 +136,9 @@ class Notifier:
         self._queues: dict[int | None, deque[OutboxItem]] = {}
         self._senders: dict[int | None, asyncio.Task[None]] = {}
         self._held: set[int] = set()
+        # When this process last sent to a chat (monotonic): an admin's payment notices
+        # that arrive before the chat may take the next message wait for it together.
+        self._last_sent: dict[int, float] = {}
 
     def kick(self) -> None:
         self._wake.set()
@@ -186,7 +200,8 @@ class Notifier:
                 if item.id in self._held:
                     continue  # queued here already (its lease ran out while it waited)
                 queue = self._queues.setdefault(item.chat_id, deque())
-                if len(queue) >= self._chat_capacity(item.chat_id):
+                room = self._chat_capacity(item.chat_id) * (DIGEST_MAX if digestible(item) else 1)
+                if len(queue) >= room:
                     # It could not go before its lease ends: leave it to that claim.
                     continue
                 queue.append(item)
@@ -218,6 +233,13 @@ class Notifier:
                     # empties the queue (the rows are someone else's now).
                     await asyncio.sleep(0.1)
                     continue
+                if digestible(item) and item.chat_id is not None:
+                    group = await self._digest_group(item.chat_id, queue)
+                    if not queue or queue[0] is not item or not self.fence():
+                        continue  # dropped or paused while it waited (drop_held, fence)
+                    if len(group) > 1:
+                        await self._deliver_digest(item.chat_id, group, queue)
+                        continue
                 try:
                     await self._deliver_row(item)
                 except asyncio.CancelledError:
@@ -234,6 +256,77 @@ class Notifier:
             self._senders.pop(chat_id, None)
             self.kick()  # rows may have waited for room
 
+    # -- admin digests ---------------------------------------------------------------------
+    async def _digest_group(self, chat_id: int, queue: deque[OutboxItem]) -> list[OutboxItem]:
+        """Wait for the chat's turn (one message a second), then the admin's payment notices
+        waiting by then: one goes alone, several go as one digest."""
+        last = self._last_sent.get(chat_id)
+        if last is not None:
+            wait = last + self.limiter.spacing(chat_id) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                await self.dispatch()  # notices stored meanwhile join this digest
+        return [row for row in queue if digestible(row)][:DIGEST_MAX]
+
+    async def _deliver_digest(
+        self, chat_id: int, group: list[OutboxItem], queue: deque[OutboxItem]
+    ) -> None:
+        """One message naming each payment of `group` once (as many as fit in it); the rows
+        named are completed (or all retried), the others wait for the next digest."""
+        named: list[OutboxItem] = group
+        try:
+            entries = await self._digest_entries(group)
+            gone = [row for row in group if row.id not in {e.item.id for e in entries}]
+            text, count = digest_text(self.view(), entries, await self.language_of(chat_id))
+            named = [e.item for e in entries[:count]] + gone
+            result = (
+                await self._guarded(group[0], lambda: self._send_digest(chat_id, text))
+                if entries
+                else SendResult(done=True)
+            )
+            if result.done:
+                crash_point("after_send")
+            now = self.clock()
+            for row in named:
+                if result.done:
+                    await self.repo.complete_outbox(row.id, now=now)
+                    self.metrics.notification_sent(row.kind.value)
+                else:
+                    await self.repo.retry_outbox(
+                        row.id,
+                        next_attempt_at=now
+                        + timedelta(seconds=max(result.retry_in, _backoff(row.attempts))),
+                        error=result.error[:300],
+                        now=now,
+                    )
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # storage hiccup: the leases lapse, the rows are claimed again
+            log.exception("outbox digest for chat %s: delivery failed", chat_id)
+        finally:
+            for row in named:
+                with contextlib.suppress(ValueError):
+                    queue.remove(row)
+                self._held.discard(row.id)
+
+    async def _digest_entries(self, group: list[OutboxItem]) -> list[DigestEntry]:
+        """The payments of `group` whose invoice is still there, with their merchants."""
+        entries = []
+        for row in group:
+            invoice = await self.repo.get_invoice(row.invoice_id) if row.invoice_id else None
+            if invoice is not None:
+                merchant = await self._merchant_name(invoice.merchant_id)
+                entries.append(DigestEntry(row, invoice, merchant))
+        return entries
+
+    async def _send_digest(self, chat_id: int, text: str) -> SendResult:
+        await self.bot.send_message(
+            chat_id, text, parse_mode=ParseMode.HTML, rate_limit_args=OUTBOX
+        )
+        self._last_sent[chat_id] = time.monotonic()
+        return SendResult(done=True)
+
+    # -- one row ---------------------------------------------------------------------------
     async def _deliver_row(self, item: OutboxItem) -> None:
         result = await self._deliver(item)
         if result.done and item.kind is not OutboxKind.EDIT:
@@ -252,10 +345,16 @@ class Notifier:
         )
 
     async def _deliver(self, item: OutboxItem) -> SendResult:
+        if item.kind is OutboxKind.EDIT:
+            return await self._guarded(item, lambda: self._edit(item))
+        return await self._guarded(item, lambda: self._send_notice(item))
+
+    async def _guarded(
+        self, item: OutboxItem, send: Callable[[], Awaitable[SendResult]]
+    ) -> SendResult:
+        """What a send came to: done, or to be tried again (Telegram's errors sorted)."""
         try:
-            if item.kind is OutboxKind.EDIT:
-                return await self._edit(item)
-            return await self._send_notice(item)
+            return await send()
         except RetryAfter as exc:  # counted and paused by the limiter, which tried again
             return SendResult(done=False, retry_in=retry_after_seconds(exc), error="429")
         except Forbidden as exc:  # blocked by the user or kicked: nothing more can be done
@@ -435,6 +534,10 @@ class Notifier:
             reply_parameters=reply_to,
             rate_limit_args=OUTBOX,
         )
+        self._last_sent[item.chat_id] = time.monotonic()
+        if len(self._last_sent) > 10_000:
+            horizon = time.monotonic() - 60.0
+            self._last_sent = {c: t for c, t in self._last_sent.items() if t > horizon}
         return SendResult(done=True)
 
     async def _invoice_message_in(self, invoice_id: int, chat_id: int) -> ReplyParameters | None:

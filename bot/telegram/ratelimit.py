@@ -4,17 +4,19 @@ Installed as python-telegram-bot's rate limiter (`ApplicationBuilder().rate_limi
 so every request of `app.bot` passes here. Telegram's limits, kept together:
 - at most `global_rate` messages a second overall (Telegram allows about 30 for a bot);
 - 20 a minute per group or channel (`group_interval` 3.1 s), for everything;
-- one message a second per private chat for the outbox. A reply in a private chat answers
-  that user's own message, one for one: the user sets its pace, Telegram allows such short
-  bursts, and a flood of refused commands is answered at the global rate rather than
-  queued for a minute (python-telegram-bot's AIORateLimiter draws the same line). It
-  still counts: the outbox's next message to that chat keeps its spacing after it;
+- one message a second per private chat, for the outbox and replies alike; a reply may
+  come one second sooner (a burst of two, which Telegram allows), so a user's next command
+  is answered at once, while a flood of commands is answered at the chat's pace;
 - after a 429 nothing is sent before its `retry_after` has passed; the request is then
   tried once more (`max_retries`), later ones wait their turn behind it.
 
 Only requests that put a message into a chat are paced (send*, edit*, copy*, forward*,
 stopPoll). Answers to callback and inline queries, getUpdates and set-up calls are not: they
 are few, each answers one user action, and Telegram limits messages, not those.
+
+Where the pace is kept is the budget's part (bot/telegram/budget.py): this process's memory
+for a single instance, the database for several (PostgreSQL), so that all instances
+together keep Telegram's limits and a 429 seen by one pauses all.
 
 Replies to a user's action come before the outbox: the outbox sends with
 `rate_limit_args=OUTBOX`, and a slot of the global rate goes to a waiting reply first, so a
@@ -35,6 +37,8 @@ from typing import Any, Final
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
+from bot.telegram.budget import LocalBudget, TelegramBudget
+
 log = logging.getLogger(__name__)
 
 # What the outbox passes as `rate_limit_args`: its sends yield to replies.
@@ -54,7 +58,10 @@ def retry_after_seconds(error: RetryAfter) -> float:
 
 
 class TelegramRateLimiter(BaseRateLimiter[RateLimitArgs]):
-    """Paces sends: a global rate (replies first), per-chat spacing, a pause after a 429."""
+    """Paces sends: a global rate (replies first), per-chat spacing, a pause after a 429.
+
+    The pace is kept by a budget (bot/telegram/budget.py): in this process by default,
+    in the database shared by every instance after `share(budget)`."""
 
     def __init__(
         self,
@@ -67,25 +74,31 @@ class TelegramRateLimiter(BaseRateLimiter[RateLimitArgs]):
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        self.global_rate = global_rate
         self.global_interval = 1.0 / global_rate
         self.private_interval = private_interval
         self.group_interval = group_interval
+        # A reply in a private chat may come this much sooner than the chat's spacing: a
+        # burst of two, which Telegram allows; the pace after it stays one a second.
+        self.reply_tolerance = private_interval
         self.max_retries = max_retries
         self.on_retry_after = on_retry_after
         self.monotonic = monotonic
         self.sleep = sleep
-        self._next_global = 0.0
-        self._next_chat: dict[int | str, float] = {}
-        self._paused_until = 0.0
-        self._lock = asyncio.Lock()
+        self.budget: TelegramBudget = LocalBudget(monotonic)
         # Waiters for a global slot, replies and outbox apart; one task hands out the slots.
         self._replies: deque[asyncio.Future[None]] = deque()
         self._outbox: deque[asyncio.Future[None]] = deque()
         self._granting: asyncio.Task[None] | None = None
+        self._pausing: set[asyncio.Task[None]] = set()
+
+    def share(self, budget: TelegramBudget) -> None:
+        """Keep the pace in `budget` from now on (the database's, shared by all instances)."""
+        self.budget = budget
 
     # -- BaseRateLimiter -------------------------------------------------------------------
     async def initialize(self) -> None:
-        """Nothing to open: the state lives in this object."""
+        """Nothing to open: the budget's storage is opened by the application."""
 
     async def shutdown(self) -> None:
         """Stop handing out slots; waiters are cancelled with their requests."""
@@ -97,6 +110,7 @@ class TelegramRateLimiter(BaseRateLimiter[RateLimitArgs]):
         for queue in (self._replies, self._outbox):
             while queue:
                 queue.popleft().cancel()  # nobody waits for a slot that never comes
+        await asyncio.gather(*self._pausing, return_exceptions=True)
 
     async def process_request(
         self,
@@ -118,7 +132,7 @@ class TelegramRateLimiter(BaseRateLimiter[RateLimitArgs]):
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
                 seconds = retry_after_seconds(exc)
-                self.pause(seconds)
+                await self.budget.pause(seconds)
                 self.on_retry_after(seconds)
                 log.info("Telegram asked to wait %.1f s (%s)", seconds, endpoint)
                 if attempt == self.max_retries:
@@ -127,8 +141,13 @@ class TelegramRateLimiter(BaseRateLimiter[RateLimitArgs]):
 
     # -- the limits ------------------------------------------------------------------------
     def pause(self, seconds: float) -> None:
-        """Nothing paced goes out for `seconds` (Telegram's retry_after)."""
-        self._paused_until = max(self._paused_until, self.monotonic() + seconds)
+        """Nothing paced goes out for `seconds` (Telegram's retry_after), here at once and,
+        with a shared budget, on every instance."""
+        self.budget.pause_here(seconds)
+        if self.budget.shared:
+            task = asyncio.get_running_loop().create_task(self.budget.pause(seconds))
+            self._pausing.add(task)
+            task.add_done_callback(self._pausing.discard)
 
     def spacing(self, chat_id: int | str) -> float:
         """Least time between two messages to one chat (groups and channels: 20 a minute)."""
@@ -144,32 +163,31 @@ class TelegramRateLimiter(BaseRateLimiter[RateLimitArgs]):
 
         The chat's own spacing is waited out first, holding no global slot: a chat that
         must wait (one message a second) never delays the messages to other chats. Then
-        a global slot is taken, replies before the outbox."""
-        if chat_id is not None and (not urgent or self.is_group(chat_id)):
-            async with self._lock:
-                now = self.monotonic()
-                ready = max(now, self._next_chat.get(chat_id, 0.0))
-                self._next_chat[chat_id] = ready + self.spacing(chat_id)
-                if len(self._next_chat) > 50_000:
-                    self._next_chat = {c: v for c, v in self._next_chat.items() if v > now}
-            delay = ready - self.monotonic()
+        a global slot is taken, replies before the outbox. Replies keep the chat's pace
+        too, with a burst of two in a private chat."""
+        booked = 0.0
+        if chat_id is not None:
+            spacing = self.spacing(chat_id)
+            tolerance = self.reply_tolerance if urgent and not self.is_group(chat_id) else 0.0
+            booked = await self.budget.chat(chat_id, spacing, tolerance)
+            delay = booked - self.monotonic()
             if delay > 0:
                 await self.sleep(delay)
         at = await self._global_slot(urgent)
         if chat_id is not None:
             # The chat's next message keeps its spacing from when this one really goes.
-            self._next_chat[chat_id] = max(
-                self._next_chat.get(chat_id, 0.0), at + self.spacing(chat_id)
-            )
+            await self.budget.chat_sent(chat_id, at, booked, self.spacing(chat_id))
 
     async def _global_slot(self, urgent: bool) -> float:
         """The moment this request may go at the global rate (returns at that moment)."""
-        now = self.monotonic()
-        if not self._replies and not self._outbox and now >= max(
-            self._next_global, self._paused_until
+        budget = self.budget
+        if (
+            isinstance(budget, LocalBudget)
+            and not self._replies
+            and not self._outbox
+            and self.monotonic() >= budget.ready_at()
         ):
-            self._next_global = now + self.global_interval
-            return now
+            return budget.take_now(1, self.global_interval)
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         (self._replies if urgent else self._outbox).append(granted)
         if self._granting is None or self._granting.done():
@@ -177,25 +195,32 @@ class TelegramRateLimiter(BaseRateLimiter[RateLimitArgs]):
         await granted
         return self.monotonic()
 
+    def _waiting(self) -> int:
+        for queue in (self._replies, self._outbox):
+            while queue and queue[0].done():  # cancelled while it waited
+                queue.popleft()
+        return sum(not f.done() for f in self._replies) + sum(not f.done() for f in self._outbox)
+
     async def _grant(self) -> None:
-        """Hand out global slots one interval apart, replies first, none during a pause."""
-        while self._replies or self._outbox:
-            now = self.monotonic()
-            at = max(now, self._next_global, self._paused_until)
-            if at > now:
-                await self.sleep(at - now)
+        """Book global slots for the waiters (several at once with a shared budget) and
+        hand them out at their times, replies first; a pause drops the rest of a batch."""
+        given = float("-inf")
+        while waiting := self._waiting():
+            count = min(waiting, self.budget.batch)
+            first = await self.budget.take(count, self.global_interval)
+            for n in range(count):
+                # A batch handed out late (a busy event loop) keeps its spacing rather
+                # than going out in one burst: late, never sooner than booked.
+                at = max(first + n * self.global_interval, given + self.global_interval)
                 now = self.monotonic()
-                if now < self._paused_until:
-                    continue  # a 429 arrived while we slept
-            queue = self._replies or self._outbox
-            waiter = queue.popleft()
-            if waiter.done():  # its request was cancelled while it waited
-                continue
-            waiter.set_result(None)
-            # The next slot follows the one due, not the moment this loop woke: a busy
-            # event loop does not slow the pace down. A slot missed by more than one
-            # interval is gone, though (no burst to catch up).
-            self._next_global = max(at, now - self.global_interval) + self.global_interval
+                if at > now:
+                    await self.sleep(at - now)
+                if self.monotonic() < self.budget.paused_until():
+                    break  # a 429 arrived meanwhile: book again, after the pause
+                if not self._waiting():
+                    break  # the slot goes unused
+                (self._replies or self._outbox).popleft().set_result(None)
+                given = self.monotonic()
 
 
 def _chat_of(data: dict[str, Any]) -> int | str | None:

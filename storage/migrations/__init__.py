@@ -258,6 +258,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        9,
+        "one Telegram budget shared by every instance",
+        (
+            # The bot's send pace across instances (bot/telegram/budget.py, storage/budget_sql.py):
+            # one row with the next free global slot and the pause after a 429, in
+            # microseconds of the database's clock; and each chat's next free slot.
+            """
+            CREATE TABLE telegram_budget (
+                id INTEGER PRIMARY KEY,
+                next_at {bigint} NOT NULL,
+                paused_until {bigint} NOT NULL
+            )
+            """,
+            "INSERT INTO telegram_budget (id, next_at, paused_until) VALUES (1, 0, 0)",
+            """
+            CREATE TABLE telegram_chat_pace (
+                chat TEXT PRIMARY KEY,
+                next_at {bigint} NOT NULL
+            )
+            """,
+        ),
+    ),
+    Migration(
         10,
         "invoice numbers per merchant: a merchant's first invoice is #1",
         (
