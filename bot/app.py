@@ -38,6 +38,7 @@ from bot.domain.polling import PaymentPolicy
 from bot.gateways.base import GatewayError
 from bot.gateways.registry import build_gateways
 from bot.logsafe import install_redaction
+from bot.services.inbox import InboxService
 from bot.services.payments import PaymentsService
 from bot.services.watcher import Watcher
 from bot.storage_watch import WATCH_INTERVAL_SECONDS, StorageWatch
@@ -45,6 +46,12 @@ from bot.telegram.context import Services, TillbotApp, TillbotContext
 from bot.telegram.handlers import admin, customer, inline, lists, merchant, users
 from bot.telegram.handlers.common import reply
 from bot.telegram.handlers.menu import register_commands
+from bot.telegram.inbox import (
+    RESUME_INTERVAL_SECONDS,
+    InboxPoller,
+    InboxUpdateProcessor,
+    resume_unfinished,
+)
 from bot.telegram.notifier import Notifier
 from bot.telegram.ratelimit import TelegramRateLimiter
 from bot.telegram.views import (
@@ -125,7 +132,7 @@ def build_application(
         .context_types(ContextTypes(context=TillbotContext, bot_data=Services))
         .request(HTTPXRequest(connection_pool_size=settings.telegram_connection_pool, **timeouts))
         .get_updates_request(HTTPXRequest(connection_pool_size=2, **timeouts))
-        .concurrent_updates(settings.concurrent_updates)
+        .concurrent_updates(InboxUpdateProcessor(settings.concurrent_updates))
         .rate_limiter(limiter)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
@@ -298,6 +305,16 @@ async def post_init(app: TillbotApp) -> None:
         owner=services.owner,
         tick=timedelta(seconds=WATCHER_TICK_SECONDS),
     )
+    if settings.inbox_enabled:
+        services.inbox = InboxService(
+            services.repo,
+            owner=services.owner,
+            clock=services.clock,
+            lease=timedelta(seconds=settings.inbox_lease_seconds),
+        )
+        processor = app.update_processor
+        assert isinstance(processor, InboxUpdateProcessor), "set in build_application"
+        processor.inbox = services.inbox
     await release_stale_leases(services)
     await services.watcher.resume()
     services.notifier.start()
@@ -324,6 +341,19 @@ async def post_init(app: TillbotApp) -> None:
         first=WATCH_INTERVAL_SECONDS,
         name="storage-watch",
     )
+    if services.inbox is not None:
+        # Updates a dead process had stored but not finished (at once, then every 2 s).
+        job_queue.run_repeating(
+            resume_unfinished,
+            interval=RESUME_INTERVAL_SECONDS,
+            first=0.0,
+            name="inbox-resume",
+            job_kwargs={"max_instances": 1, "coalesce": True},
+        )
+        inbox = services.inbox
+        job_queue.run_repeating(
+            lambda _context: inbox.purge(), interval=3600, first=60, name="inbox-purge"
+        )
     job_queue.run_daily(admin.daily_summary, time=time(0, 5, tzinfo=UTC), name="daily-summary")
     # In the background: a gateway that is slow to answer must not delay the start.
     job_queue.run_once(check_gateway_setup, when=0.0, name="gateway-setup")
@@ -364,10 +394,13 @@ async def release_stale_leases(services: Services) -> None:
     """Work a dead process had claimed is taken over at start, not when its lease lapses:
     every lease on SQLite (one bot process per file), or this instance's own old ones."""
     settings = services.settings
+    inbox = services.inbox
     if settings.database_url.startswith("sqlite"):
         released = await services.repo.release_leases(now=services.clock())
+        released += await inbox.release(everything=True) if inbox else 0
     elif settings.instance_id:
         released = await services.repo.release_leases(now=services.clock(), owner=services.owner)
+        released += await inbox.release(everything=False) if inbox else 0
     else:
         return
     if released:
@@ -395,6 +428,7 @@ class Runner:
     def __init__(self, app: TillbotApp) -> None:
         self.app = app
         self.settings = app.bot_data.settings
+        self.poller: InboxPoller | None = None
 
     @property
     def webhook_mode(self) -> bool:
@@ -412,18 +446,27 @@ class Runner:
                     secret_token=self.settings.webhook_secret,
                     allowed_updates=Update.ALL_TYPES,
                 )
+                await app.start()
+            elif app.bot_data.inbox is not None:
+                await app.start()
+                # Our own long polling: an update is stored before the offset confirms it.
+                self.poller = InboxPoller(app)
+                await self.poller.start()
             else:
                 assert app.updater is not None
                 await app.updater.start_polling(
                     allowed_updates=Update.ALL_TYPES, timeout=10, poll_interval=0.0
                 )
-            await app.start()
+                await app.start()
         except BaseException:
             await self._close()
             raise
 
     async def stop(self) -> None:
         app = self.app
+        if self.poller is not None:
+            await self.poller.stop()
+            self.poller = None
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         if app.running:

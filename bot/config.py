@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     # Gateway HTTP
     gateway_timeout_seconds: float = Field(default=10.0, gt=0)
     gateway_max_retries: int = Field(default=3, ge=0, le=10)
+    # /invoice, /pos, /onchain: the whole creation at the gateway, retries included.
+    invoice_create_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
 
     # Telegram's limits, as this instance paces what the outbox sends (divide the global
     # rate between instances when several run on one database)
@@ -141,6 +143,9 @@ class Settings(BaseSettings):
     # Operations
     log_level: str = "INFO"
     instance_id: str | None = None
+    # The inbox (issue 12): updates stored before Telegram is told they arrived.
+    inbox_enabled: bool = True
+    inbox_lease_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     _split_ids = field_validator("admin_ids", "merchant_ids", mode="before")(_id_list)
     _split_chains = field_validator("miraclepay_blockchains", mode="before")(_str_list)
@@ -199,6 +204,17 @@ class Settings(BaseSettings):
             if not template.startswith("/") or found != placeholders:
                 wanted = " and ".join(f"{{{p}}}" for p in sorted(placeholders)) or "no {...}"
                 raise ValueError(f"{name.upper()} must be a path starting with / with {wanted}")
+        return self
+
+    @model_validator(mode="after")
+    def _inbox_lease_outlasts_a_creation(self) -> Settings:
+        # A lease lapsing while its update is still being handled would let another
+        # instance start the same command (it would resume it, not double it, but answer
+        # it twice).
+        if self.inbox_lease_seconds < self.invoice_create_timeout_seconds + 5:
+            raise ValueError(
+                "INBOX_LEASE_SECONDS must be at least INVOICE_CREATE_TIMEOUT_SECONDS + 5"
+            )
         return self
 
     @model_validator(mode="after")

@@ -28,6 +28,7 @@ from bot.domain.models import (
 )
 from storage.base import Repository, StorageError
 from storage.dialect import INVOICE_QUEUE, OUTBOX_QUEUE, Conn, SqlDialect, marks, ms
+from storage.inbox_sql import InboxSql
 from storage.migrations.columns import (
     INVOICE_COLUMNS,
     MERCHANT_COLUMNS,
@@ -47,7 +48,7 @@ from storage.sandbox_sql import SandboxSql
 from storage.times import from_ms, to_ms
 
 
-class SqlRepository(SandboxSql[Conn], SqlDialect[Conn], Repository):
+class SqlRepository(InboxSql[Conn], SandboxSql[Conn], SqlDialect[Conn], Repository):
     """The repository on a SQL database; its subclasses are the dialects."""
 
     # -- health -------------------------------------------------------------------------
@@ -62,30 +63,8 @@ class SqlRepository(SandboxSql[Conn], SqlDialect[Conn], Repository):
 
     # -- invoices -------------------------------------------------------------------------
     async def create_invoice(self, new: NewInvoice) -> Invoice:
-        created = ms(new.created_at)
         async with self._write() as db:
-            row = await self._one(
-                db,
-                "INSERT INTO invoices (public_token, merchant_id, amount_minor, currency,"
-                " description, gateway, kind, status, created_at, updated_at, expires_at,"
-                f" next_poll_at) VALUES ({marks(12)}) RETURNING {INVOICE_COLUMNS}",
-                (
-                    new.public_token,
-                    new.merchant_id,
-                    new.amount_minor,
-                    new.currency,
-                    new.description,
-                    new.gateway,
-                    new.kind.value,
-                    InvoiceStatus.PENDING.value,
-                    created,
-                    created,
-                    to_ms(new.expires_at),
-                    to_ms(new.next_poll_at),
-                ),
-            )
-        assert row is not None
-        return invoice_from_row(row)
+            return await self._insert_invoice(db, new)
 
     async def _update_invoice(self, sql: str, params: Sequence[Any], invoice_id: int) -> Invoice:
         async with self._write() as db:

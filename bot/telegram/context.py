@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bot.config import Settings
     from bot.gateways.base import Gateway
     from bot.gateways.sandbox import SandboxGateway
+    from bot.services.inbox import InboxService
     from bot.services.payments import PaymentsService
     from bot.services.watcher import Watcher
     from bot.storage_watch import StorageWatch
@@ -46,6 +47,7 @@ class Services:
         self.watcher: Watcher | None = None
         self.storage_watch: StorageWatch | None = None
         self.web: WebServer | None = None
+        self.inbox: InboxService | None = None  # None when INBOX_ENABLED=false
         self.view = ViewContext(bot_username="")
         self._prefs: dict[int, UserPrefs] = {}
         self.seen_language: dict[int, str] = {}

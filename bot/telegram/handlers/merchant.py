@@ -26,6 +26,7 @@ from bot.telegram.handlers.common import (
     show_in_place,
     show_invoice,
 )
+from bot.telegram.handlers.creating import create_in_place
 from bot.telegram.handlers.customer import open_invoice
 from bot.telegram.handlers.menu import Role, help_lines, refresh_menu, role_of
 from bot.telegram.views import CALLBACK_CANCEL, CALLBACK_SETTINGS, error_text
@@ -115,6 +116,10 @@ async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, co
     try:
         draft = parse_invoice_args(args, kind)
         draft = InvoiceDraft(draft.amount_text, draft.description, draft.currency, gateway, kind)
+        inbox = context.services.inbox
+        if inbox is not None:
+            await create_in_place(update, context, inbox, draft, command)
+            return
         created = await payments.create_invoice(user.id, draft)
     except InputError as exc:
         await reply_input_error(update, context, exc)
