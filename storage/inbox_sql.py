@@ -81,15 +81,16 @@ class InboxSql(SqlDialect[Conn]):
     ) -> bool:
         """Store an update (claimed by `owner`). True when the caller is to handle it now:
         a new update, or a redelivery of one not done whose lease lapsed."""
-        async with self._transaction() as db:
+        async with self._write() as db:
             added = await self._changes(
                 db,
                 f"INSERT INTO inbox (update_id, body, received_at, command_key, claimed_by,"
                 f" claimed_until, attempts) VALUES ({marks(7)}) ON CONFLICT DO NOTHING",
                 (update_id, body, ms(now), command_key, owner, ms(lease_until), 1),
             )
-            if added:
-                return True
+        if added:
+            return True
+        async with self._write() as db:  # a redelivery: take it only if it was abandoned
             taken = await self._changes(
                 db,
                 "UPDATE inbox SET claimed_by = ?, claimed_until = ?, attempts = attempts + 1"
@@ -104,7 +105,7 @@ class InboxSql(SqlDialect[Conn]):
     ) -> list[InboxEntry]:
         """Lease up to `limit` updates not done whose lease lapsed (a dead instance's, or
         released at start), oldest first."""
-        async with self._transaction() as db:
+        async with self._read() as db:  # idle: one indexed read, no write lock
             rows = await self._all(
                 db,
                 "SELECT update_id FROM inbox WHERE done_at IS NULL"
@@ -112,8 +113,9 @@ class InboxSql(SqlDialect[Conn]):
                 " ORDER BY update_id LIMIT ?",
                 (ms(now), limit),
             )
-            claimed: list[InboxEntry] = []
-            for row in rows:
+        claimed: list[InboxEntry] = []
+        for row in rows:  # each a compare-and-set: another instance may take it first
+            async with self._write() as db:
                 taken = await self._all(
                     db,
                     "UPDATE inbox SET claimed_by = ?, claimed_until = ?,"
@@ -122,7 +124,7 @@ class InboxSql(SqlDialect[Conn]):
                     f" RETURNING {INBOX_COLUMNS}",
                     (owner, ms(lease_until), row["update_id"], ms(now)),
                 )
-                claimed.extend(inbox_from_row(r) for r in taken)
+            claimed.extend(inbox_from_row(r) for r in taken)
         return claimed
 
     async def inbox_get(self, update_id: int) -> InboxEntry | None:

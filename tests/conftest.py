@@ -109,9 +109,8 @@ class Harness:
             # "Creating invoice…" is a placeholder: the reply is what it becomes (edited
             # into the invoice or an error, or deleted for the QR photo sent after it).
             for message in self.emu.bot_messages(user)[before:]:
-                if message.deleted:
-                    continue
-                return None if message.content in PLACEHOLDERS else message
+                if not message.deleted and message.content not in PLACEHOLDERS:
+                    return message
             return None
 
         return await self.emu.wait_for(reply, timeout=timeout)

@@ -133,10 +133,9 @@ class InboxPoller:
                 await asyncio.sleep(
                     retry.total_seconds() if not isinstance(retry, int) else float(retry)
                 )
-            except (TelegramError, StorageError) as exc:
-                # Telegram unreachable, or the inbox not taking writes: the offset did not
-                # move, so the same updates come again.
-                backoff = min(30.0, max(0.5, backoff * 2))
+            except TelegramError as exc:
+                # Telegram unreachable: the offset did not move, the same updates come again.
+                backoff = min(5.0, max(0.5, backoff * 2))
                 log.warning("long polling: %s; trying again in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff)
 
@@ -145,7 +144,17 @@ class InboxPoller:
         the new ones to the Application."""
         if not updates:
             return
-        fresh = [u for u in updates if await accept(self.app, u)]
+        fresh: list[Update] = []
+        for update in updates:
+            try:
+                if await accept(self.app, update):
+                    fresh.append(update)
+            except StorageError as exc:
+                # Storage takes no writes: handled without the inbox (a command is then
+                # refused with "I cannot save right now"; reads still work), rather than
+                # leaving everyone without an answer until it does.
+                log.warning("update %s handled without the inbox: %s", update.update_id, exc)
+                fresh.append(update)
         self.offset = max(u.update_id for u in updates) + 1
         for update in fresh:
             await self.app.update_queue.put(update)

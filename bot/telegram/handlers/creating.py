@@ -29,7 +29,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
 from bot.domain.drafts import InputError, InvoiceDraft, NotAllowed
-from bot.domain.models import Invoice, InvoiceMessage, InvoiceStatus, MessageRole
+from bot.domain.models import InboxEntry, Invoice, InvoiceMessage, InvoiceStatus, MessageRole
 from bot.failpoints import crash_point
 from bot.gateways.base import GatewayError
 from bot.i18n import t
@@ -42,7 +42,11 @@ log = logging.getLogger(__name__)
 
 
 async def create_in_place(
-    update: Update, context: TillbotContext, inbox: InboxService, draft: InvoiceDraft,
+    update: Update,
+    context: TillbotContext,
+    inbox: InboxService,
+    entry: InboxEntry,
+    draft: InvoiceDraft,
     command: str,
 ) -> None:
     """Create the invoice of this command (resuming what a dead process began) and show it
@@ -61,8 +65,6 @@ async def create_in_place(
     except NotAllowed:
         await reply(update, context, "not_merchant")
         return
-    entry = await inbox.entry(update.update_id)
-    assert entry is not None, "the update processor handles stored updates only"
     lang = await language(update, context)
     earlier = await inbox.earlier_underway(entry)
     if earlier is not None:  # a resend while the first is under way: not doubled

@@ -117,8 +117,9 @@ async def _create(update: Update, context: TillbotContext, kind: InvoiceKind, co
         draft = parse_invoice_args(args, kind)
         draft = InvoiceDraft(draft.amount_text, draft.description, draft.currency, gateway, kind)
         inbox = context.services.inbox
-        if inbox is not None:
-            await create_in_place(update, context, inbox, draft, command)
+        entry = await inbox.entry(update.update_id) if inbox is not None else None
+        if inbox is not None and entry is not None:
+            await create_in_place(update, context, inbox, entry, draft, command)
             return
         created = await payments.create_invoice(user.id, draft)
     except InputError as exc:
