@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 from bot.domain.models import InboxEntry
+from bot.failpoints import crash_point
 from bot.services.core import Clock
 from storage.base import Repository
 
@@ -32,7 +33,7 @@ class InboxService:
         """Store an update (durably) and claim it. True when this instance is to handle it
         now; False for a redelivery of one done or being handled elsewhere."""
         now = self.clock()
-        return await self.repo.inbox_accept(
+        handle = await self.repo.inbox_accept(
             update_id,
             body,
             command_key=command_key,
@@ -40,6 +41,8 @@ class InboxService:
             now=now,
             lease_until=now + self.lease,
         )
+        crash_point("after_update_stored")  # stored; Telegram not yet told
+        return handle
 
     async def claim(self, limit: int = 50) -> list[InboxEntry]:
         """Updates stored but not finished by an instance that died (its lease lapsed, or
