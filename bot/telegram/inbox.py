@@ -139,22 +139,25 @@ class InboxPoller:
                 log.warning("long polling: %s; trying again in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff)
 
+    async def _store(self, update: Update) -> bool:
+        try:
+            return await accept(self.app, update)
+        except StorageError as exc:
+            # Storage takes no writes: handled without the inbox (a command is then refused
+            # with "I cannot save right now"; reads still work), rather than leaving
+            # everyone without an answer until it does.
+            log.warning("update %s handled without the inbox: %s", update.update_id, exc)
+            return True
+
     async def _take(self, updates: tuple[Update, ...]) -> None:
         """Store a batch, then move the offset (the next getUpdates confirms it), then hand
         the new ones to the Application."""
         if not updates:
             return
-        fresh: list[Update] = []
-        for update in updates:
-            try:
-                if await accept(self.app, update):
-                    fresh.append(update)
-            except StorageError as exc:
-                # Storage takes no writes: handled without the inbox (a command is then
-                # refused with "I cannot save right now"; reads still work), rather than
-                # leaving everyone without an answer until it does.
-                log.warning("update %s handled without the inbox: %s", update.update_id, exc)
-                fresh.append(update)
+        # Stored together: on SQLite the writes share one commit (group commit), on
+        # PostgreSQL they go over the pool's connections at once.
+        handle = await asyncio.gather(*(self._store(u) for u in updates))
+        fresh = [u for u, h in zip(updates, handle, strict=True) if h]
         self.offset = max(u.update_id for u in updates) + 1
         for update in fresh:
             await self.app.update_queue.put(update)
