@@ -163,3 +163,34 @@ async def test_killed_at_each_step_of_invoice_answers_once_with_one_session(
         note=f"inbox, killed {point}: /invoice answered once, 1 gateway session,"
         f" {stale} stale placeholder(s)",
     )
+
+
+async def test_another_instance_takes_over_an_update_whose_claim_lapsed(
+    emulator: BotApiEmulator, mion: MionSimulator, database: str, tmp_path: Path
+) -> None:
+    """The instance handling `/invoice` dies after the gateway created the session; another
+    instance (a different INSTANCE_ID: it cannot tell the claim is a dead one's) takes the
+    update over once the claim lapsed (INBOX_LEASE_SECONDS) and finishes it: one answer,
+    one session."""
+    emu = emulator
+    merchant = emu.add_user(MERCHANT_ID, "Maria")
+    emu.add_user(ADMIN_ID, "Ada")
+    lease = {"INVOICE_CREATE_TIMEOUT_SECONDS": "2", "INBOX_LEASE_SECONDS": "7"}
+    first = BotProcess(bot_env(emu, mion, database) | lease, tmp_path / "a.log")
+    second = BotProcess(
+        bot_env(emu, mion, database) | lease | {"INSTANCE_ID": "inbox-other"},
+        tmp_path / "b.log",
+    )
+    first.start(TILLBOT_CRASH_AT="after_session_created")
+    try:
+        await emu.wait_for(lambda: len(emu.calls("getUpdates")) > 0, timeout=20)
+        await emu.send_message(merchant, "/invoice 9.99 Cake")
+        assert await first.wait_exit(timeout=30) == 137, first.output()[-3000:]
+        second.start()
+        await emu.wait_for(lambda: shown(emu), timeout=40)
+        await asyncio.sleep(1.5)
+    finally:
+        await second.stop()
+    assert len(shown(emu)) == 1 and len(mion.sessions) == 1
+    assert not placeholders(emu)
+    assert "stored before a restart" in second.output()
