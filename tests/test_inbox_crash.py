@@ -118,11 +118,13 @@ async def test_killed_at_each_step_of_invoice_answers_once_with_one_session(
         await emu.wait_for(lambda: shown(emu), timeout=30)
         repo = await open_repository(database)
         try:
-            for _ in range(300):  # the restarted bot finishes the update
+            for _ in range(600):  # the restarted bot finishes the update
                 entries = await repo.inbox_entries()
                 if entries and all(e.done_at is not None for e in entries):
                     break
                 await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"update not finished: {entries}\n{bot.output()[-3000:]}")
             await asyncio.sleep(1.5)  # time for any duplicate to show
             [invoice] = await repo.list_invoices(MERCHANT_ID, limit=5)
             views = await repo.messages_for(invoice.id)
