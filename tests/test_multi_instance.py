@@ -36,7 +36,7 @@ from testkit.mion import MionSimulator
 from testkit.telegram import BotApiEmulator
 from testkit.tls import server_context
 from tests.botproc import BotProcess
-from tests.conftest import ADMIN_ID, TOKEN, free_port
+from tests.conftest import ADMIN_ID, PLACEHOLDERS, TOKEN, free_port
 from tests.storage_fixtures import require_postgres
 
 pytestmark = pytest.mark.postgres
@@ -284,10 +284,15 @@ async def test_three_instances_share_the_work_and_survive_kills(
     everything = await all_invoices(repo)
     invoices = [i for i in everything if i.gateway_session_id]
     orphans = len(everything) - len(invoices)
-    # The inbox (issue 12): every live /invoice made exactly one invoice, however the kills
-    # fell; one without a session failed at its gateway (the bound, under this load).
-    assert len(everything) == PENDING + LIVE_INVOICES
-    assert all(i.status is InvoiceStatus.FAILED for i in everything if not i.gateway_session_id)
+    # The inbox (issue 12): every live /invoice was answered, however the kills fell, and
+    # never made two invoices (one refused for storage, e.g. "too many clients" on a shared
+    # server, is answered "I cannot save right now" and may leave a row without a session).
+    assert PENDING <= len(everything) <= PENDING + LIVE_INVOICES
+    unanswered = [
+        m for m in MERCHANTS[:LIVE_INVOICES]
+        if not [x for x in emu.bot_messages(m) if x.content not in PLACEHOLDERS]
+    ]
+    assert not unanswered, unanswered
     for invoice in invoices:
         for message in await repo.messages_for(invoice.id):
             record = emu.message(message.chat_id or 0, message.message_id or 0)
