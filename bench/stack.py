@@ -107,6 +107,8 @@ class Stack:
     work_dir: Path
     merchants: int
     enforce_limits: bool = False
+    # Settings added to (or overriding) the bot's environment for this stack's runs.
+    extra_env: dict[str, str] = field(default_factory=dict)
     emu: BotApiEmulator = field(init=False)
     mion: MionSimulator = field(init=False)
     mixpay: MixPaySimulator = field(init=False)
@@ -118,7 +120,6 @@ class Stack:
     db_path: Path = field(init=False)
     repo: Repository | None = None
     startup_seconds: float = 0.0
-    extra_env: dict[str, str] = field(default_factory=dict)  # settings of one run
 
     async def start(self) -> None:
         self.emu = BotApiEmulator(

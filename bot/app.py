@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -30,20 +27,20 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
-from telegram.request import HTTPXRequest
 
 from bot.config import Settings
 from bot.domain.models import utcnow
 from bot.domain.polling import PaymentPolicy
 from bot.gateways.base import GatewayError
 from bot.gateways.registry import build_gateways
+from bot.liveness import Liveness
 from bot.logsafe import install_redaction
 from bot.services.inbox import InboxService
 from bot.services.payments import PaymentsService
 from bot.services.watcher import Watcher
 from bot.storage_watch import WATCH_INTERVAL_SECONDS, StorageWatch
 from bot.telegram.context import Services, TillbotApp, TillbotContext
-from bot.telegram.handlers import admin, customer, inline, lists, merchant, users
+from bot.telegram.handlers import admin, customer, inline, links, lists, merchant, users
 from bot.telegram.handlers.common import reply
 from bot.telegram.handlers.menu import register_commands
 from bot.telegram.inbox import (
@@ -54,12 +51,15 @@ from bot.telegram.inbox import (
 )
 from bot.telegram.notifier import Notifier
 from bot.telegram.ratelimit import TelegramRateLimiter
+from bot.telegram.request import AiohttpRequest
 from bot.telegram.views import (
     CALLBACK_CANCEL,
+    CALLBACK_LINK,
     CALLBACK_MERCHANT,
     CALLBACK_NOOP,
     CALLBACK_PAGE,
     CALLBACK_REFRESH,
+    CALLBACK_RESEND,
     CALLBACK_SETTINGS,
     CALLBACK_SHOW,
     CALLBACK_SIMULATE,
@@ -70,6 +70,13 @@ from storage import StorageError, open_repository, parse_sqlite_url
 log = logging.getLogger(__name__)
 
 WATCHER_TICK_SECONDS = 0.25
+
+
+def watcher_tick_seconds(settings: Settings) -> float:
+    """How often the watcher claims due invoices: 0.25 s, or a fifth of the counter's poll
+    interval when that is shorter (at 0.5 s a poll then waits at most 50 ms past its time,
+    which keeps paid-to-edit at a counter under 600 ms)."""
+    return min(WATCHER_TICK_SECONDS, settings.pos_poll_interval_seconds / 5)
 
 
 def policy_from(settings: Settings) -> PaymentPolicy:
@@ -98,15 +105,8 @@ def policy_from(settings: Settings) -> PaymentPolicy:
     )
 
 
-def instance_owner(settings: Settings) -> str:
-    """A name for this process's leases, unique across instances and restarts."""
-    if settings.instance_id:  # stable: a restarted instance frees its own old leases
-        return settings.instance_id
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
 def build_application(
-    settings: Settings, *, clock: Callable[[], datetime] = utcnow, owner: str | None = None
+    settings: Settings, *, clock: Callable[[], datetime] = utcnow
 ) -> TillbotApp:
     """The Application with every handler registered; services open in post_init."""
     # Before building: python-telegram-bot logs the API URL, token included, at DEBUG.
@@ -130,8 +130,8 @@ def build_application(
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
         .context_types(ContextTypes(context=TillbotContext, bot_data=Services))
-        .request(HTTPXRequest(connection_pool_size=settings.telegram_connection_pool, **timeouts))
-        .get_updates_request(HTTPXRequest(connection_pool_size=2, **timeouts))
+        .request(AiohttpRequest(connection_pool_size=settings.telegram_connection_pool, **timeouts))
+        .get_updates_request(AiohttpRequest(connection_pool_size=2, **timeouts))
         .concurrent_updates(InboxUpdateProcessor(settings.concurrent_updates))
         .rate_limiter(limiter)
         .post_init(post_init)
@@ -141,7 +141,6 @@ def build_application(
     services = app.bot_data
     services.settings = settings
     services.clock = clock
-    services.owner = owner or instance_owner(settings)
     limiter.on_retry_after = lambda _seconds: services.metrics.telegram_rate_limited()
     register_handlers(app)
     return app
@@ -155,6 +154,7 @@ def register_handlers(app: TillbotApp) -> None:
         ("invoice", merchant.invoice),
         ("pos", merchant.pos),
         ("onchain", merchant.onchain),
+        ("link", links.link_command),
         ("settings", merchant.settings_command),
         ("invoices", lists.invoices_command),
         ("report", lists.report_command),
@@ -175,6 +175,8 @@ def register_handlers(app: TillbotApp) -> None:
         (CALLBACK_PAGE, lists.page_button),
         (CALLBACK_SHOW, lists.show_button),
         (CALLBACK_MERCHANT, admin.merchant_button),
+        (CALLBACK_RESEND, links.resend_button),
+        (CALLBACK_LINK, links.link_button),
         (CALLBACK_NOOP, noop_button),
     ]
     for prefix, callback in buttons:
@@ -214,7 +216,10 @@ async def edited_command(update: Update, context: TillbotContext) -> None:
 
 
 async def unknown_input(update: Update, context: TillbotContext) -> None:
-    """Anything else in a private chat: point to /help."""
+    """Anything else in a private chat: point to /help (a reply naming the amount of an
+    open-amount payment link opens its invoice)."""
+    if await links.amount_reply(update, context):
+        return
     await merchant.help_command(update, context)
 
 
@@ -275,6 +280,7 @@ async def post_init(app: TillbotApp) -> None:
         bot_username=app.bot.username,
         gateway_titles={name: gw.title for name, gw in services.gateways.items()},
         simulatable=frozenset(name for name, gw in services.gateways.items() if gw.can_simulate),
+        time_zone=settings.timezone,
     )
     webhooks = bool(settings.public_url and settings.http_listen_port is not None)
     services.payments = PaymentsService(
@@ -288,6 +294,20 @@ async def post_init(app: TillbotApp) -> None:
     )
     limiter = app.bot.rate_limiter
     assert isinstance(limiter, TelegramRateLimiter), "set in build_application"
+    # Claimed work is owned by this instance's id while it heartbeats (bot/liveness.py),
+    # on a connection of its own: a busy pool never delays a heartbeat.
+    services.liveness_repo = await open_repository(settings.database_url, max_connections=2)
+    services.liveness = liveness = Liveness(
+        services.liveness_repo,
+        work_clock=services.clock,
+        name=settings.instance_id,
+        named=bool(settings.instance_id),
+        interval=timedelta(seconds=settings.heartbeat_seconds),
+        stale_beats=settings.heartbeat_stale_beats,
+        on_takeover=lambda _freed: services.notifier.kick() if services.notifier else None,
+        on_new_id=lambda new_id: services.rename(new_id),
+    )
+    services.owner = liveness.id
     services.notifier = Notifier(
         app.bot,
         services.repo,
@@ -297,13 +317,16 @@ async def post_init(app: TillbotApp) -> None:
         owner=services.owner,
         metrics=services.metrics,
         limiter=limiter,
+        fence=liveness.trusted,
+        receipt_of=services.payments.receipts.receipt_for,
     )
     services.watcher = Watcher(
         services.payments,
         services.repo,
         clock=services.clock,
         owner=services.owner,
-        tick=timedelta(seconds=WATCHER_TICK_SECONDS),
+        tick=timedelta(seconds=watcher_tick_seconds(settings)),
+        fence=liveness.trusted,
     )
     if settings.inbox_enabled:
         services.inbox = InboxService(
@@ -315,14 +338,16 @@ async def post_init(app: TillbotApp) -> None:
         processor = app.update_processor
         assert isinstance(processor, InboxUpdateProcessor), "set in build_application"
         processor.inbox = services.inbox
-    await release_stale_leases(services)
+    taken = await liveness.start()
+    if taken:
+        log.info("took over %s claims left by instances that stopped", taken)
     await services.watcher.resume()
     services.notifier.start()
     job_queue = app.job_queue
     assert job_queue is not None, "python-telegram-bot[job-queue] is a dependency"
     job_queue.run_repeating(
         services.watcher.tick,
-        interval=WATCHER_TICK_SECONDS,
+        interval=watcher_tick_seconds(settings),
         first=0.0,
         name="watcher",
         job_kwargs={"max_instances": 2, "coalesce": True},
@@ -390,23 +415,6 @@ def database_label(database_url: str) -> str:
     return "the PostgreSQL database of DATABASE_URL"
 
 
-async def release_stale_leases(services: Services) -> None:
-    """Work a dead process had claimed is taken over at start, not when its lease lapses:
-    every lease on SQLite (one bot process per file), or this instance's own old ones."""
-    settings = services.settings
-    inbox = services.inbox
-    if settings.database_url.startswith("sqlite"):
-        released = await services.repo.release_leases(now=services.clock())
-        released += await inbox.release(everything=True) if inbox else 0
-    elif settings.instance_id:
-        released = await services.repo.release_leases(now=services.clock(), owner=services.owner)
-        released += await inbox.release(everything=False) if inbox else 0
-    else:
-        return
-    if released:
-        log.info("took over %s leases left by a previous run", released)
-
-
 async def post_shutdown(app: TillbotApp) -> None:
     """Close what post_init opened, in reverse order."""
     services = app.bot_data
@@ -414,6 +422,10 @@ async def post_shutdown(app: TillbotApp) -> None:
         await services.web.stop()
     if services.notifier is not None:
         await services.notifier.stop()
+    if services.liveness is not None:
+        await services.liveness.stop()  # hands back this instance's claims
+    if services.liveness_repo is not None:
+        await services.liveness_repo.close()
     if services.sandbox is not None:
         await services.sandbox.aclose()
     if services.http is not None:

@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime as babel_format_datetime
@@ -34,6 +35,8 @@ from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import NumberPattern
+
+from bot.domain.money import CURRENCY_SIGNS, exponent, to_decimal
 
 LANGUAGES = ("en", "de", "es")
 DEFAULT_LANGUAGE = "en"
@@ -162,11 +165,37 @@ def format_number(
     return text.translate(_SPACES)
 
 
+def format_decimal(value: Decimal, language: str, places: int = 2) -> str:
+    """Group thousands and choose the separators of the language ('1,234.50' / '1.234,50'),
+    through Babel's locale data; exact (Decimal, rounded to `places`)."""
+    return format_number(value, language, places)
+
+
+def format_amount(minor: int, currency: str, language: str = "en") -> str:
+    """An amount as people of the language write it (Babel's locale data): '€12.50' (en),
+    '12,50 €' (de, es); currencies without a sign here by their code ('CHF 12.50')."""
+    code = currency.upper()
+    sign = CURRENCY_SIGNS.get(code, code)
+    return format_number(to_decimal(minor, code), language, exponent(code), currency_sign=sign)
+
+
 def format_datetime(value: datetime | None, language: str) -> str:
     """A date and time in UTC, as the language's catalogue writes it ('—' when unknown)."""
     if value is None:
         return "—"
     return _format(value, t(language, "format_datetime"), language)
+
+
+def format_datetime_in(value: datetime | None, language: str, zone: ZoneInfo) -> str:
+    """A date and time in the shop's time zone, named after it ('Europe/Berlin'), as the
+    language's catalogue writes a date and time ('—' when unknown)."""
+    if value is None:
+        return "—"
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    utc_pattern = t(language, "format_datetime")
+    pattern = utc_pattern.replace("'UTC'", f"'{zone.key}'")  # a date pattern, not a text
+    text = babel_format_datetime(moment, pattern, tzinfo=zone, locale=locale_of(language))
+    return text.translate(_SPACES)
 
 
 def format_clock(value: datetime | None, language: str) -> str:

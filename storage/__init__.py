@@ -33,8 +33,10 @@ def parse_sqlite_url(url: str) -> tuple[Path, str]:
     return Path(path), query
 
 
-async def open_repository(database_url: str) -> Repository:
+async def open_repository(database_url: str, *, max_connections: int = 10) -> Repository:
     """Connect to the database the URL names, apply pending migrations, return the repository.
+
+    `max_connections` bounds a server database's connection pool (SQLite has one).
 
     Raises StorageError (never showing the URL's password) when the database cannot be
     opened or migrated: unreachable server, bad credentials, locked or read-only file.
@@ -55,7 +57,7 @@ async def open_repository(database_url: str) -> Repository:
     elif scheme in {"postgresql", "postgres"}:
         from storage.postgres import PostgresRepository
 
-        repo = await PostgresRepository.open(database_url)
+        repo = await PostgresRepository.open(database_url, max_size=max_connections)
     else:
         raise StorageError(
             f"unsupported database URL scheme {scheme!r}: use {_SQLITE_FORMS}"

@@ -6,10 +6,13 @@ backend keeps, checked by the contract suite in tests/test_storage_contract.py:
 - A status change is compare-and-set (`transition`): it happens once, even when a callback
   and a poll see the same payment at the same moment, and the outbox rows describing it are
   written in the same transaction, or not at all.
-- Work is claimed with leases (`claim_due_invoices`, `claim_outbox`): a claimed row is
-  invisible to other claimers until its lease lapses or its owner releases it, so several
-  bot instances never poll the same invoice or send the same notification at once, and a
-  crashed instance's work is taken over when its leases lapse.
+- Work is claimed by an instance (`claim_due_invoices`, `claim_outbox`): a claimed row is
+  invisible to other claimers while its owner is alive, so several bot instances never poll
+  the same invoice or send the same notification at once. Owners are registered instances
+  that heartbeat (`register_instance`, `heartbeat`); `take_over` frees the claims of one
+  whose heartbeat is stale (or that is gone) for the live ones. A lease's end is only its
+  owner's own retry time: a lapsed lease is claimed again by its owner, never by another
+  live instance.
 - Reads of due work cost what is due, not what is pending (indexes on next poll time).
 """
 
@@ -21,8 +24,10 @@ from datetime import datetime, timedelta
 from types import EllipsisType
 from typing import Any
 
+from bot.domain.links import NewLink, PaymentLink
 from bot.domain.models import (
     InboxEntry,
+    Instance,
     Invoice,
     InvoiceMessage,
     InvoiceStatus,
@@ -149,8 +154,9 @@ class Repository(ABC):
     async def claim_due_invoices(
         self, *, now: datetime, owner: str, lease: timedelta, limit: int
     ) -> list[Invoice]:
-        """Claim invoices whose next poll is due (next_poll_at <= now) and whose lease is free
-        or lapsed, soonest due first; set lease_owner=owner, lease_until=now+lease.
+        """Claim invoices whose next poll is due (next_poll_at <= now) and that are not
+        claimed (or claimed by `owner` with its lease lapsed), soonest due first; set
+        lease_owner=owner, lease_until=now+lease.
 
         Claimed are pending invoices and also expired, cancelled or failed ones that still have a
         next_poll_at: `transition` clears next_poll_at for every final status, and the
@@ -158,10 +164,11 @@ class Repository(ABC):
         payment for a while (it stops by rescheduling with next_poll_at=None).
 
         A row with an unexpired lease is skipped, whoever holds it (`owner` included): it
-        is in flight. Claiming also moves next_poll_at to the end of the lease, so a claimed
-        invoice is due again exactly when its lease lapses (a crashed owner's work is then
-        taken over), and `next_due_at` never reports leased work as due now. The owner
-        ends the lease with `reschedule` or `transition`."""
+        is in flight. A row another owner holds is skipped even when its lease lapsed: the
+        claims of a dead owner are freed by `take_over`, never stolen from a live one.
+        Claiming also moves next_poll_at to the end of the lease, so a claimed invoice is due
+        again for its owner when its lease lapses, and `next_due_at` never reports leased
+        work as due now. The owner ends the lease with `reschedule` or `transition`."""
 
     @abstractmethod
     async def reschedule(
@@ -173,14 +180,43 @@ class Repository(ABC):
         `owner`'s lapsed and was taken over) is left to that owner."""
 
     @abstractmethod
-    async def release_leases(self, *, now: datetime, owner: str | None = None) -> int:
-        """Free the leases of a process that is gone (all leases when `owner` is None):
-        its claimed invoices and unsent outbox rows become due now. Returns how many."""
-
-    @abstractmethod
     async def next_due_at(self) -> datetime | None:
         """The earliest next_poll_at among the invoices `claim_due_invoices` would claim
         (None when there are none); for a leased invoice that is its lease's end."""
+
+    # -- instances: who owns claimed work ----------------------------------------------
+    @abstractmethod
+    async def register_instance(self, instance: Instance) -> None:
+        """Add (or renew) a running instance; its claims are safe while it heartbeats."""
+
+    @abstractmethod
+    async def heartbeat(self, instance_id: str, *, now: datetime) -> bool:
+        """Set the instance's last_seen to `now`. False (and nothing written) when it is not
+        registered: it was taken for dead and its claims taken over."""
+
+    @abstractmethod
+    async def list_instances(self) -> list[Instance]:
+        """The registered instances, oldest first."""
+
+    @abstractmethod
+    async def retire_instances(self, instance_ids: Sequence[str]) -> int:
+        """Forget instances known to be dead (a restart under the same name, a process that
+        is no longer running): the next `take_over` frees their claims. Returns how many."""
+
+    @abstractmethod
+    async def take_over(
+        self, *, now: datetime, stale_before: datetime, alive: str | None = None
+    ) -> int:
+        """Forget instances whose last heartbeat is before `stale_before` (never `alive`,
+        the caller itself), and free every claim whose owner is not a registered instance:
+        such invoices and unsent outbox rows become due at `now` (an invoice no longer
+        polled stays so). Claims of registered, fresh instances are never touched. Returns
+        how many claims were freed. Cheap when there is nothing to take over (reads only)."""
+
+    @abstractmethod
+    async def deregister_instance(self, instance_id: str, *, now: datetime) -> int:
+        """A clean shutdown: free the instance's claims (due at `now`) and forget it.
+        Returns how many claims were freed."""
 
     # -- status ---------------------------------------------------------------------------
     @abstractmethod
@@ -224,8 +260,9 @@ class Repository(ABC):
     async def claim_outbox(
         self, *, now: datetime, owner: str, lease: timedelta, limit: int
     ) -> list[OutboxItem]:
-        """Claim unsent rows that are due (next_attempt_at <= now) and whose lease is free or
-        lapsed, longest waiting first (next_attempt_at, then id). Like `claim_due_invoices`,
+        """Claim unsent rows that are due (next_attempt_at <= now) and not claimed (or claimed
+        by `owner` with its lease lapsed), longest waiting first (next_attempt_at, then id).
+        Like `claim_due_invoices`,
         claiming moves next_attempt_at to the lease's end; `complete_outbox` or
         `retry_outbox` end the lease."""
 
@@ -312,7 +349,8 @@ class Repository(ABC):
     async def inbox_claim(
         self, *, owner: str, now: datetime, lease_until: datetime, limit: int
     ) -> list[InboxEntry]:
-        """Lease updates not done whose lease lapsed, oldest first."""
+        """Lease updates not done that were abandoned: the claim lapsed, or its owner is
+        not a registered instance (taken for dead). Oldest first."""
 
     @abstractmethod
     async def inbox_get(self, update_id: int) -> InboxEntry | None: ...
@@ -343,3 +381,32 @@ class Repository(ABC):
 
     @abstractmethod
     async def inbox_entries(self, update_ids: Sequence[int] = ()) -> list[InboxEntry]: ...
+
+    # -- payment links and receipts (storage/links_sql.py) ------------------------------------
+    @abstractmethod
+    async def link_create(self, new: NewLink) -> PaymentLink: ...
+
+    @abstractmethod
+    async def link_get(self, token: str) -> PaymentLink | None:
+        """The link with its sales (paid invoices opened from it)."""
+
+    @abstractmethod
+    async def links_of(self, merchant_id: int, limit: int) -> Sequence[PaymentLink]:
+        """A merchant's links with their sales, newest first."""
+
+    @abstractmethod
+    async def link_disable(self, token: str, merchant_id: int, now: datetime) -> bool:
+        """Disable the merchant's enabled link; False when there is none such."""
+
+    @abstractmethod
+    async def link_add_invoice(self, token: str, invoice_id: int) -> None:
+        """Book an invoice as opened from the link (its sales count it once paid)."""
+
+    @abstractmethod
+    async def receipt_token(self, invoice_id: int, token: str, now: datetime) -> str:
+        """The invoice's receipt token: `token` stored when it has none yet, else the one
+        it has (one per invoice, whoever asks first)."""
+
+    @abstractmethod
+    async def receipt_invoice(self, token: str) -> int | None:
+        """The invoice id a receipt token names."""

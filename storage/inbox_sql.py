@@ -23,6 +23,16 @@ INBOX_COLUMNS = (
 )
 
 
+# An update is abandoned when its claim lapsed or its owner is no longer a registered
+# instance (bot/liveness.py: an instance whose heartbeat went stale is forgotten, and a
+# restart under the same name retires its predecessor), so a live instance takes it over
+# within the liveness horizon (seconds), not only when the lease runs out.
+ABANDONED = (
+    "(claimed_until IS NULL OR claimed_until < ? OR claimed_by IS NULL"
+    " OR claimed_by NOT IN (SELECT id FROM instances))"
+)
+
+
 def inbox_from_row(row: Record) -> InboxEntry:
     received = from_ms(row["received_at"])
     assert received is not None
@@ -103,13 +113,12 @@ class InboxSql(SqlDialect[Conn]):
     async def inbox_claim(
         self, *, owner: str, now: datetime, lease_until: datetime, limit: int
     ) -> list[InboxEntry]:
-        """Lease up to `limit` updates not done whose lease lapsed (a dead instance's, or
-        released at start), oldest first."""
+        """Lease up to `limit` updates not done that were abandoned (their claim lapsed or
+        their owner is not a registered instance: it died), oldest first."""
         async with self._read() as db:  # idle: one indexed read, no write lock
             rows = await self._all(
                 db,
-                "SELECT update_id FROM inbox WHERE done_at IS NULL"
-                " AND (claimed_until IS NULL OR claimed_until < ?)"
+                f"SELECT update_id FROM inbox WHERE done_at IS NULL AND {ABANDONED}"
                 " ORDER BY update_id LIMIT ?",
                 (ms(now), limit),
             )
@@ -120,8 +129,7 @@ class InboxSql(SqlDialect[Conn]):
                     db,
                     "UPDATE inbox SET claimed_by = ?, claimed_until = ?,"
                     " attempts = attempts + 1 WHERE update_id = ? AND done_at IS NULL"
-                    " AND (claimed_until IS NULL OR claimed_until < ?)"
-                    f" RETURNING {INBOX_COLUMNS}",
+                    f" AND {ABANDONED} RETURNING {INBOX_COLUMNS}",
                     (owner, ms(lease_until), row["update_id"], ms(now)),
                 )
             claimed.extend(inbox_from_row(r) for r in taken)

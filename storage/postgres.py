@@ -46,11 +46,13 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (
 CONNECT_ERRORS: tuple[type[BaseException], ...] = (*DRIVER_ERRORS, ValueError)
 
 # The due-work statements, as module constants so that tests can EXPLAIN them.
-# Parameters: now, limit, owner, lease_until.
+# Parameters: now, limit, owner, lease_until. A row claimed by another owner is skipped even
+# when its lease lapsed: a dead owner's claims are freed by `take_over` (storage/claims_sql.py).
 CLAIM_INVOICES_SQL = (
     "WITH due AS ("
     f" SELECT id AS due_id, next_poll_at AS due_at FROM invoices WHERE {DUE_INVOICES_WHERE}"
-    " AND next_poll_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)"
+    " AND next_poll_at <= $1"
+    " AND (lease_owner IS NULL OR (lease_owner = $3 AND lease_until <= $1))"
     " ORDER BY next_poll_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
     " UPDATE invoices SET lease_owner = $3, lease_until = $4, next_poll_at = $4"
     f" FROM due WHERE invoices.id = due.due_id RETURNING {INVOICE_COLUMNS}, due.due_at"
@@ -62,7 +64,8 @@ NEXT_DUE_SQL = (
 CLAIM_OUTBOX_SQL = (
     "WITH due AS ("
     f" SELECT id AS due_id, next_attempt_at AS due_at FROM outbox WHERE {DUE_OUTBOX_WHERE}"
-    " AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)"
+    " AND next_attempt_at <= $1"
+    " AND (lease_owner IS NULL OR (lease_owner = $3 AND lease_until <= $1))"
     " ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
     " UPDATE outbox SET lease_owner = $3, lease_until = $4, next_attempt_at = $4"
     f" FROM due WHERE outbox.id = due.due_id RETURNING {OUTBOX_COLUMNS}, due.due_at"

@@ -3,13 +3,14 @@
 Queries use `?` placeholders; what differs between the databases (connections, locking,
 claiming, placeholders) is the dialect's part (storage/dialect.py). Status changes are
 compare-and-set in SQL (`UPDATE ... WHERE id = ? AND status IN (...)`, checking what was
-changed), with their outbox rows in the same transaction.
+changed), with their outbox rows in the same transaction. Claims and their owners are in
+storage/claims_sql.py, the sandbox's sessions in storage/sandbox_sql.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import EllipsisType
 from typing import Any
 
@@ -27,8 +28,10 @@ from bot.domain.models import (
     allowed_sources,
 )
 from storage.base import Repository, StorageError
-from storage.dialect import INVOICE_QUEUE, OUTBOX_QUEUE, Conn, SqlDialect, marks, ms
+from storage.claims_sql import ClaimsSql
+from storage.dialect import Conn, SqlDialect, marks, ms
 from storage.inbox_sql import InboxSql
+from storage.links_sql import LinksSql
 from storage.migrations.columns import (
     INVOICE_COLUMNS,
     MERCHANT_COLUMNS,
@@ -36,7 +39,6 @@ from storage.migrations.columns import (
     OUTBOX_COLUMNS,
     OUTBOX_INSERT_COLUMNS,
     PREFS_COLUMNS,
-    clip_error,
     dump_json,
     invoice_from_row,
     merchant_from_row,
@@ -45,10 +47,17 @@ from storage.migrations.columns import (
     prefs_from_row,
 )
 from storage.sandbox_sql import SandboxSql
-from storage.times import from_ms, to_ms
+from storage.times import to_ms
 
 
-class SqlRepository(InboxSql[Conn], SandboxSql[Conn], SqlDialect[Conn], Repository):
+class SqlRepository(
+    InboxSql[Conn],
+    ClaimsSql[Conn],
+    LinksSql[Conn],
+    SandboxSql[Conn],
+    SqlDialect[Conn],
+    Repository,
+):
     """The repository on a SQL database; its subclasses are the dialects."""
 
     # -- health -------------------------------------------------------------------------
@@ -199,53 +208,6 @@ class SqlRepository(InboxSql[Conn], SandboxSql[Conn], SqlDialect[Conn], Reposito
             (InvoiceStatus.PENDING.value, after_id, max(limit, 0)),
         )
 
-    # -- polling --------------------------------------------------------------------------
-    async def claim_due_invoices(
-        self, *, now: datetime, owner: str, lease: timedelta, limit: int
-    ) -> list[Invoice]:
-        if limit <= 0:
-            return []
-        rows = await self._claim(
-            INVOICE_QUEUE, now=ms(now), until=ms(now + lease), owner=owner, limit=limit
-        )
-        return [invoice_from_row(row) for row in rows]
-
-    async def reschedule(
-        self, invoice_id: int, *, next_poll_at: datetime | None, owner: str, now: datetime
-    ) -> None:
-        async with self._write() as db:
-            await self._changes(
-                db,
-                "UPDATE invoices SET next_poll_at = ?, poll_count = poll_count + 1,"
-                " lease_owner = CASE WHEN lease_owner = ? THEN NULL ELSE lease_owner END,"
-                " lease_until = CASE WHEN lease_owner = ? THEN NULL ELSE lease_until END"
-                " WHERE id = ?",
-                (to_ms(next_poll_at), owner, owner, invoice_id),
-            )
-
-    async def release_leases(self, *, now: datetime, owner: str | None = None) -> int:
-        mine = "" if owner is None else " AND lease_owner = ?"
-        params: tuple[object, ...] = (ms(now),) if owner is None else (ms(now), owner)
-        async with self._transaction() as db:
-            invoices = await self._changes(
-                db,
-                "UPDATE invoices SET lease_owner = NULL, lease_until = NULL, next_poll_at = ?"
-                f" WHERE lease_owner IS NOT NULL{mine}",
-                params,
-            )
-            outbox = await self._changes(
-                db,
-                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, next_attempt_at = ?"
-                f" WHERE lease_owner IS NOT NULL AND sent_at IS NULL{mine}",
-                params,
-            )
-        return invoices + outbox
-
-    async def next_due_at(self) -> datetime | None:
-        async with self._read() as db:
-            row = await self._one(db, self.NEXT_DUE_SQL)
-        return None if row is None else from_ms(row[0])
-
     # -- status ---------------------------------------------------------------------------
     async def transition(self, change: Transition) -> Invoice | None:
         sources = sorted(s.value for s in change.expected & allowed_sources(change.new_status))
@@ -369,37 +331,6 @@ class SqlRepository(InboxSql[Conn], SandboxSql[Conn], SqlDialect[Conn], Reposito
             return 0
         async with self._transaction() as db:
             return await self._insert_outbox(db, items, ms(now))
-
-    async def claim_outbox(
-        self, *, now: datetime, owner: str, lease: timedelta, limit: int
-    ) -> list[OutboxItem]:
-        if limit <= 0:
-            return []
-        rows = await self._claim(
-            OUTBOX_QUEUE, now=ms(now), until=ms(now + lease), owner=owner, limit=limit
-        )
-        return [outbox_from_row(row) for row in rows]
-
-    async def complete_outbox(self, item_id: int, *, now: datetime) -> None:
-        async with self._write() as db:
-            await self._changes(
-                db,
-                "UPDATE outbox SET sent_at = ?, lease_owner = NULL, lease_until = NULL"
-                " WHERE id = ? AND sent_at IS NULL",
-                (ms(now), item_id),
-            )
-
-    async def retry_outbox(
-        self, item_id: int, *, next_attempt_at: datetime, error: str, now: datetime
-    ) -> None:
-        async with self._write() as db:
-            await self._changes(
-                db,
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?,"
-                " next_attempt_at = ?, lease_owner = NULL, lease_until = NULL"
-                " WHERE id = ? AND sent_at IS NULL",
-                (clip_error(error), ms(next_attempt_at), item_id),
-            )
 
     async def outbox_items(self, invoice_id: int | None = None) -> list[OutboxItem]:
         mine, params = ("", ()) if invoice_id is None else (" WHERE invoice_id = ?", (invoice_id,))

@@ -41,12 +41,14 @@ DEFAULT_BUSY_TIMEOUT_MS = 5000
 MAX_BATCH = 64
 
 # The due-work queries, as module constants so that tests can EXPLAIN them.
-# Parameters: now, now, limit.
+# Parameters: now, owner, now, limit. A row claimed by another owner is skipped even when its
+# lease lapsed: a dead owner's claims are freed by `take_over` (storage/claims_sql.py).
 # INDEXED BY: without statistics SQLite prefers the status index and sorts every pending
 # row (2 ms a tick at 10,000 pending); the partial due index answers in microseconds.
 CLAIM_INVOICES_SELECT = (
     f"SELECT id FROM invoices INDEXED BY ix_invoices_due WHERE {DUE_INVOICES_WHERE}"
-    " AND next_poll_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
+    " AND next_poll_at <= ?"
+    " AND (lease_owner IS NULL OR (lease_owner = ? AND lease_until <= ?))"
     " ORDER BY next_poll_at, id LIMIT ?"
 )
 NEXT_DUE_SQL = (
@@ -55,7 +57,8 @@ NEXT_DUE_SQL = (
 )
 CLAIM_OUTBOX_SELECT = (
     f"SELECT id FROM outbox INDEXED BY ix_outbox_due WHERE {DUE_OUTBOX_WHERE}"
-    " AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)"
+    " AND next_attempt_at <= ?"
+    " AND (lease_owner IS NULL OR (lease_owner = ? AND lease_until <= ?))"
     " ORDER BY next_attempt_at, id LIMIT ?"
 )
 CLAIM_SELECT = {INVOICE_QUEUE: CLAIM_INVOICES_SELECT, OUTBOX_QUEUE: CLAIM_OUTBOX_SELECT}
@@ -313,7 +316,7 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
         self, queue: Queue, *, now: int, until: int, owner: str, limit: int
     ) -> list[Record]:
         select = CLAIM_SELECT[queue]
-        params = (now, now, limit)
+        params = (now, owner, now, limit)
         # Nothing due (the common tick): one index range scan, no write lock taken.
         async with self._read() as db:
             if not await self._all(db, select, params):

@@ -174,9 +174,9 @@ class SqliteBackend(Backend):
     async def due_query_plans(self, now: datetime) -> dict[str, str]:
         ms = to_ms(now)
         queries: dict[str, tuple[str, tuple[Any, ...]]] = {
-            "claim_invoices": (sqlite_backend.CLAIM_INVOICES_SELECT, (ms, ms, 100)),
+            "claim_invoices": (sqlite_backend.CLAIM_INVOICES_SELECT, (ms, "explain", ms, 100)),
             "next_due": (sqlite_backend.NEXT_DUE_SQL, ()),
-            "claim_outbox": (sqlite_backend.CLAIM_OUTBOX_SELECT, (ms, ms, 100)),
+            "claim_outbox": (sqlite_backend.CLAIM_OUTBOX_SELECT, (ms, "explain", ms, 100)),
         }
         con = self._connect()
         try:

@@ -121,7 +121,7 @@ async def two_admins(harness: Harness) -> Harness:
 
 # -- 6. the commands menu and /help ------------------------------------------------------------
 MERCHANT_MENU = [
-    "invoice", "pos", "onchain", "invoices", "report", "settings", "help", "start"
+    "invoice", "pos", "onchain", "link", "invoices", "report", "settings", "help", "start"
 ]
 ADMIN_MENU = [*MERCHANT_MENU, "merchants"]
 CUSTOMER_MENU = ["start", "help", "settings"]

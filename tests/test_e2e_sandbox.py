@@ -99,7 +99,7 @@ async def test_customer_link_payment_edits_both_and_notifies_once(tillbot: Harne
 
     await emu.press_button(tillbot.customer, shown, "🧪 Simulate payment")
     await emu.wait_for(lambda: "PAID" in reply.content and "PAID" in shown.content, timeout=5)
-    assert not reply.buttons and not shown.buttons
+    assert [b["text"] for b in reply.buttons] == ["🧾 Resend receipt"] and not shown.buttons
     receipt = await emu.wait_for_message(tillbot.customer, lambda m: "Receipt" in m.content)
     assert "€12.50" in receipt.content and "Coffee" in receipt.content
     await emu.wait_for_message(tillbot.admin, lambda m: "paid" in m.content)

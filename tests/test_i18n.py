@@ -19,13 +19,14 @@ from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po
 
 from bot.domain.models import InvoiceStatus, OutboxEvent
-from bot.domain.money import format_amount, format_decimal
 from bot.i18n import (
     LANGUAGE_NAMES,
     LANGUAGES,
+    format_amount,
     format_clock,
     format_datetime,
     format_day,
+    format_decimal,
     resolve_language,
     t,
 )
@@ -54,9 +55,11 @@ SAME_AS_ENGLISH = {
         "format_datetime",  # ISO dates, as German readers had them before
         "format_time",
         "format_date",
+        "link_line",  # a payment link: its description, amount and URL, no words
     },
     "es": {
         "help_command_line",
+        "link_line",
         "merchant_from_settings",
         "merchant_line",
         "report_summary",
@@ -134,6 +137,8 @@ def test_each_language_has_its_plural_forms(language: str) -> None:
     assert sorted(plural) == [
         "err_amount_too_many_decimals",
         "err_description_too_long",
+        "link_sales",
+        "receipt_resent",
         "report_caption",
     ]
     for key, message in plural.items():

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from bot.domain.models import (
+    Instance,
     Invoice,
     InvoiceKind,
     InvoiceMessage,
@@ -399,24 +400,124 @@ async def test_outbox_rows_with_an_existing_dedupe_key_are_skipped(repo: Reposit
 
 
 # -- polling ----------------------------------------------------------------------------------
-async def test_release_leases_of_a_dead_process(repo: Repository) -> None:
-    now = T0
-    invoices = [await polled_invoice(repo, f"r-{n}", next_poll_at=now) for n in range(3)]
-    [first, *rest] = await repo.claim_due_invoices(now=now, owner="dead", lease=LEASE, limit=1) + (
-        await repo.claim_due_invoices(now=now, owner="alive", lease=LEASE, limit=10)
+def instance(instance_id: str, *, seen: datetime = T0, name: str = "host") -> Instance:
+    return Instance(id=instance_id, name=name, started_at=T0, last_seen=seen, process=None)
+
+
+async def test_instances_register_heartbeat_and_deregister(repo: Repository) -> None:
+    assert await repo.list_instances() == []
+    assert await repo.heartbeat("nobody", now=T0) is False  # not registered: nothing written
+    await repo.register_instance(instance("one", name="bot-1"))
+    await repo.register_instance(instance("two", seen=T0 + timedelta(seconds=1)))
+    assert await repo.heartbeat("one", now=T0 + timedelta(seconds=2)) is True
+    one, two = await repo.list_instances()
+    assert (one.id, one.name, one.process, one.started_at) == ("one", "bot-1", None, T0)
+    assert one.last_seen == T0 + timedelta(seconds=2) and two.id == "two"
+    await repo.register_instance(instance("one", seen=T0 + timedelta(seconds=3)))  # again
+    assert (await repo.list_instances())[0].last_seen == T0 + timedelta(seconds=3)
+
+    now = T0 + timedelta(seconds=4)
+    for n in range(2):
+        await polled_invoice(repo, f"dereg-{n}", next_poll_at=T0)
+    [mine] = await repo.claim_due_invoices(now=now, owner="one", lease=LEASE, limit=1)
+    [theirs] = await repo.claim_due_invoices(now=now, owner="two", lease=LEASE, limit=1)
+    await repo.enqueue([NewOutbox(OutboxKind.ADMIN, OutboxEvent.PAID, chat_id=7)], now)
+    await repo.claim_outbox(now=now, owner="one", lease=LEASE, limit=5)
+    # A clean shutdown hands back its own claims (due now) and nothing else.
+    assert await repo.deregister_instance("one", now=now) == 2
+    assert [i.id for i in await repo.list_instances()] == ["two"]
+    freed = await repo.get_invoice(mine.id)
+    assert freed is not None and (freed.lease_owner, freed.next_poll_at) == (None, now)
+    kept = await repo.get_invoice(theirs.id)
+    assert kept is not None and kept.lease_owner == "two"
+    assert len(await repo.claim_outbox(now=now, owner="two", lease=LEASE, limit=5)) == 1
+    assert await repo.heartbeat("one", now=now) is False
+
+
+async def test_take_over_frees_the_claims_of_stale_and_gone_owners_only(
+    repo: Repository,
+) -> None:
+    now = T0 + timedelta(minutes=1)
+    stale_before = now - timedelta(seconds=6)
+    await repo.register_instance(instance("live", seen=now - timedelta(seconds=1)))
+    await repo.register_instance(instance("stale", seen=now - timedelta(seconds=7)))
+    await repo.register_instance(instance("idle-dead", seen=now - timedelta(seconds=60)))
+    for n in range(6):
+        await polled_invoice(repo, f"to-{n}", next_poll_at=T0)
+    claimed = {
+        owner: await repo.claim_due_invoices(now=T0, owner=owner, lease=LEASE, limit=2)
+        for owner in ("live", "stale", "gone")  # "gone": never registered (or forgotten)
+    }
+    outbox = [NewOutbox(OutboxKind.ADMIN, OutboxEvent.PAID, chat_id=c) for c in (1, 2, 3)]
+    await repo.enqueue(outbox, T0)
+    for owner in ("live", "stale", "gone"):
+        await repo.claim_outbox(now=T0, owner=owner, lease=LEASE, limit=1)
+    sent, *_ = await repo.claim_outbox(now=T0, owner="stale", lease=LEASE, limit=1) or [None]
+    assert sent is None  # all three rows are claimed
+    # One of the stale owner's invoices is no longer polled (a callback stopped it).
+    await repo.reschedule(claimed["stale"][1].id, next_poll_at=None, owner="", now=T0)
+
+    # Every lease has lapsed, yet the live instance's claims stay its own.
+    assert await repo.take_over(now=now, stale_before=stale_before) == 6
+    assert await repo.take_over(now=now, stale_before=stale_before) == 0  # once
+    assert [i.id for i in await repo.list_instances()] == ["live"]
+    by_id = {i.id: i for i in await all_of(repo)}
+    for invoice in claimed["live"]:
+        assert by_id[invoice.id].lease_owner == "live"
+    for invoice in claimed["stale"] + claimed["gone"]:
+        assert by_id[invoice.id].lease_owner is None and by_id[invoice.id].lease_until is None
+    assert by_id[claimed["stale"][1].id].next_poll_at is None  # stays stopped
+    freed = [claimed["stale"][0].id, *(i.id for i in claimed["gone"])]
+    assert all(by_id[i].next_poll_at == now for i in freed)  # due at once
+    # The live instance gets the freed ones, and its own whose lease lapsed.
+    taken = await repo.claim_due_invoices(now=now, owner="live", lease=LEASE, limit=10)
+    assert sorted(i.id for i in taken) == sorted([*freed, *(i.id for i in claimed["live"])])
+    # Another instance gets the freed rows, never the live one's (its lease lapsed, too).
+    rows = await repo.claim_outbox(now=now, owner="other", lease=LEASE, limit=10)
+    assert sorted(r.chat_id or 0 for r in rows) == [2, 3]  # the stale and the gone owner's
+
+
+async def test_retired_instances_are_taken_over_at_once(repo: Repository) -> None:
+    await repo.register_instance(instance("old", seen=T0))
+    await repo.register_instance(instance("new", seen=T0))
+    await polled_invoice(repo, "retire", next_poll_at=T0)
+    [claim] = await repo.claim_due_invoices(now=T0, owner="old", lease=LEASE, limit=1)
+    assert await repo.take_over(now=T0, stale_before=T0 - timedelta(seconds=6)) == 0
+    assert await repo.retire_instances(["old", "old", "unknown"]) == 1
+    assert await repo.retire_instances([]) == 0
+    assert await repo.take_over(now=T0, stale_before=T0 - timedelta(seconds=6)) == 1
+    [again] = await repo.claim_due_invoices(now=T0, owner="new", lease=LEASE, limit=1)
+    assert again.id == claim.id
+    # The caller is alive, however late its own heartbeat: it never takes itself over.
+    later = T0 + timedelta(minutes=5)
+    assert await repo.take_over(now=later, stale_before=later, alive="new") == 0
+    assert [i.id for i in await repo.list_instances()] == ["new"]
+
+
+async def test_concurrent_take_overs_free_each_claim_once(backend: Backend) -> None:
+    first, second = await backend.open(), await backend.open()
+    now = T0 + timedelta(minutes=1)
+    await first.register_instance(instance("live", seen=now))
+    for name in ("dead-1", "dead-2"):
+        await first.register_instance(instance(name, seen=T0))
+    await backend.bulk_insert_invoices(
+        [invoice_row(f"ct-{n}", next_poll_at=T0, at=T0) for n in range(30)]
     )
-    row = NewOutbox(OutboxKind.ADMIN, OutboxEvent.PAID, invoice_id=invoices[0].id, chat_id=7)
-    await repo.enqueue([row], now)
-    [claimed] = await repo.claim_outbox(now=now, owner="dead", lease=LEASE, limit=5)
-    soon = now + timedelta(seconds=1)
-    assert await repo.release_leases(now=soon, owner="dead") == 2
-    [again] = await repo.claim_due_invoices(now=soon, owner="new", lease=LEASE, limit=10)
-    assert again.id == first.id  # the alive owner's leases are untouched
-    assert [o.id for o in await repo.claim_outbox(now=soon, owner="new", lease=LEASE, limit=5)] == [
-        claimed.id
-    ]
-    assert await repo.release_leases(now=soon) == 4  # everything, e.g. at a SQLite start
-    assert len(rest) == 2
+    for owner in ("dead-1", "dead-2", "live"):
+        await first.claim_due_invoices(now=T0, owner=owner, lease=LEASE, limit=10)
+    freed = await asyncio.gather(
+        *(
+            (first if n % 2 else second).take_over(now=now, stale_before=now - LEASE)
+            for n in range(6)
+        )
+    )
+    assert sum(freed) == 20
+    assert await backend.fetchval("SELECT COUNT(*) FROM invoices WHERE lease_owner = 'live'") == 10
+    assert await backend.fetchval("SELECT COUNT(*) FROM invoices WHERE lease_owner IS NULL") == 20
+
+
+async def all_of(repo: Repository) -> list[Invoice]:
+    return await repo.invoices_created_between(None, T0 - timedelta(days=1), T0 + timedelta(days=1))
 
 
 async def test_claim_due_leases(repo: Repository) -> None:
@@ -447,13 +548,18 @@ async def test_claim_due_leases(repo: Repository) -> None:
     assert released.next_poll_at == now + timedelta(seconds=5) and released.poll_count == 1
     assert await repo.next_due_at() == now + timedelta(seconds=5)
 
-    # Limit, then lapsed leases taken over by another owner.
+    # Limit; a lapsed lease is its owner's to claim again, never another owner's.
     at = now + timedelta(seconds=6)
     [only] = await repo.claim_due_invoices(now=at, owner="b", lease=LEASE, limit=1)
     assert only.id == due[0].id and only.lease_owner == "b"
     lapsed = now + LEASE + timedelta(milliseconds=1)
+    assert await repo.claim_due_invoices(now=lapsed, owner="b", lease=LEASE, limit=10) == []
+    again = await repo.claim_due_invoices(now=lapsed, owner="a", lease=LEASE, limit=10)
+    assert {i.id for i in again} == {due[1].id, due[2].id}
+    # "a" is not a registered instance: take_over frees its claims, then "b" takes them.
+    assert await repo.take_over(now=lapsed, stale_before=lapsed) == 3  # "b"'s too
     taken = await repo.claim_due_invoices(now=lapsed, owner="b", lease=LEASE, limit=10)
-    assert {i.id for i in taken} == {due[1].id, due[2].id}
+    assert {i.id for i in taken} == {due[0].id, due[1].id, due[2].id}
     assert all(i.lease_owner == "b" for i in taken)
 
     # The stale owner's reschedule does not release the new owner's lease.
@@ -596,13 +702,10 @@ async def test_outbox_claim_complete_retry(repo: Repository) -> None:
     )
     [again] = await repo.claim_outbox(now=retry_at, owner="b", lease=LEASE, limit=10)
     assert again.id == a[1].id and again.attempts == 1
-    # b crashes; once its lease lapses, c takes the row over.
-    assert (
-        await repo.claim_outbox(
-            now=retry_at + timedelta(seconds=29), owner="c", lease=LEASE, limit=10
-        )
-        == []
-    )
+    # b crashes: its lease lapsing frees nothing for c; b being gone (never registered,
+    # or stale) does, through take_over.
+    assert await repo.claim_outbox(now=retry_at + LEASE, owner="c", lease=LEASE, limit=10) == []
+    assert await repo.take_over(now=retry_at + LEASE, stale_before=retry_at) == 1
     [taken] = await repo.claim_outbox(now=retry_at + LEASE, owner="c", lease=LEASE, limit=10)
     assert taken.id == a[1].id
     await repo.complete_outbox(taken.id, now=retry_at + LEASE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from bot.domain.models import Instance
 from storage.base import Repository
 from tests.storage_fixtures import backend, repo
 from tests.test_storage_contract import T0, new_invoice
@@ -12,6 +13,11 @@ from tests.test_storage_contract import T0, new_invoice
 __all__ = ["backend", "repo"]  # fixtures, imported for pytest
 
 LEASE = timedelta(seconds=30)
+
+
+async def register(repo: Repository, *names: str) -> None:
+    for name in names:
+        await repo.register_instance(Instance(name, name, T0, T0))
 
 
 async def accept(repo: Repository, update_id: int, owner: str, at: timedelta = timedelta()) -> bool:
@@ -36,6 +42,7 @@ async def test_an_update_is_stored_once_and_a_redelivery_is_recognised(repo: Rep
 
 
 async def test_an_abandoned_update_is_claimed_once_by_one_instance(repo: Repository) -> None:
+    await register(repo, "dead", "b", "c", "d")
     assert await accept(repo, 1, "dead")
     assert await accept(repo, 2, "dead")
     await repo.inbox_done(2, T0)
@@ -54,7 +61,23 @@ async def test_an_abandoned_update_is_claimed_once_by_one_instance(repo: Reposit
     assert await accept(repo, 1, "e", at=LEASE * 2) is False
 
 
+async def test_an_update_of_an_instance_no_longer_registered_is_taken_over_at_once(
+    repo: Repository,
+) -> None:
+    """Liveness (bot/liveness.py) forgets an instance whose heartbeat went stale: its
+    updates are claimable at once, long before their lease lapses."""
+    await register(repo, "alive", "gone", "me")
+    assert await accept(repo, 1, "alive")
+    assert await accept(repo, 2, "gone")
+    await repo.take_over(now=T0, stale_before=T0 + timedelta(seconds=1), alive="alive")
+    await register(repo, "me")
+    soon = T0 + timedelta(seconds=1)
+    claimed = await repo.inbox_claim(owner="me", now=soon, lease_until=soon + LEASE, limit=9)
+    assert [e.update_id for e in claimed] == [2]
+
+
 async def test_release_makes_an_owners_updates_claimable_at_once(repo: Repository) -> None:
+    await register(repo, "me", "other")
     assert await accept(repo, 1, "me")
     assert await accept(repo, 2, "other")
     assert await repo.inbox_release(owner="me") == 1

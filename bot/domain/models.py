@@ -256,3 +256,17 @@ class InboxEntry:
     invoice_id: int | None = None
     reply_chat_id: int | None = None  # the placeholder ("Creating invoice…") reply
     reply_message_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A running bot process as registered in storage: claimed work names its `id`.
+
+    `process` identifies the OS process where it can be checked from the same machine
+    ("<boot id>:<pid namespace>:<pid>:<start ticks>"), None elsewhere."""
+
+    id: str
+    name: str
+    started_at: datetime
+    last_seen: datetime
+    process: str | None = None

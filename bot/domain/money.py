@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from bot.i18n import format_number
-
 # ISO 4217 minor-unit exponents of the currencies Tillbot shows; anything else has 2.
 _EXPONENTS: dict[str, int] = {
     "JPY": 0,
@@ -34,7 +32,7 @@ _TWO_DECIMALS = frozenset(
         "RUB", "SAR", "SEK", "SGD", "THB", "TRY", "TWD", "UAH", "USD", "ZAR",
     }
 )
-_SYMBOLS: dict[str, str] = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": "CHF"}
+CURRENCY_SIGNS: dict[str, str] = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": "CHF"}
 _CURRENCY_RE = re.compile(r"^[A-Za-z]{3,5}$")
 # Digits with at most one decimal separator; no sign, exponent, spaces or thousands groups.
 _AMOUNT_RE = re.compile(r"^(?P<int>[0-9]+)(?:[.,](?P<frac>[0-9]*))?$")
@@ -162,18 +160,3 @@ def decimal_text(value: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
-
-
-def format_decimal(value: Decimal, language: str, places: int = 2) -> str:
-    """Group thousands and choose the separators of the language ('1,234.50' / '1.234,50'),
-    through Babel's locale data; exact (Decimal, rounded to `places`)."""
-    return format_number(value, language, places)
-
-
-def format_amount(minor: int, currency: str, language: str = "en") -> str:
-    """An amount as people of the language write it (Babel's locale data): '€12.50' (en),
-    '12,50 €' (de, es); currencies without a sign here by their code ('CHF 12.50')."""
-    code = currency.upper()
-    sign = _SYMBOLS.get(code, code)
-    return format_number(to_decimal(minor, code), language, exponent(code), currency_sign=sign)
-

@@ -62,11 +62,6 @@ class InboxService:
                 kept.append(entry)
         return kept
 
-    async def release(self, *, everything: bool) -> int:
-        """At start: every unfinished update (one process per SQLite file) or this
-        instance's own (a fixed INSTANCE_ID) becomes claimable at once."""
-        return await self.repo.inbox_release(owner=None if everything else self.owner)
-
     async def entry(self, update_id: int) -> InboxEntry | None:
         return await self.repo.inbox_get(update_id)
 

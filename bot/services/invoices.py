@@ -132,8 +132,20 @@ class InvoiceService:
         GatewayError (the invoice is stored as failed with the reason). A resumed invoice
         that had failed is returned as it is (failed, with its reason).
         """
-        core = self.core
         await self.access.require_merchant(user_id)
+        return await self.create_for(user_id, draft, update_id=update_id, timeout=timeout)
+
+    async def create_for(
+        self,
+        user_id: int,
+        draft: InvoiceDraft,
+        *,
+        update_id: int | None = None,
+        timeout: float | None = None,
+    ) -> Invoice:
+        """`create_invoice` for a merchant already checked (a payment link opened by a
+        customer creates the invoice in the link's merchant's name)."""
+        core = self.core
         gateway_name = draft.gateway or await self.merchant_gateway(user_id)
         amount, currency, description, gateway = self.validate(draft, gateway_name)
         now = core.clock()

@@ -20,6 +20,7 @@ from bot.services.alerts import Alerts
 from bot.services.callbacks import CallbackService
 from bot.services.core import Clock, ServiceCore
 from bot.services.invoices import InvoiceService
+from bot.services.links import LinkService, ReceiptService
 from bot.services.reports import ReportService
 from bot.services.sync import StatusSync
 from storage.base import Repository
@@ -58,6 +59,8 @@ class PaymentsService:
         self.invoices = InvoiceService(core, self.access, self.sync, self.alerts)
         self.callbacks = CallbackService(core, self.sync)
         self.reports = ReportService(core)
+        self.links = LinkService(core, self.access, self.invoices)
+        self.receipts = ReceiptService(core, self.invoices)
 
     # -- access ---------------------------------------------------------------------------
     def is_admin(self, user_id: int) -> bool:

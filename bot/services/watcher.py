@@ -65,6 +65,7 @@ class Watcher:
         lease: timedelta = timedelta(seconds=60),
         poll_share: float = 0.8,
         tick: timedelta = timedelta(0),
+        fence: Callable[[], bool] = lambda: True,
     ) -> None:
         self.payments = payments
         self.repo = repo
@@ -76,6 +77,8 @@ class Watcher:
         # Claim what falls due before the middle of the next tick: a poll due just after a
         # tick would otherwise wait a whole tick (1.25 s instead of 1 s at a counter).
         self.lookahead = tick / 2
+        # False while another instance may take this one for dead: then nothing is claimed.
+        self.fence = fence
         self.pacer = Pacer()
         self._semaphore = asyncio.Semaphore(concurrency)
         self._running = False
@@ -118,7 +121,7 @@ class Watcher:
 
     async def _pass(self) -> int:
         checked = 0
-        while True:
+        while self.fence():
             now = self.clock()
             due = await self.repo.claim_due_invoices(
                 now=now + self.lookahead, owner=self.owner, lease=self.lease, limit=self.batch
@@ -143,6 +146,7 @@ class Watcher:
             checked += len(to_check)
             if len(due) < self.batch:
                 return checked
+        return checked
 
     def _interval(self, gateway_name: str) -> timedelta | None:
         gateway = self.payments.gateways.get(gateway_name)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bot.config import Settings
     from bot.gateways.base import Gateway
     from bot.gateways.sandbox import SandboxGateway
+    from bot.liveness import Liveness
     from bot.services.inbox import InboxService
     from bot.services.payments import PaymentsService
     from bot.services.watcher import Watcher
@@ -45,12 +46,24 @@ class Services:
         self.sandbox: SandboxGateway | None = None
         self.notifier: Notifier | None = None
         self.watcher: Watcher | None = None
+        self.liveness: Liveness | None = None
+        self.liveness_repo: Repository | None = None
         self.storage_watch: StorageWatch | None = None
         self.web: WebServer | None = None
         self.inbox: InboxService | None = None  # None when INBOX_ENABLED=false
         self.view = ViewContext(bot_username="")
         self._prefs: dict[int, UserPrefs] = {}
         self.seen_language: dict[int, str] = {}
+
+    def rename(self, owner: str) -> None:
+        """This instance claims work under a new id from now on (bot/liveness.py); what
+        the notifier held under the old one is dropped."""
+        self.owner = owner
+        if self.watcher is not None:
+            self.watcher.owner = owner
+        if self.notifier is not None:
+            self.notifier.owner = owner
+            self.notifier.drop_held()
 
     @property
     def settings(self) -> Settings:

@@ -13,8 +13,7 @@ from bot.domain.models import (
     OutboxItem,
     OutboxKind,
 )
-from bot.domain.money import format_amount
-from bot.i18n import format_datetime, format_day, t
+from bot.i18n import format_amount, format_datetime, format_day, t
 from bot.telegram.views import ViewContext
 
 # The statuses a late payment can come after (a late-paid notice names which one).

@@ -28,6 +28,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import ExtBot
 
+from bot.domain.links import Receipt
 from bot.domain.models import (
     Invoice,
     InvoiceMessage,
@@ -40,6 +41,7 @@ from bot.failpoints import crash_point
 from bot.metrics import Metrics
 from bot.telegram.notice_texts import notice_text
 from bot.telegram.ratelimit import OUTBOX, RateLimitArgs, TelegramRateLimiter, retry_after_seconds
+from bot.telegram.receipts import send_receipt
 from bot.telegram.views import (
     ViewContext,
     has_qr,
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 LanguageOf = Callable[[int], Awaitable[str]]
+ReceiptOf = Callable[[Invoice], Awaitable[Receipt]]
 
 _NOT_MODIFIED = "message is not modified"
 _GONE = (
@@ -90,9 +93,13 @@ class Notifier:
         idle_wait: float = 1.0,
         lease: timedelta = timedelta(minutes=2),
         max_held: int | None = None,
+        fence: Callable[[], bool] = lambda: True,
+        receipt_of: ReceiptOf | None = None,
     ) -> None:
         self.bot = bot
         self.repo = repo
+        # The receipt of a paid invoice (an image); without it receipts are text only.
+        self.receipt_of = receipt_of
         self.view = view
         self.language_of = language_of
         self.clock = clock
@@ -108,6 +115,9 @@ class Notifier:
         self.max_held = max_held or max(
             batch, int(lease.total_seconds() * 0.8 / self.limiter.global_interval)
         )
+        # False while another instance may take this one for dead (bot/liveness.py): then
+        # nothing is claimed and nothing sent until it is True again.
+        self.fence = fence
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._queues: dict[int | None, deque[OutboxItem]] = {}
@@ -134,6 +144,13 @@ class Notifier:
         self._queues.clear()
         self._held.clear()  # unsent rows: their leases lapse and they are claimed again
 
+    def drop_held(self) -> None:
+        """Forget the claimed rows waiting here, unsent: this instance may have been taken
+        for dead, so another may send them (a send under way still finishes)."""
+        for queue in self._queues.values():
+            queue.clear()
+        self._held.clear()
+
     @property
     def alive(self) -> bool:
         return self._task is not None and not self._task.done()
@@ -158,7 +175,7 @@ class Notifier:
         so a chat with many rows (an admin told of every payment) never holds up the
         others: their rows are claimed and sent meanwhile."""
         queued = 0
-        while len(self._held) < self.max_held:
+        while len(self._held) < self.max_held and self.fence():
             limit = min(self.batch, self.max_held - len(self._held))
             items = await self.repo.claim_outbox(
                 now=self.clock(), owner=self.owner, lease=self.lease, limit=limit
@@ -194,6 +211,11 @@ class Notifier:
         try:
             while queue:
                 item = queue[0]
+                if not self.fence():
+                    # Paused while this instance may be taken for dead; if it is, drop_held
+                    # empties the queue (the rows are someone else's now).
+                    await asyncio.sleep(0.1)
+                    continue
                 try:
                     await self._deliver_row(item)
                 except asyncio.CancelledError:
@@ -201,7 +223,8 @@ class Notifier:
                 except Exception:  # storage hiccup: the lease lapses, it is claimed again
                     log.exception("outbox %s: delivery failed", item.id)
                 finally:
-                    queue.popleft()
+                    if queue and queue[0] is item:  # (drop_held may have emptied it)
+                        queue.popleft()
                     self._held.discard(item.id)
         finally:
             if self._queues.get(chat_id) is queue:
@@ -353,6 +376,18 @@ class Notifier:
         language = await self.language_of(item.chat_id)
         invoice = await self.repo.get_invoice(item.invoice_id) if item.invoice_id else None
         merchant = await self._merchant_name(invoice.merchant_id) if invoice else None
+        if (
+            self.receipt_of is not None
+            and invoice is not None
+            and item.kind is OutboxKind.RECEIPT
+            and item.event in (OutboxEvent.PAID, OutboxEvent.LATE_PAID)
+            and invoice.status is InvoiceStatus.PAID
+        ):
+            receipt = await self.receipt_of(invoice)
+            await send_receipt(
+                self.bot, item.chat_id, self.view(), invoice, receipt, language, OUTBOX
+            )
+            return SendResult(done=True)
         text = notice_text(self.view(), item, invoice, language, merchant)
         if text is None:
             return SendResult(done=True)

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from html import escape, unescape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.domain.models import Invoice, InvoiceKind, InvoiceStatus, MessageRole
-from bot.domain.money import format_amount, format_decimal
-from bot.i18n import format_clock, format_datetime, t
+from bot.i18n import format_amount, format_clock, format_datetime, format_decimal, t
 from bot.telegram.qr import lightning_uri, onchain_uri, qr_png
 from bot.times import parse_time
 
@@ -27,6 +27,8 @@ CALLBACK_PAGE = "page"
 CALLBACK_SETTINGS = "set"
 CALLBACK_MERCHANT = "merch"
 CALLBACK_NOOP = "noop"
+CALLBACK_RESEND = "rcpt"  # the merchant sends a paid invoice's receipt again
+CALLBACK_LINK = "lnk"  # a payment link's buttons: lnk:off:<token>, lnk:card:<token>
 
 # Telegram's limits, in UTF-16 code units after entity parsing.
 TEXT_LIMIT = 4096
@@ -45,9 +47,14 @@ class ViewContext:
     bot_username: str
     gateway_titles: Mapping[str, str] = field(default_factory=dict)
     simulatable: frozenset[str] = frozenset()
+    time_zone: str = "UTC"  # TIMEZONE: receipts show times in the shop's zone
 
     def title(self, gateway: str) -> str:
         return self.gateway_titles.get(gateway, gateway)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
 
 
 def share_link(invoice: Invoice, bot_username: str) -> str:
@@ -226,7 +233,13 @@ def _invoice_text(
 def invoice_keyboard(
     invoice: Invoice, language: str, role: MessageRole, ctx: ViewContext
 ) -> InlineKeyboardMarkup | None:
-    """Pay (URL), Simulate payment (sandbox), Cancel (merchant) while pending; none after."""
+    """Pay (URL), Simulate payment (sandbox), Cancel (merchant) while pending; once paid,
+    the merchant's Resend receipt; none otherwise."""
+    if invoice.status is InvoiceStatus.PAID and role is MessageRole.MERCHANT:
+        button = InlineKeyboardButton(
+            t(language, "button_resend_receipt"), callback_data=f"{CALLBACK_RESEND}:{invoice.id}"
+        )
+        return InlineKeyboardMarkup([[button]])
     if invoice.status is not InvoiceStatus.PENDING:
         return None
     rows: list[list[InlineKeyboardButton]] = []

@@ -236,6 +236,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        7,
+        "instances heartbeat: claimed work is owned by a live instance",
+        (
+            # Each running process registers here under a fresh id and heartbeats every few
+            # seconds (bot/liveness.py); leases name that id. A live instance takes over the
+            # claims of one whose heartbeat is stale or whose row is gone.
+            """
+            CREATE TABLE instances (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                process TEXT,
+                started_at {bigint} NOT NULL,
+                last_seen {bigint} NOT NULL
+            )
+            """,
+            # Taking over reads the claimed rows only, not every invoice or sent notice.
+            "CREATE INDEX ix_invoices_owner ON invoices (lease_owner)"
+            " WHERE lease_owner IS NOT NULL",
+            "CREATE INDEX ix_outbox_owner ON outbox (lease_owner) WHERE lease_owner IS NOT NULL",
+        ),
+    ),
+    Migration(
         8,
         "the inbox: every Telegram update stored before Telegram is told it arrived",
         (
@@ -263,6 +285,42 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX ix_inbox_command ON inbox (command_key, update_id)"
             " WHERE done_at IS NULL",
             "CREATE INDEX ix_inbox_done ON inbox (done_at) WHERE done_at IS NOT NULL",
+        ),
+    ),
+    Migration(
+        13,
+        "reusable payment links and receipt tokens",
+        (
+            # A link never expires; each customer who opens it gets an invoice of their own
+            # (link_invoices names the link of each). amount_minor NULL: an open amount.
+            """
+            CREATE TABLE payment_links (
+                token TEXT PRIMARY KEY,
+                merchant_id {bigint} NOT NULL,
+                amount_minor {bigint},
+                currency TEXT NOT NULL,
+                description TEXT NOT NULL,
+                gateway TEXT NOT NULL,
+                created_at {bigint} NOT NULL,
+                disabled_at {bigint}
+            )
+            """,
+            "CREATE INDEX ix_payment_links_merchant ON payment_links (merchant_id, created_at)",
+            """
+            CREATE TABLE link_invoices (
+                invoice_id {bigint} PRIMARY KEY,
+                link_token TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX ix_link_invoices_link ON link_invoices (link_token)",
+            # The receipt link `?start=r_<token>` of a paid invoice: one token per invoice.
+            """
+            CREATE TABLE receipts (
+                token TEXT PRIMARY KEY,
+                invoice_id {bigint} NOT NULL UNIQUE,
+                created_at {bigint} NOT NULL
+            )
+            """,
         ),
     ),
 )

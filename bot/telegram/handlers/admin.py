@@ -10,8 +10,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, MessageOriginUs
 from telegram.constants import ParseMode
 
 from bot.domain.models import Invoice
-from bot.domain.money import format_amount
-from bot.i18n import t
+from bot.i18n import format_amount, t
 from bot.ids import parse_user_id
 from bot.telegram.context import TillbotContext
 from bot.telegram.handlers.common import (

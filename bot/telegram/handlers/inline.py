@@ -18,9 +18,8 @@ from telegram.constants import ParseMode
 
 from bot.domain.drafts import InputError, NotAllowed, parse_invoice_args
 from bot.domain.models import InvoiceMessage, MessageRole
-from bot.domain.money import format_amount
 from bot.gateways.base import GatewayError
-from bot.i18n import t
+from bot.i18n import format_amount, t
 from bot.telegram.context import TillbotContext
 from bot.telegram.handlers.merchant import HELP_PAYLOAD
 from bot.telegram.views import CALLBACK_NOOP, error_text, invoice_keyboard, invoice_text

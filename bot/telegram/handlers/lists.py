@@ -9,8 +9,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Upda
 
 from bot.domain.drafts import NotAllowed
 from bot.domain.models import Invoice, MessageRole
-from bot.domain.money import format_amount
-from bot.i18n import t
+from bot.i18n import format_amount, t
 from bot.ids import parse_invoice_id, parse_page
 from bot.services.reports import PERIODS, report_csv
 from bot.telegram.context import TillbotContext

@@ -27,7 +27,9 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-MERCHANT_COMMANDS = ("invoice", "pos", "onchain", "invoices", "report", "settings", "help", "start")
+MERCHANT_COMMANDS = (
+    "invoice", "pos", "onchain", "link", "invoices", "report", "settings", "help", "start"
+)
 COMMANDS: dict[Role, tuple[str, ...]] = {
     Role.CUSTOMER: ("start", "help", "settings"),
     Role.MERCHANT: MERCHANT_COMMANDS,

@@ -9,12 +9,13 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 
 from bot.domain.drafts import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
+from bot.domain.links import LINK_PREFIX, RECEIPT_PREFIX, token_in
 from bot.domain.models import InvoiceKind, MessageRole
-from bot.domain.money import format_decimal
 from bot.gateways.base import GatewayError
-from bot.i18n import LANGUAGE_NAMES, LANGUAGES, t
+from bot.i18n import LANGUAGE_NAMES, LANGUAGES, format_decimal, t
 from bot.ids import parse_invoice_id
 from bot.telegram.context import TillbotContext
+from bot.telegram.handlers import links
 from bot.telegram.handlers.common import (
     answer,
     callback_parts,
@@ -48,7 +49,13 @@ async def start(update: Update, context: TillbotContext) -> None:
         await help_command(update, context)
         return
     if context.args:
-        await open_invoice(update, context, context.args[0])
+        payload = context.args[0]
+        if (token := token_in(payload, LINK_PREFIX)) is not None:
+            await links.open_link(update, context, token)
+        elif (token := token_in(payload, RECEIPT_PREFIX)) is not None:
+            await links.open_receipt(update, context, token)
+        else:
+            await open_invoice(update, context, payload)
         return
     user = update.effective_user
     name = user.first_name if user else ""
