@@ -222,6 +222,52 @@ async def run_unpaced_throughput(work: Path, sizes: Sizes) -> dict[str, Any]:
         await stack.stop()
 
 
+async def run_inbox(work: Path, n: int, rounds: int, results: dict[str, Any]) -> None:
+    """The inbox's cost (issue 12): `/invoice` from `n` merchants at once, `rounds` times,
+    with INBOX_ENABLED=true and false, on SQLite and (when reachable) PostgreSQL."""
+    out: dict[str, Any] = results.setdefault("inbox", {})
+    databases = ["sqlite"]
+    postgres = await scenarios.postgres_database()
+    if postgres is not None:
+        databases.append("postgres")
+    try:
+        for database in databases:
+            for enabled in (True, False):
+                label = f"{database}, inbox {'on' if enabled else 'off'}"
+                # Telegram's pace raised (the emulator does not enforce it here): what is
+                # measured is the bot, not the 25 messages a second it allows itself.
+                extra = {
+                    "INBOX_ENABLED": str(enabled).lower(),
+                    "TELEGRAM_MESSAGES_PER_SECOND": "1000",
+                }
+                if database == "postgres":
+                    assert postgres is not None
+                    extra["DATABASE_URL"] = await postgres.fresh()
+                stack = Stack(work / f"inbox-{database}-{enabled}", merchants=n, extra_env=extra)
+                stack.work_dir.mkdir(parents=True, exist_ok=True)
+                await stack.start()
+                try:
+                    await stack.start_bot(webhooks=False, pending=0)
+                    assert stack.bot is not None
+                    _progress(f"inbox cost: {label}, {rounds} x {n} /invoice at once")
+                    runs = [
+                        await scenarios.command_throughput(
+                            stack.emu,
+                            stack.tracker,
+                            stack.bot.pid,
+                            merchant_ids(n),
+                            lambda _u: "/invoice 12.50 EUR Coffee",
+                        )
+                        for _ in range(rounds)
+                    ]
+                    out[label] = scenarios.merge_throughput(runs)
+                finally:
+                    await stack.stop()
+    finally:
+        if postgres is not None:
+            await postgres.drop()
+
+
 async def run_echo(work: Path, n: int, concurrency: int) -> dict[str, Any]:
     from testkit.telegram import BotApiEmulator
 
@@ -282,6 +328,8 @@ async def run(sizes: Sizes, quick: bool, work: Path, only: set[str]) -> dict[str
         await run_idle_backends(work, sizes, results)
     if "cluster" in only:
         await run_cluster(work, sizes, results)
+    if "inbox" in only:
+        await run_inbox(work, sizes.inbox_commands, sizes.inbox_rounds, results)
     if "qr" in only:
         _progress("QR rendering")
         results["qr"] = scenarios.qr_render(sizes.qr_rounds)
@@ -318,11 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (CI): ~1-2 minutes")
     parser.add_argument(
         "--only",
-        default="latency,throughput,qr,failover,books,idle,cluster",
+        default="latency,throughput,inbox,qr,failover,books,idle,cluster",
         help=(
-            "comma-separated parts: latency (incl. idle), throughput (incl. burst), qr,"
-            " failover, books, idle (SQLite and PostgreSQL backlogs), cluster (burst across"
-            " instances)"
+            "comma-separated parts: latency (incl. idle), throughput (incl. burst), inbox (its"
+            " cost), qr, failover, books, idle (SQLite and PostgreSQL backlogs), cluster"
+            " (burst across instances)"
         ),
     )
     parser.add_argument("--out", type=Path, default=None, help="results file stem")

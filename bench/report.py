@@ -206,6 +206,22 @@ def render(results: dict[str, Any]) -> str:
             f"({books['xlsx_bytes']:,} bytes); shift-close chart **{books['chart_ms']:.0f} ms** "
             f"({books['png_bytes']:,}-byte PNG); medians of {books['rounds']}.")
     add("")
+    inbox = results.get("inbox")
+    if inbox:
+        add("## 6. The inbox's cost")
+        add("")
+        add("`/invoice` from every merchant at once (long polling, Mion simulator), with every"
+            " update stored before `getUpdates` confirms it (INBOX_ENABLED=true) and without"
+            " (false); reply = the placeholder edited into the invoice. Median of the rounds.")
+        add("")
+        add("| database, inbox | commands | /invoice per s | reply p50 | reply p99"
+            " (worst round) | bot CPU |")
+        add("|---|---|---|---|---|---|")
+        for label, row in inbox.items():
+            add(f"| {label} | {row['replied']}/{row['commands']} | {_num(row['per_second'], 1)}"
+                f" | {_num(row['p50_ms'])} ms | {_num(row['p99_ms'])} ms"
+                f" ({_num(row['p99_ms_worst'])} ms) | {_num(row['bot_cpu_share'] * 100)} % |")
+        add("")
     if "failover" in results:
         lines += failover_section(results["failover"])
     backends = results.get("idle_backends")

@@ -57,6 +57,8 @@ class Sizes:
     idle_pending: int = 100_000  # the idle backlog on SQLite and on PostgreSQL
     cluster_burst: int = 1_000  # invoices paid at once across `cluster_instances`
     cluster_instances: int = 3
+    inbox_commands: int = 300  # the inbox's cost: /invoice commands at once, per round
+    inbox_rounds: int = 3
 
     @classmethod
     def full(cls) -> Sizes:
@@ -88,6 +90,8 @@ class Sizes:
             qr_rounds=20,
             idle_pending=5_000,
             cluster_burst=100,
+            inbox_commands=100,
+            inbox_rounds=2,
         )
 
 
@@ -430,3 +434,71 @@ def qr_render(rounds: int) -> dict[str, Any]:
         "median_ms": median(times),
         "p95_ms": summarize(times)["p95"],
     }
+
+
+# -- 6. the inbox's cost ---------------------------------------------------------------------
+
+
+def merge_throughput(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Rounds of `command_throughput`: the median rate and p99, and the worst p99."""
+    rates = sorted(r["per_second"] for r in runs)
+    p99s = sorted(r["reply_ms"]["p99"] for r in runs)
+    p50s = sorted(r["reply_ms"]["p50"] for r in runs)
+    return {
+        "rounds": len(runs),
+        "commands": sum(r["commands"] for r in runs),
+        "replied": sum(r["replied"] for r in runs),
+        "per_second": rates[len(rates) // 2],
+        "p50_ms": p50s[len(p50s) // 2],
+        "p99_ms": p99s[len(p99s) // 2],
+        "p99_ms_worst": p99s[-1],
+        "bot_cpu_share": max(r["bot_cpu_share"] for r in runs),
+    }
+
+
+class PostgresDatabases:
+    """Fresh databases on the test server (TEST_DATABASE_URL), dropped at the end."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.names: list[str] = []
+
+    async def fresh(self) -> str:
+        import secrets
+        from urllib.parse import urlsplit, urlunsplit
+
+        import asyncpg
+
+        name = f"tillbot_bench_{secrets.token_hex(4)}"
+        admin = await asyncpg.connect(self.base)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        self.names.append(name)
+        return urlunsplit(urlsplit(self.base)._replace(path=f"/{name}"))
+
+    async def drop(self) -> None:
+        import asyncpg
+
+        admin = await asyncpg.connect(self.base)
+        try:
+            for name in self.names:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def postgres_database() -> PostgresDatabases | None:
+    """The test PostgreSQL server when it answers, else None (the SQLite figures only)."""
+    import os
+
+    import asyncpg
+
+    base = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        con = await asyncpg.connect(base, timeout=3)
+    except (OSError, TimeoutError, asyncpg.PostgresError):
+        return None
+    await con.close()
+    return PostgresDatabases(base)

@@ -21,6 +21,7 @@ from bench.proc import ChildProcess, child_env, free_port, sample
 from bench.seed import seed_pending
 from bot.config import Settings
 from bot.domain.models import Invoice
+from bot.i18n import LANGUAGES, t
 from storage import open_repository
 from storage.base import Repository
 from testkit.mion import MionSimulator
@@ -41,6 +42,7 @@ MIXPAY_BUDGET_PER_MINUTE = 50  # the bot's setting (MixPay itself allows 60)
 
 EDIT_METHODS = frozenset({"editMessageText", "editMessageCaption", "editMessageMedia"})
 REPLY_METHODS = frozenset({"sendMessage", "sendPhoto"})
+PLACEHOLDERS = frozenset(t(lang, "creating_invoice") for lang in LANGUAGES)
 
 
 def merchant_ids(count: int) -> list[int]:
@@ -57,6 +59,7 @@ class Tracker:
         self.replies: dict[int, list[float]] = {}
         self.edits: dict[tuple[int, int], float] = {}
         self.edit_count = 0
+        self.placeholders: set[int] = set()  # chats whose placeholder is not yet answered
 
     def scan(self) -> None:
         requests = self.emu.requests
@@ -67,7 +70,13 @@ class Tracker:
             chat = rec.params.get("chat_id")
             if not isinstance(chat, int):
                 continue
-            if rec.method in REPLY_METHODS:
+            if rec.method in REPLY_METHODS and rec.params.get("text") in PLACEHOLDERS:
+                # "Creating invoice…": the reply is what it becomes (edited or followed).
+                self.placeholders.add(chat)
+            elif chat in self.placeholders and rec.method in REPLY_METHODS | EDIT_METHODS:
+                self.placeholders.discard(chat)
+                self.replies.setdefault(chat, []).append(rec.ts)
+            elif rec.method in REPLY_METHODS:
                 self.replies.setdefault(chat, []).append(rec.ts)
             elif rec.method in EDIT_METHODS:
                 self.edit_count += 1

@@ -36,6 +36,7 @@ from bot.gateways.base import GatewayError
 from bot.gateways.registry import build_gateways
 from bot.liveness import Liveness
 from bot.logsafe import install_redaction
+from bot.services.inbox import InboxService
 from bot.services.payments import PaymentsService
 from bot.services.watcher import Watcher
 from bot.storage_watch import WATCH_INTERVAL_SECONDS, StorageWatch
@@ -56,6 +57,12 @@ from bot.telegram.handlers import (
 )
 from bot.telegram.handlers.common import reply
 from bot.telegram.handlers.menu import register_commands
+from bot.telegram.inbox import (
+    RESUME_INTERVAL_SECONDS,
+    InboxPoller,
+    InboxUpdateProcessor,
+    resume_unfinished,
+)
 from bot.telegram.notifier import Notifier
 from bot.telegram.ratelimit import TelegramRateLimiter
 from bot.telegram.request import AiohttpRequest
@@ -142,7 +149,7 @@ def build_application(
         .context_types(ContextTypes(context=TillbotContext, bot_data=Services))
         .request(AiohttpRequest(connection_pool_size=settings.telegram_connection_pool, **timeouts))
         .get_updates_request(AiohttpRequest(connection_pool_size=2, **timeouts))
-        .concurrent_updates(settings.concurrent_updates)
+        .concurrent_updates(InboxUpdateProcessor(settings.concurrent_updates))
         .rate_limiter(limiter)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
@@ -358,6 +365,16 @@ async def post_init(app: TillbotApp) -> None:
         owner=services.owner,
         tick=timedelta(seconds=watcher_tick_seconds(settings)),
     )
+    if settings.inbox_enabled:
+        services.inbox = InboxService(
+            services.repo,
+            owner=services.owner,
+            clock=services.clock,
+            lease=timedelta(seconds=settings.inbox_lease_seconds),
+        )
+        processor = app.update_processor
+        assert isinstance(processor, InboxUpdateProcessor), "set in build_application"
+        processor.inbox = services.inbox
     taken = await liveness.start()
     if taken:
         log.info("took over %s claims left by instances that stopped", taken)
@@ -386,6 +403,19 @@ async def post_init(app: TillbotApp) -> None:
         first=WATCH_INTERVAL_SECONDS,
         name="storage-watch",
     )
+    if services.inbox is not None:
+        # Updates a dead process had stored but not finished (at once, then every 2 s).
+        job_queue.run_repeating(
+            resume_unfinished,
+            interval=RESUME_INTERVAL_SECONDS,
+            first=0.0,
+            name="inbox-resume",
+            job_kwargs={"max_instances": 1, "coalesce": True},
+        )
+        inbox = services.inbox
+        job_queue.run_repeating(
+            lambda _context: inbox.purge(), interval=3600, first=60, name="inbox-purge"
+        )
     job_queue.run_daily(admin.daily_summary, time=time(0, 5, tzinfo=UTC), name="daily-summary")
     job_queue.run_repeating(
         books.daily_close,
@@ -458,6 +488,7 @@ class Runner:
     def __init__(self, app: TillbotApp) -> None:
         self.app = app
         self.settings = app.bot_data.settings
+        self.poller: InboxPoller | None = None
 
     @property
     def webhook_mode(self) -> bool:
@@ -475,18 +506,27 @@ class Runner:
                     secret_token=self.settings.webhook_secret,
                     allowed_updates=Update.ALL_TYPES,
                 )
+                await app.start()
+            elif app.bot_data.inbox is not None:
+                await app.start()
+                # Our own long polling: an update is stored before the offset confirms it.
+                self.poller = InboxPoller(app)
+                await self.poller.start()
             else:
                 assert app.updater is not None
                 await app.updater.start_polling(
                     allowed_updates=Update.ALL_TYPES, timeout=10, poll_interval=0.0
                 )
-            await app.start()
+                await app.start()
         except BaseException:
             await self._close()
             raise
 
     async def stop(self) -> None:
         app = self.app
+        if self.poller is not None:
+            await self.poller.stop()
+            self.poller = None
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         if app.running:

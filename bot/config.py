@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     # Gateway HTTP
     gateway_timeout_seconds: float = Field(default=10.0, gt=0)
     gateway_max_retries: int = Field(default=3, ge=0, le=10)
+    # /invoice, /pos, /onchain: the whole creation at the gateway, retries included.
+    invoice_create_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
 
     # Telegram's limits, kept for replies and the outbox alike; on PostgreSQL shared by all
     # instances through the database (one budget for the bot, not one per instance)
@@ -150,6 +152,9 @@ class Settings(BaseSettings):
     # Operations
     log_level: str = "INFO"
     instance_id: str | None = None
+    # The inbox (issue 12): updates stored before Telegram is told they arrived.
+    inbox_enabled: bool = True
+    inbox_lease_seconds: float = Field(default=30.0, gt=0, le=3600)
     # Liveness: each instance heartbeats into the database this often; one silent for
     # HEARTBEAT_STALE_BEATS beats is taken for dead and its claimed work taken over.
     heartbeat_seconds: float = Field(default=2.0, gt=0, le=60)
@@ -222,6 +227,17 @@ class Settings(BaseSettings):
             if not template.startswith("/") or found != placeholders:
                 wanted = " and ".join(f"{{{p}}}" for p in sorted(placeholders)) or "no {...}"
                 raise ValueError(f"{name.upper()} must be a path starting with / with {wanted}")
+        return self
+
+    @model_validator(mode="after")
+    def _inbox_lease_outlasts_a_creation(self) -> Settings:
+        # A lease lapsing while its update is still being handled would let another
+        # instance start the same command (it would resume it, not double it, but answer
+        # it twice).
+        if self.inbox_lease_seconds < self.invoice_create_timeout_seconds + 5:
+            raise ValueError(
+                "INBOX_LEASE_SECONDS must be at least INVOICE_CREATE_TIMEOUT_SECONDS + 5"
+            )
         return self
 
     @model_validator(mode="after")

@@ -31,7 +31,9 @@ from telegram import Update
 from bot.gateways.base import GatewayError, GatewayUnsupported
 from bot.metrics import CONTENT_TYPE
 from bot.telegram.context import TillbotApp
+from bot.telegram.inbox import accept
 from bot.webapp.routes import CounterWeb
+from storage import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +268,17 @@ class WebServer:
         # RecursionError: JSON nested deeper than the parser goes is malformed too.
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             return web.json_response({"ok": False, "error": "malformed update"}, status=400)
+        if self.app.bot_data.inbox is not None:
+            # Stored before the 200: an update Telegram counts as delivered is never lost.
+            try:
+                handle = await accept(self.app, update, body.decode("utf-8", "replace"))
+            except StorageError as exc:
+                # Storage takes no writes: handled without the inbox (a command is refused
+                # with "I cannot save right now"; reads still work).
+                log.warning("update %s handled without the inbox: %s", update.update_id, exc)
+                handle = True
+            if not handle:  # a redelivery of one done or under way
+                return web.json_response({"ok": True})
         await self.app.update_queue.put(update)
         return web.json_response({"ok": True})
 

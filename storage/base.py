@@ -27,6 +27,7 @@ from typing import Any
 from bot.domain.ledger import LedgerEntry, NewLedgerEntry
 from bot.domain.links import NewLink, PaymentLink
 from bot.domain.models import (
+    InboxEntry,
     Instance,
     Invoice,
     InvoiceMessage,
@@ -341,6 +342,58 @@ class Repository(ABC):
     async def sandbox_update(self, current: SandboxSession, changed: SandboxSession) -> bool:
         """Compare-and-set: store `changed` (all but its id) with version current.version + 1
         if the stored row still has `current.version`; False when someone changed it first."""
+
+    # -- the inbox of Telegram updates (storage/inbox_sql.py) ------------------------------
+    @abstractmethod
+    async def inbox_accept(
+        self,
+        update_id: int,
+        body: str,
+        *,
+        command_key: str | None,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+    ) -> bool:
+        """Store an update claimed by `owner` (durable when this returns). True when the
+        caller is to handle it: new, or a redelivery not done whose lease lapsed."""
+
+    @abstractmethod
+    async def inbox_claim(
+        self, *, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[InboxEntry]:
+        """Lease updates not done that were abandoned: the claim lapsed, or its owner is
+        not a registered instance (taken for dead). Oldest first."""
+
+    @abstractmethod
+    async def inbox_get(self, update_id: int) -> InboxEntry | None: ...
+
+    @abstractmethod
+    async def inbox_earlier_underway(self, entry: InboxEntry) -> InboxEntry | None:
+        """An older update with the same command key that is not done (a resend's original)."""
+
+    @abstractmethod
+    async def inbox_set_reply(self, update_id: int, chat_id: int, message_id: int) -> None:
+        """Remember the placeholder reply sent for this update."""
+
+    @abstractmethod
+    async def inbox_done(self, update_id: int, now: datetime) -> None: ...
+
+    @abstractmethod
+    async def inbox_release(self, *, owner: str | None = None) -> int:
+        """Make unfinished updates claimable now (all, or `owner`'s); how many."""
+
+    @abstractmethod
+    async def inbox_purge(self, *, done_before: datetime) -> int:
+        """Forget updates done before then (Telegram redelivers for 24 hours at most)."""
+
+    @abstractmethod
+    async def inbox_create_invoice(self, update_id: int, new: NewInvoice) -> tuple[Invoice, bool]:
+        """The invoice of this update's command, created and linked in one transaction, or
+        the one linked before: (invoice, created_now)."""
+
+    @abstractmethod
+    async def inbox_entries(self, update_ids: Sequence[int] = ()) -> list[InboxEntry]: ...
 
     # -- payment links and receipts (storage/links_sql.py) ------------------------------------
     @abstractmethod

@@ -48,30 +48,35 @@ class NumbersSql(SqlDialect[Conn]):
             await self._changes(db, "RELEASE new_invoice")
 
     async def create_invoice(self, new: NewInvoice) -> Invoice:
-        created = ms(new.created_at)
         async with self._all_or_nothing() as db:
-            counter = await self._one(db, _NEXT_NUMBER, (new.merchant_id,))
-            assert counter is not None
-            row = await self._one(
-                db,
-                "INSERT INTO invoices (public_token, merchant_id, amount_minor, currency,"
-                " description, gateway, kind, status, created_at, updated_at, expires_at,"
-                f" next_poll_at, number) VALUES ({marks(13)}) RETURNING {INVOICE_COLUMNS}",
-                (
-                    new.public_token,
-                    new.merchant_id,
-                    new.amount_minor,
-                    new.currency,
-                    new.description,
-                    new.gateway,
-                    new.kind.value,
-                    InvoiceStatus.PENDING.value,
-                    created,
-                    created,
-                    to_ms(new.expires_at),
-                    to_ms(new.next_poll_at),
-                    int(counter[0]),
-                ),
-            )
+            return await self._insert_numbered_invoice(db, new)
+
+    async def _insert_numbered_invoice(self, db: Conn, new: NewInvoice) -> Invoice:
+        """Insert the invoice with the merchant's next number, on `db` (whose transaction or
+        savepoint makes the two statements stand or fall together)."""
+        created = ms(new.created_at)
+        counter = await self._one(db, _NEXT_NUMBER, (new.merchant_id,))
+        assert counter is not None
+        row = await self._one(
+            db,
+            "INSERT INTO invoices (public_token, merchant_id, amount_minor, currency,"
+            " description, gateway, kind, status, created_at, updated_at, expires_at,"
+            f" next_poll_at, number) VALUES ({marks(13)}) RETURNING {INVOICE_COLUMNS}",
+            (
+                new.public_token,
+                new.merchant_id,
+                new.amount_minor,
+                new.currency,
+                new.description,
+                new.gateway,
+                new.kind.value,
+                InvoiceStatus.PENDING.value,
+                created,
+                created,
+                to_ms(new.expires_at),
+                to_ms(new.next_poll_at),
+                int(counter[0]),
+            ),
+        )
         assert row is not None
         return invoice_from_row(row)

@@ -31,6 +31,7 @@ from storage.budget_sql import BudgetSql
 from storage.claims_sql import ClaimsSql
 from storage.counter_sql import CounterSql
 from storage.dialect import Conn, SqlDialect, marks, ms
+from storage.inbox_sql import InboxSql
 from storage.ledger_sql import LedgerSql
 from storage.links_sql import LinksSql
 from storage.migrations.columns import (
@@ -57,6 +58,7 @@ class SqlRepository(
     BudgetSql[Conn],
     ClaimsSql[Conn],
     CounterSql[Conn],
+    InboxSql[Conn],
     LedgerSql[Conn],
     LinksSql[Conn],
     NumbersSql[Conn],

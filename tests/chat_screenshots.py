@@ -28,8 +28,15 @@ async def _after(harness: Harness, user: EmuUser, text: str) -> list[MessageReco
     before = len(harness.emu.bot_messages(user))
     await harness.emu.send_message(user, text)
     await harness.emu.wait_for(lambda: len(harness.emu.bot_messages(user)) > before)
+    # "⏳ Creating invoice…" becomes the answer in place: wait until it has.
+    await harness.emu.wait_for(
+        lambda: not any(
+            m.content.startswith("⏳") and not m.deleted
+            for m in harness.emu.bot_messages(user)[before:]
+        )
+    )
     await asyncio.sleep(0.3)
-    return harness.emu.bot_messages(user)[before:]
+    return [m for m in harness.emu.bot_messages(user)[before:] if not m.deleted]
 
 
 async def make_screenshots(out_dir: Path) -> list[Path]:
@@ -62,7 +69,10 @@ async def _scenes(h: Harness, out_dir: Path) -> list[Path]:
     [offer] = await _after(h, max_, "12,50 €")
     before = len(emu.bot_messages(max_))
     await emu.press_button(max_, offer, "⚡ Kassen-QR")
-    await emu.wait_for(lambda: len(emu.bot_messages(max_)) > before)
+    # "⏳ Creating invoice…" first, then the QR photo in its place.
+    await emu.wait_for(
+        lambda: any(m.photo is not None for m in emu.bot_messages(max_)[before:])
+    )
     await asyncio.sleep(0.3)
     made.append(render_chat(emu.messages(max_), "Tillbot · Max (Händler)",
                             out_dir / "chat-merchant-de.png"))

@@ -20,11 +20,13 @@ import pytest
 from bot.app import Runner, build_application
 from bot.config import Settings
 from bot.domain.models import Invoice
+from bot.i18n import LANGUAGES, t
 from bot.telegram.context import Services
 from testkit.telegram import BotApiEmulator
 from testkit.telegram.models import EmuUser, MessageRecord
 from tests.sandbox_kit import BotSandbox
 
+PLACEHOLDERS = frozenset(t(lang, "creating_invoice") for lang in LANGUAGES)
 # A marker token: any test output or log line containing it fails the secrets checks.
 TOKEN = "987654:MARKERtokenSECRETvalue0123456789abcdef"
 MERCHANT_ID, CUSTOMER_ID, ADMIN_ID, STRANGER_ID, MERCHANT2_ID = 1001, 2002, 9009, 3003, 1002
@@ -104,8 +106,12 @@ class Harness:
         await self.emu.send_message(user, text)
 
         def reply() -> MessageRecord | None:
-            messages = self.emu.bot_messages(user)
-            return messages[before] if len(messages) > before else None
+            # "Creating invoice…" is a placeholder: the reply is what it becomes (edited
+            # into the invoice or an error, or deleted for the QR photo sent after it).
+            for message in self.emu.bot_messages(user)[before:]:
+                if not message.deleted and message.content not in PLACEHOLDERS:
+                    return message
+            return None
 
         return await self.emu.wait_for(reply, timeout=timeout)
 

@@ -61,8 +61,15 @@ async def replies_after(
     before = len(harness.emu.bot_messages(user))
     await harness.emu.send_message(user, text)
     await harness.emu.wait_for(lambda: len(harness.emu.bot_messages(user)) > before)
+    # "⏳ Creating invoice…" becomes the answer in place: wait until it has.
+    await harness.emu.wait_for(
+        lambda: not any(
+            m.content.startswith("⏳") and not m.deleted
+            for m in harness.emu.bot_messages(user)[before:]
+        )
+    )
     await asyncio.sleep(settle)
-    return harness.emu.bot_messages(user)[before:]
+    return [m for m in harness.emu.bot_messages(user)[before:] if not m.deleted]
 
 
 # -- 3. amounts as people write them --------------------------------------------------------
@@ -144,10 +151,11 @@ async def test_a_bare_amount_offers_an_invoice_or_a_counter_qr(tillbot: Harness)
     assert [b["text"] for b in offer.buttons] == ["🧾 Invoice link", "⚡ Counter QR"]
     before = len(emu.bot_messages(maria))
     await emu.press_button(maria, offer, "⚡ Counter QR")
+    # "Creating invoice…" first, then the QR photo in its place.
     shown = await emu.wait_for(
-        lambda: len(emu.bot_messages(maria)) > before and emu.bot_messages(maria)[before]
+        lambda: next((m for m in emu.bot_messages(maria)[before:] if m.photo is not None), None)
     )
-    assert shown.photo is not None and "€3.50" in shown.content
+    assert "€3.50" in shown.content
     await emu.wait_for(lambda: not offer.buttons)  # one tap: the offer is used up
     [invoice] = await tillbot.services.repo.list_invoices(maria.id, limit=5)
     assert (invoice.kind, invoice.amount_minor) == (InvoiceKind.LIGHTNING, 350)

@@ -416,6 +416,8 @@ async def test_a_sandbox_invoice_says_so_in_every_state_and_never_counts(
     assert real.gateway == "mion" and real.number == 2
     mion.pay(real.gateway_session_id or "")
     await harness.emu.wait_for(lambda: texts["paid"] in real_reply.content, timeout=8)
+    # Its ping comes first: the next message in the chat is then the report's.
+    await harness.emu.wait_for_message(merchant, lambda m: m.content.startswith("✅"))
 
     document = await harness.command(merchant, "/report")
     rows = list(csv.reader(io.StringIO((document.document or b"").decode("utf-8"))))

@@ -262,7 +262,8 @@ async def test_telegram_failing_the_reply_to_invoice(mion: MionBot) -> None:
     invoice was created and is in /invoices (never "Nothing was charged": issue 17). The
     invoice exists and is watched, so a payment to it is not lost."""
     sim, h = mion.sim, mion.h
-    h.emu.fail_next(1, 500, method="sendMessage")
+    # The placeholder ("Creating invoice…") went out; its edit into the invoice fails.
+    h.emu.fail_next(1, 500, method="editMessageText")
     reply = await h.command(h.merchant, "/invoice 12.50 Coffee", timeout=10)
     stored = (await h.services.repo.list_invoices(h.merchant.id, limit=1))[0]
     assert reply.content == t("en", "invoice_not_shown", id=stored.id)

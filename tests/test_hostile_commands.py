@@ -20,7 +20,7 @@ from bot.ids import parse_invoice_id, parse_page, parse_user_id
 from bot.text import strip_controls
 from testkit.telegram import BotApiEmulator, EmuUser, MessageRecord
 from tests.botproc import BotProcess
-from tests.conftest import ADMIN_ID, MERCHANT_ID, TOKEN, Harness
+from tests.conftest import ADMIN_ID, MERCHANT_ID, PLACEHOLDERS, TOKEN, Harness
 from tests.reliability_stats import record
 from tests.test_access import forge
 
@@ -39,7 +39,10 @@ async def test_an_edited_invoice_command_is_not_run_again(tillbot: Harness) -> N
     h, emu = tillbot, tillbot.emu
     before = len(emu.bot_messages(h.merchant))
     sent = await emu.send_message(h.merchant, "/invoice 1250 Sofa")
-    await emu.wait_for(lambda: len(emu.bot_messages(h.merchant)) > before, timeout=10)
+    await emu.wait_for(  # the placeholder edited into the invoice
+        lambda: [m for m in emu.bot_messages(h.merchant)[before:] if "Invoice #" in m.content],
+        timeout=10,
+    )
     invoices = await h.services.repo.list_invoices(h.merchant.id, limit=10)
     assert len(invoices) == 1
     seen = len(emu.bot_messages(h.merchant))
@@ -194,9 +197,16 @@ def units(text: str) -> int:
 async def new_replies(h: Harness, user: EmuUser, text: str, count: int = 1) -> list[MessageRecord]:
     before = len(h.emu.bot_messages(user))
     await h.emu.send_message(user, text)
-    await h.emu.wait_for(lambda: len(h.emu.bot_messages(user)) >= before + count, timeout=10)
+
+    def settled() -> list[MessageRecord]:  # what "Creating invoice…" became
+        return [
+            m for m in h.emu.bot_messages(user)[before:]
+            if not m.deleted and m.content not in PLACEHOLDERS
+        ]
+
+    await h.emu.wait_for(lambda: len(settled()) >= count, timeout=10)
     await quiet(h.emu, 0.3)
-    return h.emu.bot_messages(user)[before:]
+    return settled()
 
 
 async def test_long_descriptions_fit_telegrams_limits_and_are_cut_as_plain_text(
@@ -232,7 +242,10 @@ async def test_an_invoice_whose_message_fails_is_reported_as_created(
     tillbot: Harness,
 ) -> None:
     h = tillbot
-    h.emu.fail_next(1, 400, method="sendMessage", description="Bad Request: message is too long")
+    # The placeholder went out; editing it into the invoice is refused.
+    h.emu.fail_next(
+        1, 400, method="editMessageText", description="Bad Request: message is too long"
+    )
     replies = await new_replies(h, h.merchant, "/invoice 12.50 Sofa")
     [invoice] = await h.services.repo.list_invoices(h.merchant.id, limit=5)
     assert invoice.status is InvoiceStatus.PENDING  # live at the gateway
@@ -328,9 +341,16 @@ async def test_hostile_input_against_a_real_bot_process(
     async def say(user: EmuUser, text: str, count: int = 1) -> list[MessageRecord]:
         before = len(emu.bot_messages(user))
         await emu.send_message(user, text)
-        await emu.wait_for(lambda: len(emu.bot_messages(user)) >= before + count, timeout=20)
+
+        def settled() -> list[MessageRecord]:  # what "Creating invoice…" became
+            return [
+                m for m in emu.bot_messages(user)[before:]
+                if not m.deleted and m.content not in PLACEHOLDERS
+            ]
+
+        await emu.wait_for(lambda: len(settled()) >= count, timeout=20)
         await asyncio.sleep(0.3)
-        return emu.bot_messages(user)[before:]
+        return settled()
 
     inputs = 0
     try:

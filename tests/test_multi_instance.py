@@ -36,7 +36,7 @@ from testkit.mion import MionSimulator
 from testkit.telegram import BotApiEmulator
 from testkit.tls import server_context
 from tests.botproc import BotProcess
-from tests.conftest import ADMIN_ID, TOKEN, free_port
+from tests.conftest import ADMIN_ID, PLACEHOLDERS, TOKEN, free_port
 from tests.storage_fixtures import require_postgres
 
 pytestmark = pytest.mark.postgres
@@ -249,13 +249,20 @@ async def test_three_instances_share_the_work_and_survive_kills(
                 mion.pay(sid)
 
         async def all_done() -> bool:
-            # A process killed between storing a live invoice and attaching its session
-            # leaves an orphan nobody was shown (the watcher fails it later): only invoices
-            # that reached their gateway must be paid.
+            # A live /invoice cut short by a kill is resumed from the inbox (issue 12), so
+            # its session may appear late: pay every session as it appears.
+            for sid in list(mion.sessions):
+                if mion.sessions[sid].paid_at is None:
+                    mion.pay(sid)
             invoices = await all_invoices(repo)
             with_session = [i for i in invoices if i.gateway_session_id]
             unsent = [i for i in await repo.outbox_items() if i.sent_at is None]
-            return all(i.status is InvoiceStatus.PAID for i in with_session) and not unsent
+            unfinished = [e for e in await repo.inbox_entries() if e.done_at is None]
+            return (
+                all(i.status is InvoiceStatus.PAID for i in with_session)
+                and not unsent
+                and not unfinished
+            )
 
         deadline = asyncio.get_running_loop().time() + 240
         while not await all_done():
@@ -277,8 +284,15 @@ async def test_three_instances_share_the_work_and_survive_kills(
     everything = await all_invoices(repo)
     invoices = [i for i in everything if i.gateway_session_id]
     orphans = len(everything) - len(invoices)
-    # (a kill right after Telegram's update was acknowledged loses that /invoice command)
-    assert PENDING <= len(everything) <= PENDING + LIVE_INVOICES and orphans <= kills
+    # The inbox (issue 12): every live /invoice was answered, however the kills fell, and
+    # never made two invoices (one refused for storage, e.g. "too many clients" on a shared
+    # server, is answered "I cannot save right now" and may leave a row without a session).
+    assert PENDING <= len(everything) <= PENDING + LIVE_INVOICES
+    unanswered = [
+        m for m in MERCHANTS[:LIVE_INVOICES]
+        if not [x for x in emu.bot_messages(m) if x.content not in PLACEHOLDERS]
+    ]
+    assert not unanswered, unanswered
     for invoice in invoices:
         for message in await repo.messages_for(invoice.id):
             record = emu.message(message.chat_id or 0, message.message_id or 0)
@@ -302,7 +316,7 @@ async def test_three_instances_share_the_work_and_survive_kills(
     assert repeated_messages <= kills, (repeated_messages, duplicates, kills)
     print(
         f"\n{len(invoices)} invoices paid, {kills} kills, {duplicates} duplicate admin "
-        f"notices (the documented window), {orphans} live invoices cut short by a kill"
+        f"notices (the documented window), {orphans} live invoices failed at the gateway"
     )
     # No gateway session created twice.
     references = Counter(s.reference for s in mion.sessions.values())

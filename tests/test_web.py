@@ -221,3 +221,39 @@ async def test_message_that_cannot_be_edited_gets_a_new_message(tillbot: Harness
         await asyncio.sleep(0.02)
     assert row.message_id == fresh.message_id
 
+
+
+async def test_webhook_update_is_stored_before_the_200_and_a_redelivery_is_not_handled_twice(
+    webbot: Harness, mion: MionSimulator
+) -> None:
+    """Issue 12: the update is in the inbox when Telegram gets its 200; Telegram delivering
+    it again (after a lost answer, say) while it is under way or after it is done changes
+    nothing: one invoice, one session, one answer."""
+    merchant = webbot.merchant
+    update = {"update_id": 777001, "message": {
+        "message_id": 9001, "date": 0, "text": "/invoice 5 Tea",
+        "chat": {"id": merchant.id, "type": "private"},
+        "from": {"id": merchant.id, "is_bot": False, "first_name": "M"},
+        "entities": [{"type": "bot_command", "offset": 0, "length": 8}]}}
+    headers = {"X-Telegram-Bot-Api-Secret-Token": webbot.settings().webhook_secret}
+    mion.hang_next(1, seconds=1.0)  # the first delivery is still under way at the second
+    async with httpx.AsyncClient(verify=client_context()) as client:
+        first = await client.post(f"{base(webbot)}/telegram", json=update, headers=headers)
+        assert first.status_code == 200
+        assert await webbot.services.repo.inbox_get(777001) is not None  # before the 200
+        again = await client.post(f"{base(webbot)}/telegram", json=update, headers=headers)
+        assert again.status_code == 200
+        await webbot.emu.wait_for_message(merchant, lambda m: "Invoice #" in m.content, 10)
+        entry = await webbot.services.repo.inbox_get(777001)
+        for _ in range(50):
+            entry = await webbot.services.repo.inbox_get(777001)
+            if entry is not None and entry.done_at is not None:
+                break
+            await asyncio.sleep(0.1)
+        late = await client.post(f"{base(webbot)}/telegram", json=update, headers=headers)
+        assert late.status_code == 200
+    await asyncio.sleep(1.0)
+    assert entry is not None and entry.done_at is not None and entry.attempts == 1
+    assert await webbot.services.repo.count_invoices(merchant.id) == 1
+    assert mion.create_count == 1
+    assert len(webbot.emu.bot_messages(merchant)) == 1  # the placeholder, now the invoice

@@ -261,6 +261,24 @@ class SandboxSession:
 
 
 @dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """A Telegram update as stored before Telegram was told it arrived (the inbox), with
+    how far handling it got: the placeholder reply, the invoice it created."""
+
+    update_id: int
+    body: str  # the update as Telegram sent it (JSON)
+    received_at: datetime
+    command_key: str | None = None  # chat, user and text of a command: resends share it
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+    attempts: int = 0
+    done_at: datetime | None = None
+    invoice_id: int | None = None
+    reply_chat_id: int | None = None  # the placeholder ("Creating invoice…") reply
+    reply_message_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Instance:
     """A running bot process as registered in storage: claimed work names its `id`.
 

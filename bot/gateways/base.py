@@ -195,6 +195,12 @@ class Gateway(ABC):
     @abstractmethod
     async def get_status(self, session_id: str, reference: str) -> SessionStatus: ...
 
+    def expect_existing(self, reference: str) -> None:
+        """A creation for `reference` may have reached the gateway before this process (or
+        another) died: the next `create_session` for it looks it up by reference first.
+        Gateways without a lookup by reference create anew."""
+        return None
+
     # -- optional abilities -----------------------------------------------------------------
     supports_renewal: bool = False
     supports_callbacks: bool = False

@@ -323,6 +323,9 @@ class MionGateway(Gateway):
         )
 
     # -- operations ---------------------------------------------------------------------------
+    def expect_existing(self, reference: str) -> None:
+        self.http.mark_uncertain(reference)
+
     async def create_session(self, request: SessionRequest) -> PaymentSession:
         problem = self._unsupported(request)
         if problem is not None:

@@ -479,6 +479,9 @@ class MixPayGateway(Gateway):
     def _checkout_url(self, code: str) -> str:
         return self.checkout_base + quote(code, safe="")
 
+    def expect_existing(self, reference: str) -> None:
+        self.http.mark_uncertain(reference)
+
     async def create_session(self, request: SessionRequest) -> PaymentSession:
         problem = self._unsupported(request)
         if problem is not None:

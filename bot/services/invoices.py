@@ -3,6 +3,7 @@ people allowed to see them, and the merchant's actions on one (cancel, sandbox p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -26,6 +27,7 @@ from bot.domain.models import (
 )
 from bot.domain.money import AmountError, parse_amount
 from bot.domain.polling import UNFINISHED_CREATION_AFTER, expiry_for, first_poll_delay
+from bot.failpoints import crash_point
 from bot.gateways.base import (
     Gateway,
     GatewayAuthError,
@@ -113,16 +115,41 @@ class InvoiceService:
             return default
         return gateway.currencies[0] if gateway.currencies else default
 
-    async def create_invoice(self, user_id: int, draft: InvoiceDraft) -> Invoice:
+    async def check_draft(self, user_id: int, draft: InvoiceDraft) -> None:
+        """Raise NotAllowed or InputError as `create_invoice` would, touching nothing."""
+        await self.access.require_merchant(user_id)
+        self.validate(draft, draft.gateway or await self.merchant_gateway(user_id))
+
+    async def create_invoice(
+        self,
+        user_id: int,
+        draft: InvoiceDraft,
+        *,
+        update_id: int | None = None,
+        timeout: float | None = None,
+    ) -> Invoice:
         """Validate, store a pending invoice, create its gateway session, and return it.
 
+        With `update_id` (the command's update, in the inbox) it is idempotent: the invoice
+        that update created before is returned, its session resumed if the creation was cut
+        short (found at the gateway by reference, or created). `timeout` bounds the gateway
+        part; past it the invoice is failed and a retryable GatewayError raised.
+
         Raises NotAllowed, InputError (nothing stored, nothing sent to a gateway), or
-        GatewayError (the invoice is stored as failed with the reason).
+        GatewayError (the invoice is stored as failed with the reason). A resumed invoice
+        that had failed is returned as it is (failed, with its reason).
         """
         await self.access.require_merchant(user_id)
-        return await self.create_for(user_id, draft)
+        return await self.create_for(user_id, draft, update_id=update_id, timeout=timeout)
 
-    async def create_for(self, user_id: int, draft: InvoiceDraft) -> Invoice:
+    async def create_for(
+        self,
+        user_id: int,
+        draft: InvoiceDraft,
+        *,
+        update_id: int | None = None,
+        timeout: float | None = None,
+    ) -> Invoice:
         """`create_invoice` for a merchant already checked (a payment link opened by a
         customer creates the invoice in the link's merchant's name)."""
         core = self.core
@@ -130,43 +157,62 @@ class InvoiceService:
         amount, currency, description, gateway = self.validate(draft, gateway_name)
         now = core.clock()
         expiry = expiry_for(core.policy, gateway_name, draft.kind)
-        invoice = await self.repo.create_invoice(
-            NewInvoice(
-                public_token=new_public_token(),
-                merchant_id=user_id,
-                amount_minor=amount,
-                currency=currency,
-                description=description,
-                gateway=gateway_name,
-                kind=draft.kind,
-                created_at=now,
-                expires_at=now + expiry,
-                next_poll_at=now + UNFINISHED_CREATION_AFTER,
-            )
-        )
-        request = SessionRequest(
-            reference=reference_for(invoice),
+        new = NewInvoice(
+            public_token=new_public_token(),
+            merchant_id=user_id,
             amount_minor=amount,
             currency=currency,
             description=description,
+            gateway=gateway_name,
             kind=draft.kind,
+            created_at=now,
+            expires_at=now + expiry,
+            next_poll_at=now + UNFINISHED_CREATION_AFTER,
+        )
+        if update_id is None:
+            invoice = await self.repo.create_invoice(new)
+        else:
+            invoice, created_now = await self.repo.inbox_create_invoice(update_id, new)
+            if invoice.gateway_session_id is not None or invoice.status is not InvoiceStatus.PENDING:
+                return invoice  # created before the process died: nothing more to do
+            if not created_now:
+                log.info("resuming the creation of invoice %s", invoice.id)
+                gateway = core.gateways.get(invoice.gateway, gateway)
+                gateway.expect_existing(reference_for(invoice))
+        request = SessionRequest(
+            reference=reference_for(invoice),
+            amount_minor=invoice.amount_minor,
+            currency=invoice.currency,
+            description=invoice.description,
+            kind=invoice.kind,
             expires_in=expiry,
-            callback_url=core.callback_url(gateway_name),
+            callback_url=core.callback_url(invoice.gateway),
         )
         try:
-            session = await gateway.create_session(request)
+            async with asyncio.timeout(timeout):
+                session = await gateway.create_session(request)
+        except TimeoutError:
+            exc = GatewayError(
+                f"{gateway.title} did not answer within {timeout:g} s",
+                gateway=invoice.gateway,
+                retryable=True,
+            )
+            core.metrics.gateway_request(invoice.gateway, "create", "timeout")
+            await self._fail_creation(invoice, exc)
+            raise exc from None
         except GatewayError as exc:
-            core.metrics.gateway_request(gateway_name, "create", outcome(exc))
+            core.metrics.gateway_request(invoice.gateway, "create", outcome(exc))
             await self._fail_creation(invoice, exc)
             raise
-        core.metrics.gateway_request(gateway_name, "create", "ok")
+        crash_point("after_session_created")
+        core.metrics.gateway_request(invoice.gateway, "create", "ok")
         invoice = await self.repo.attach_session(
             invoice.id,
             gateway_session_id=session.session_id,
             checkout_url=session.checkout_url,
             payment=dict(session.payment),
             expires_at=session.expires_at or invoice.expires_at,
-            next_poll_at=now + first_poll_delay(core.policy, draft.kind),
+            next_poll_at=now + first_poll_delay(core.policy, invoice.kind),
             now=core.clock(),
         )
         await self._register_callback(gateway, invoice)

@@ -88,8 +88,24 @@ class PaymentsService:
     def validate(self, draft: InvoiceDraft, gateway_name: str) -> tuple[int, str, str, Gateway]:
         return self.invoices.validate(draft, gateway_name)
 
-    async def create_invoice(self, user_id: int, draft: InvoiceDraft) -> Invoice:
-        return await self.invoices.create_invoice(user_id, draft)
+    async def create_invoice(
+        self,
+        user_id: int,
+        draft: InvoiceDraft,
+        *,
+        update_id: int | None = None,
+        timeout: float | None = None,
+    ) -> Invoice:
+        return await self.invoices.create_invoice(
+            user_id, draft, update_id=update_id, timeout=timeout
+        )
+
+    async def check_draft(self, user_id: int, draft: InvoiceDraft) -> None:
+        await self.invoices.check_draft(user_id, draft)
+
+    async def views_of(self, invoice_id: int) -> list[InvoiceMessage]:
+        """The messages that show an invoice (to find one already sent)."""
+        return await self.core.repo.messages_for(invoice_id)
 
     async def remember_message(
         self, message: InvoiceMessage, shown: InvoiceStatus

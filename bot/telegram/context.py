@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from bot.gateways.base import Gateway
     from bot.gateways.sandbox import SandboxGateway
     from bot.liveness import Liveness
+    from bot.services.inbox import InboxService
     from bot.services.payments import PaymentsService
     from bot.services.watcher import Watcher
     from bot.storage_watch import StorageWatch
@@ -50,6 +51,7 @@ class Services:
         self.storage_watch: StorageWatch | None = None
         self.web: WebServer | None = None
         self.live = LiveHub()  # wakes the Mini App's live status streams
+        self.inbox: InboxService | None = None  # None when INBOX_ENABLED=false
         self.view = ViewContext(bot_username="")
         self._prefs: dict[int, UserPrefs] = {}
         self.seen_language: dict[int, str] = {}

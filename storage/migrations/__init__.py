@@ -258,6 +258,36 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        8,
+        "the inbox: every Telegram update stored before Telegram is told it arrived",
+        (
+            # Keyed by update_id, so a redelivered update is recognised. A row is claimed by
+            # the instance handling it (claimed_by/claimed_until, a lease) and done when its
+            # handler returned; a row not done whose lease lapsed is handled again, by any
+            # instance. invoice_id and reply_* record how far a command got, so a creation
+            # cut short is resumed rather than repeated.
+            """
+            CREATE TABLE inbox (
+                update_id {bigint} PRIMARY KEY,
+                body TEXT NOT NULL,
+                received_at {bigint} NOT NULL,
+                command_key TEXT,
+                claimed_by TEXT,
+                claimed_until {bigint},
+                attempts INTEGER NOT NULL DEFAULT 0,
+                done_at {bigint},
+                invoice_id {bigint} REFERENCES invoices (id),
+                reply_chat_id {bigint},
+                reply_message_id {bigint}
+            )
+            """,
+            "CREATE INDEX ix_inbox_open ON inbox (claimed_until, update_id) WHERE done_at IS NULL",
+            "CREATE INDEX ix_inbox_command ON inbox (command_key, update_id)"
+            " WHERE done_at IS NULL",
+            "CREATE INDEX ix_inbox_done ON inbox (done_at) WHERE done_at IS NOT NULL",
+        ),
+    ),
+    Migration(
         9,
         "one Telegram budget shared by every instance",
         (

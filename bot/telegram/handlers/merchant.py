@@ -32,6 +32,7 @@ from bot.telegram.handlers.common import (
     show_invoice,
 )
 from bot.telegram.handlers.counter import tips_line, tips_setting
+from bot.telegram.handlers.creating import create_in_place
 from bot.telegram.handlers.customer import open_invoice
 from bot.telegram.handlers.menu import Role, available, help_lines, refresh_menu, role_of
 from bot.telegram.views import (
@@ -156,6 +157,11 @@ async def _create(
     try:
         draft = parse_invoice_args(args, kind, group_separator(lang))
         draft = InvoiceDraft(draft.amount_text, draft.description, draft.currency, gateway, kind)
+        inbox = context.services.inbox
+        entry = await inbox.entry(update.update_id) if inbox is not None else None
+        if inbox is not None and entry is not None:
+            await create_in_place(update, context, inbox, entry, draft, command)
+            return
         created = await payments.create_invoice(user.id, draft)
     except InputError as exc:  # one reply per mistake: what is wrong, and how to write it
         usage = exc.code.startswith("amount_") or exc.code == "two_currencies"
