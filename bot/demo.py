@@ -107,6 +107,6 @@ async def _play(
     transcript.flush()
     await emu.press_button(customer, shown, "🧪 Simulate payment")
     await emu.wait_for(lambda: "PAID" in invoice.content, timeout=10)
-    await emu.wait_for_message(customer, lambda m: "Receipt" in (m.text or ""), timeout=10)
+    await emu.wait_for_message(customer, lambda m: "Receipt" in m.content, timeout=10)
     await emu.wait_for_message(admin, lambda m: "paid" in (m.text or ""), timeout=10)
     transcript.flush()
