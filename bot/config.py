@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.gateways.mixpay import payment_asset_problem, quote_asset_problem
+from bot.gateways.mixpay_wire import payment_asset_problem, quote_asset_problem
 
 GatewayName = Literal["sandbox", "mion", "mixpay", "miraclepay"]
 

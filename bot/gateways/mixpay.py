@@ -54,14 +54,13 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs, quote
 
 import httpx
 
 from bot.domain.models import InvoiceKind
-from bot.domain.money import decimal_text, known_exponent, minor_from_plain, plain_decimal
+from bot.domain.money import plain_decimal
 from bot.gateways.base import (
     CallbackHint,
     Gateway,
@@ -88,7 +87,17 @@ from bot.gateways.http import (
     SleepFn,
     default_error,
 )
-from bot.gateways.settlement import mixpay_settlement
+from bot.gateways.mixpay_status import status_of
+from bot.gateways.mixpay_wire import (
+    NOT_FOUND_CODES,
+    PAYEE_CODES,
+    RATE_LIMITED_CODES,
+    UNAVAILABLE_CODES,
+    code_of,
+    currency_of,
+    payment_asset_problem,
+    quote_asset_problem,
+)
 from bot.times import iso_z, parse_time
 
 logger = logging.getLogger("bot.gateways.mixpay")
@@ -103,83 +112,6 @@ REMARK_MAX = 50
 _ONE_TIME_EXPIRY = (timedelta(seconds=60), timedelta(minutes=2880) - timedelta(seconds=60))
 _ONCHAIN_EXPIRY = (timedelta(seconds=60), timedelta(minutes=240) - timedelta(seconds=60))
 
-# Documented non-final statuses (`confirming` is from the older notes); anything else that
-# is not final is treated the same way, with a warning.
-PENDING_STATUSES = frozenset({"unpaid", "confirming", "pending", "auditing"})
-
-# On-chain payment assets (Mixin asset ids) whose transfers need a memo or a tag: (symbol,
-# field, whether a QR payment URI carries it; bot/telegram/qr.py builds those URIs).
-XRP = "23dfb5a5-5d7b-48b6-905f-3970e3176e27"
-XLM = "56e63c06-b506-4ec5-885a-4a5ac17b83c1"
-EOS = "6cfe566e-4aad-470b-8c9a-2fd35b49c68d"
-MEMO_ASSETS: dict[str, tuple[str, str, bool]] = {
-    XRP: ("XRP", "tag", True),  # ripple:<address>?dt=<tag>
-    XLM: ("XLM", "memo", True),  # SEP-0007 web+stellar:pay?...&memo=<memo>
-    EOS: ("EOS", "memo", False),  # no payment URI a wallet scans carries an EOS memo
-}
-
-# Top-level API codes (MixPay's error-codes page).
-_RATE_LIMITED = {1429}
-_UNAVAILABLE = {-1, 10008, 10034, 40009, 40011}
-_PAYEE = {2000, 10000, 10001, 10074, 40001}
-_NOT_FOUND = {404, 10062, 40022}
-
-
-def _code(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        return int(value)
-    return None
-
-
-def _currency_of(asset_id: str) -> str:
-    """MixPay's fiat quote ids are lowercase ISO codes ('usd'); crypto ones are UUIDs."""
-    return asset_id.upper() if len(asset_id) == 3 and asset_id.isalpha() else asset_id
-
-
-def quote_asset_problem(quote_asset_id: str) -> str | None:
-    """Why MIXPAY_QUOTE_ASSET_ID cannot be used (its decimals are unknown), or None."""
-    asset = quote_asset_id.strip().lower()
-    if known_exponent(_currency_of(asset)) is None:
-        return (
-            f"quote asset {asset!r} has decimals Tillbot does not know; use a fiat currency "
-            "id such as usd, eur, jpy or kwd"
-        )
-    return None
-
-
-def payment_asset_problem(payment_asset_id: str | None) -> str | None:
-    """Why MIXPAY_PAYMENT_ASSET_ID cannot be used (it needs a memo no QR can carry), or None."""
-    known = MEMO_ASSETS.get((payment_asset_id or "").strip().lower())
-    if known is not None and not known[2]:
-        return (
-            f"payment asset {known[0]} needs a {known[1]} with every transfer and Tillbot "
-            "cannot put it in a QR code; choose another asset"
-        )
-    return None
-
-
-def _positive(value: Any) -> Decimal | None:
-    """A positive decimal amount from MixPay's text ('0.0001'), else None."""
-    if value is None or isinstance(value, bool | float):
-        return None
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        return None
-    return amount if amount.is_finite() and amount > 0 else None
-
-
-def _amount_text(value: Any, symbol: Any) -> str | None:
-    """'0.00008333 BTC' from MixPay's amount and symbol; None when nothing (or 0) is there."""
-    amount = _positive(value)
-    if amount is None:
-        return None
-    unit = symbol.strip() if isinstance(symbol, str) else ""
-    return f"{decimal_text(amount)} {unit}".strip()
 
 
 class MixPayGateway(Gateway):
@@ -218,7 +150,7 @@ class MixPayGateway(Gateway):
         for problem in (quote_asset_problem(quote_asset_id), payment_asset_problem(payment_asset_id)):
             if problem is not None:
                 raise ValueError(problem)
-        self.quote_currency = _currency_of(self.quote_asset_id)
+        self.quote_currency = currency_of(self.quote_asset_id)
         self.expiry = expiry
         self.checkout_base = checkout_url if checkout_url.endswith("/") else checkout_url + "/"
         # The budget's clock and sleep: `clock` (monotonic seconds) and the adapter's `sleep`.
@@ -263,22 +195,22 @@ class MixPayGateway(Gateway):
         text = f"{name}: code {code} (HTTP {failure.status}) on {failure.method} {failure.path}"
         text += f": {message}"
         code_text = str(code) if code is not None else None
-        if code in _RATE_LIMITED:
+        if code in RATE_LIMITED_CODES:
             return GatewayRateLimited(
                 text, gateway=name, code=code_text, retry_after=failure.retry_after,
                 user_message=f"{title} is rate limiting us; try again in a minute",
             )
-        if code in _UNAVAILABLE:
+        if code in UNAVAILABLE_CODES:
             return GatewayUnavailable(
                 text, gateway=name, code=code_text,
                 user_message=f"{title} is unavailable right now ({message}); try again later",
             )
-        if code in _PAYEE:
+        if code in PAYEE_CODES:
             return GatewayAuthError(
                 text, gateway=name, code=code_text,
                 user_message=f"{title} does not accept our payee: check MIXPAY_PAYEE_ID",
             )
-        if code in _NOT_FOUND:
+        if code in NOT_FOUND_CODES:
             return GatewayNotFound(
                 text, gateway=name, code=code_text, user_message=f"{title}: no such payment"
             )
@@ -306,7 +238,7 @@ class MixPayGateway(Gateway):
         body = failure.body
         if not isinstance(body, Mapping) or "code" not in body:
             return self.http.malformed(failure.method, failure.path, "no MixPay envelope")
-        code = _code(body.get("code"))
+        code = code_of(body.get("code"))
         if code == 0 and body.get("success", True) is not False:
             return None
         return self._code_error(code, failure)
@@ -319,7 +251,7 @@ class MixPayGateway(Gateway):
                 user_message=f"{self.title} refused us: check MIXPAY_PAYEE_ID",
             )
         body = failure.body
-        code = _code(body.get("code")) if isinstance(body, Mapping) else None
+        code = code_of(body.get("code")) if isinstance(body, Mapping) else None
         if code is not None and code != 0:
             return self._code_error(code, failure)
         return default_error(failure)
@@ -356,8 +288,8 @@ class MixPayGateway(Gateway):
             "crypto_symbol": symbol,
         }
         expire = parse_time(data.get("expire"))
-        if expire is None and _code(data.get("seconds")):
-            expire = self._now() + timedelta(seconds=_code(data.get("seconds")) or 0)
+        if expire is None and code_of(data.get("seconds")):
+            expire = self._now() + timedelta(seconds=code_of(data.get("seconds")) or 0)
         if expire is not None:
             payment["attempt_expires_at"] = iso_z(expire)
         for key in ("memo", "tag"):
@@ -383,58 +315,7 @@ class MixPayGateway(Gateway):
         return data
 
     def _status_of(self, data: Mapping[str, Any]) -> SessionStatus:
-        raw_status = str(data["status"])
-        quote_asset = data.get("quoteAssetId")
-        currency = _currency_of(quote_asset) if isinstance(quote_asset, str) else None
-        payee = data.get("payeeId")
-        symbol = data.get("paymentSymbol")
-        common: dict[str, Any] = {
-            "raw_status": raw_status,
-            "amount_minor": minor_from_plain(data.get("quoteAmount"), self.quote_currency),
-            "currency": currency,
-            "payee": payee if isinstance(payee, str) else None,
-            "expires_at": parse_time(data.get("expiredAt")),
-            "raw": dict(data),
-            "strict_match": True,
-            "received": _amount_text(data.get("paymentAmount"), symbol),
-            "due": _amount_text(data.get("payableAmount"), data.get("payableSymbol") or symbol),
-            "settlement": mixpay_settlement(data, self.quote_currency),
-        }
-        if raw_status == "success":
-            paid_at = parse_time(data.get("date")) or self._now()
-            surplus = _amount_text(data.get("surplusAmount"), symbol)
-            status_text = data.get("surplusStatus")
-            return SessionStatus(
-                state=PaymentState.PAID, paid_at=paid_at, surplus=surplus,
-                surplus_status=status_text if surplus and isinstance(status_text, str) else None,
-                **common,
-            )
-        payment = data.get("payment")
-        not_fully_paid = isinstance(payment, Mapping) and payment.get("isFullyPaid") is False
-        if raw_status == "paid_less" or (raw_status == "pending" and not_fully_paid):
-            return SessionStatus(
-                state=PaymentState.UNDERPAID, processing=True,
-                detail=common["received"], **common,
-            )
-        if raw_status == "failed":
-            failure_code = str(data.get("failureCode") or "").strip()
-            reason = str(data.get("failureReason") or "").strip()
-            reason = reason or (f"failure code {failure_code}" if failure_code else "failed")
-            if common["received"] is not None:
-                state = PaymentState.FAILED  # money arrived: a refund is due, never "expired"
-            elif failure_code == "40000":
-                state = PaymentState.EXPIRED
-            elif failure_code == "40032":
-                state = PaymentState.CANCELLED
-            else:
-                state = PaymentState.FAILED
-            return SessionStatus(
-                state=state, failure_reason=reason, detail=failure_code or None,
-                refund_due=common["received"] is not None, **common,
-            )
-        if raw_status not in PENDING_STATUSES:
-            logger.warning("mixpay: unknown payment status %r, treated as pending", raw_status)
-        return SessionStatus(state=PaymentState.PENDING, processing=True, **common)
+        return status_of(data, self.quote_currency, self._now)
 
     # -- operations ---------------------------------------------------------------------------
     def _unsupported(self, request: SessionRequest) -> GatewayError | None:
