@@ -103,13 +103,18 @@ class Harness:
     async def command(self, user: EmuUser, text: str, *, timeout: float = 5.0) -> MessageRecord:
         """Send `text` and wait for the bot's next new message in that chat."""
         before = len(self.emu.bot_messages(user))
+        older = max((m.message_id for m in self.emu.messages(user)), default=0)
         await self.emu.send_message(user, text)
 
         def reply() -> MessageRecord | None:
             # "Creating invoice…" is a placeholder: the reply is what it becomes (edited
-            # into the invoice or an error, or deleted for the QR photo sent after it).
+            # into the invoice or an error, or deleted for the QR photo sent after it). A
+            # payment ping answers an earlier invoice's message, not this command.
             for message in self.emu.bot_messages(user)[before:]:
-                if not message.deleted and message.content not in PLACEHOLDERS:
+                ping = message.reply_to_message_id is not None and (
+                    message.reply_to_message_id <= older
+                )
+                if not message.deleted and message.content not in PLACEHOLDERS and not ping:
                     return message
             return None
 

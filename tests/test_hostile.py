@@ -27,7 +27,7 @@ from testkit.telegram import BotApiEmulator
 from testkit.telegram.models import EmuUser, MessageRecord
 from testkit.tls import TlsFront
 from tests.botproc import BotProcess
-from tests.conftest import ADMIN_ID, MERCHANT_ID, TOKEN, free_port
+from tests.conftest import ADMIN_ID, MERCHANT_ID, PLACEHOLDERS, TOKEN, free_port
 from tests.reliability_stats import record
 
 pytest_plugins = ["tests.reliability_stats"]
@@ -65,8 +65,11 @@ class Bot:
         await self.emu.send_message(self.merchant, text)
 
         def reply() -> MessageRecord | None:
-            messages = self.emu.bot_messages(self.merchant)
-            return messages[before] if len(messages) > before else None
+            # "Creating invoice…" is a placeholder: the reply is what it becomes.
+            for message in self.emu.bot_messages(self.merchant)[before:]:
+                if not message.deleted and message.content not in PLACEHOLDERS:
+                    return message
+            return None
 
         return await self.emu.wait_for(reply, timeout=timeout)
 
