@@ -124,7 +124,9 @@ class World:
         """A merchant creating invoices, customers opening links, payments arriving."""
         for _ in range(self.rng.randint(1, 3)):
             amount = f"{self.rng.randint(1, 500)}.{self.rng.randint(0, 99):02d}"
-            await self.emu.send_message(self.merchant, f"/invoice {amount} Round")
+            # Each command its own text: the same text again while one is under way is a
+            # resend, recognised and not doubled (issue 16), so it would make no invoice.
+            await self.emu.send_message(self.merchant, f"/invoice {amount} Round {self.commands}")
             self.commands += 1
             self.invoice_commands += 1
             await asyncio.sleep(self.rng.uniform(0.0, 0.3))
@@ -167,7 +169,7 @@ class World:
         # while it is down: more payments land, and a merchant writes
         self.pay_some(self.rng.randint(0, 2))
         if self.rng.random() < 0.5:
-            await self.emu.send_message(self.merchant, "/invoice 1.11 While down")
+            await self.emu.send_message(self.merchant, f"/invoice 1.11 While down {self.commands}")
             self.commands += 1
             self.invoice_commands += 1
         await asyncio.sleep(self.rng.uniform(0.0, 0.3))
