@@ -317,9 +317,11 @@ async def test_locked_database_refuses_kindly_and_half_creates_nothing(mion: Mio
     earlier, earlier_id = await mion.invoice("/invoice 3 Tea")
     session = await mion.session_of(earlier_id)
     count_before = await h.services.repo.count_invoices(h.merchant.id)
-    with exclusive_lock(db_path(h), seconds=20):
+    # Every write waits out the 5 s busy timeout on the one connection, and the inbox,
+    # the heartbeat and the invoice each write: the refusal comes after several of them.
+    with exclusive_lock(db_path(h), seconds=45):
         sim.pay(session)
-        reply = await h.command(h.merchant, "/invoice 12.50 Coffee", timeout=20)
+        reply = await h.command(h.merchant, "/invoice 12.50 Coffee", timeout=40)
         assert reply.content == STORAGE_BUSY
         assert creates(sim) == 1  # only the earlier invoice's session
     assert await h.services.repo.count_invoices(h.merchant.id) == count_before
