@@ -119,6 +119,8 @@ async def every_flow(h: Harness, sims: Sims) -> int:
     await h.command(h.merchant, "/pos 2 Cake")
     await h.command(h.merchant, "/invoices")
     await h.command(h.merchant, "/report all")
+    # The report is several messages, its summary last: the next command's answer follows.
+    await emu.wait_for_message(h.merchant, lambda m: m.content.startswith("📊"))
     await h.command(h.admin, "/merchants")
     await h.command(h.stranger, "/invoice 5 nope")
     inline = await emu.inline_query(h.merchant, "4.20 Inline")
