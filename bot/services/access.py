@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from bot.domain.drafts import NotAllowed
 from bot.domain.models import Merchant, UserPrefs
+from bot.domain.staff import Action, Role, Seat
 from bot.services.core import ServiceCore
 from storage.base import StorageError
 
@@ -35,6 +36,20 @@ class AccessService:
     async def require_merchant(self, user_id: int) -> None:
         if not await self.is_merchant(user_id):
             raise NotAllowed("not a merchant")
+
+    async def seat(self, user_id: int) -> Seat | None:
+        """The user's place in a shop; None for a customer. A merchant owns the shop whose
+        id is their own user id."""
+        if await self.is_merchant(user_id):
+            return Seat(shop_id=user_id, user_id=user_id, role=Role.OWNER)
+        return None
+
+    async def require(self, user_id: int, action: Action) -> Seat:
+        """The user's seat, when their role lets them do `action`; NotAllowed otherwise."""
+        seat = await self.seat(user_id)
+        if seat is None or not seat.may(action):
+            raise NotAllowed(f"may not {action}")
+        return seat
 
     async def list_merchants(self) -> Sequence[Merchant]:
         """The merchants added in the bot (those from settings are not stored)."""
