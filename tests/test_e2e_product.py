@@ -362,7 +362,8 @@ async def test_report_sends_a_csv_and_a_one_line_summary(tillbot: Harness) -> No
     assert document.content == "3 invoices, the last 30 days"
     rows = list(csv.reader(io.StringIO(document.document.decode("utf-8"))))
     assert rows[0] == [
-        "number", "created", "amount", "currency", "gateway", "status", "paid_at", "description"
+        "number", "created", "amount", "currency", "gateway", "status", "paid_at", "description",
+        "cashier",
     ]  # fmt: skip
     by_number = {int(row[0]): row for row in rows[1:]}  # the merchant's own numbers
     assert set(by_number) == {coffee.number, formula.number, lamp.number} == {1, 2, 3}
