@@ -148,7 +148,6 @@ async def staff_button(update: Update, context: TillbotContext) -> None:
     if seat is None or not seat.may(Action.MANAGE_STAFF):
         await answer(update, t(lang, "staff_owner_only"), alert=True)
         return
-    await answer(update)
     await _change(update, context, member, role)
 
 
@@ -174,6 +173,7 @@ async def _change(
     except NotAllowed:
         await reply(update, context, "staff_owner_only")
         return
+    await answer(update)
     context.services.forget_prefs(member_id)
     await refresh_menu(context.bot, context.services, member_id)
     await _tell_member(context, member_id, role, await _name(context, user.id))
