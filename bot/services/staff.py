@@ -116,6 +116,10 @@ class StaffService:
             raise InputError("staff_not_member", id=member_id)
         return seat.shop_id
 
+    async def people_of(self, shop_id: int) -> list[int]:
+        """The user ids of a shop's stored members (operators' /merchants remove)."""
+        return [m.user_id for m in await self.repo.staff_of(shop_id)]
+
     async def counts(self) -> dict[int, int]:
         """How many people each stored shop has (operators' /merchants)."""
         return await self.repo.staff_counts()

@@ -130,8 +130,12 @@ async def _change(
     elif user_id in services.settings.merchant_ids:
         key = "merchant_in_settings"
     else:
+        staff = await services.payments.staff.people_of(user_id)
         removed = await services.payments.access.remove_merchant(user_id)
         key = "merchant_removed" if removed else "merchant_not_found"
+        for member in staff if removed else []:  # the shop closed: their menus go too
+            if member != user_id:
+                await refresh_menu(context.bot, services, member)
     if key not in ("merchant_added", "merchant_removed"):
         return key, None
     await refresh_menu(context.bot, services, user_id)
