@@ -20,6 +20,7 @@ from bot.domain.staff import Role
 from bot.i18n import format_amount, t
 from testkit.telegram.models import EmuUser, MessageRecord
 from tests.conftest import ADMIN_ID, MERCHANT2_ID, MERCHANT_ID, Harness
+from tests.counter_kit import auth, counter_bot
 from tests.test_access import forge
 from tests.test_e2e_books import ledger_of, report
 from tests.test_e2e_gateways import Gateways, sim_key, sims
@@ -376,3 +377,51 @@ async def test_operators_create_shops_and_see_any_shops_books(bot: Harness) -> N
     wrong = await h.command(staff.manager, f"/report shop {MERCHANT2_ID}")
     assert "/report today" in wrong.content
     assert len(h.emu.calls("sendDocument")) == documents
+
+
+async def test_a_cashiers_counter_sells_for_the_shop(harness: Harness) -> None:
+    """The Mini App over HTTP: a cashier's counter sale is the shop's, in the cashier's
+    name; the cashier's `today` counts their own sales, the owner's the shop's; a cashier
+    cancels their own sale, not the owner's."""
+    async with counter_bot(harness) as counter:
+        h, client = harness, counter.client
+        staff = Staff(h)
+        await staff.hire()
+        carl, maria = staff.cashier, staff.owner
+        me = (await client.get("/app/api/me", headers=auth(carl))).json()
+        assert me["role"] == "merchant"
+        setup = (await client.get("/app/api/setup", headers=auth(carl))).json()
+        assert setup["tip_percents"] == list(await h.services.repo.tip_percents(MERCHANT_ID))
+
+        async def sell(user: EmuUser, amount: str) -> Invoice:
+            body = {"amount": amount, "tip": {"kind": "none"}, "option": "sandbox:checkout"}
+            r = await client.post("/app/api/sales", json=body, headers=auth(user))
+            assert r.status_code == 201, r.text
+            invoice = await h.services.repo.get_invoice_by_token(r.json()["token"])
+            assert invoice is not None
+            return invoice
+
+        carls, marias, spare = await sell(carl, "2.50"), await sell(maria, "9"), await sell(carl, "1")
+        assert (carls.merchant_id, carls.created_by) == (MERCHANT_ID, CASHIER_ID)
+        assert (marias.merchant_id, marias.created_by) == (MERCHANT_ID, MERCHANT_ID)
+        split = await h.services.repo.counter_sale(carls.id)
+        assert split is not None and split.merchant_id == MERCHANT_ID
+        for invoice in (carls, marias):
+            assert invoice.gateway_session_id is not None
+            await h.sandbox().pay(invoice.gateway_session_id)
+
+        async def counted(user: EmuUser) -> int:
+            r = await client.get("/app/api/today", headers=auth(user))
+            return int(r.json()["count"])
+
+        async def both_paid() -> bool:
+            return await counted(maria) == 2
+
+        await eventually(both_paid, timeout=10)
+        assert await counted(carl) == 1  # his own sale only
+        # a cashier cancels his own open sale, not the owner's
+        owners = await client.post(f"/app/api/invoices/{marias.public_token}/cancel", headers=auth(carl))
+        assert owners.status_code == 403
+        own = await client.post(f"/app/api/invoices/{spare.public_token}/cancel", headers=auth(carl))
+        assert own.status_code == 200 and own.json()["status"] == "cancelled"
+        assert await status_of(h, marias) is InvoiceStatus.PAID
