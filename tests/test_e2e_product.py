@@ -656,8 +656,8 @@ async def test_admin_adds_and_removes_a_merchant_by_id(tillbot: Harness) -> None
 
     listing = await tillbot.command(admin_user, "/merchants")
     assert listing.content.startswith(
-        f"👥 Merchants\n• {sam.id} Sam\n• {MERCHANT_ID} Maria (MERCHANT_IDS)\n"
-        f"• {tillbot.merchant2.id} (MERCHANT_IDS)\n\n"
+        f"👥 Merchants\n• {sam.id} Sam · 1 person\n• {MERCHANT_ID} Maria (MERCHANT_IDS) · 1 person\n"
+        f"• {tillbot.merchant2.id} (MERCHANT_IDS) · 1 person\n\n"
     )
     assert [b["text"] for b in listing.buttons] == [f"🗑 Remove {sam.id}"]
     again = await tillbot.command(admin_user, f"/merchants add {sam.id}")
