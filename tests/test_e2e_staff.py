@@ -379,11 +379,11 @@ async def test_operators_create_shops_and_see_any_shops_books(bot: Harness) -> N
     assert len(h.emu.calls("sendDocument")) == documents
 
 
-async def test_a_cashiers_counter_sells_for_the_shop(harness: Harness) -> None:
+async def test_a_cashiers_counter_sells_for_the_shop(harness: Harness, sims: Gateways) -> None:
     """The Mini App over HTTP: a cashier's counter sale is the shop's, in the cashier's
-    name; the cashier's `today` counts their own sales, the owner's the shop's; a cashier
-    cancels their own sale, not the owner's."""
-    async with counter_bot(harness) as counter:
+    name; the cashier's `today` counts their own sales, the owner's the shop's; /close has
+    a line per cashier with their tips; a cashier cancels their own sale, not the owner's."""
+    async with counter_bot(harness, **{**sims.settings(), "sandbox_enabled": True}) as counter:
         h, client = harness, counter.client
         staff = Staff(h)
         await staff.hire()
@@ -393,22 +393,23 @@ async def test_a_cashiers_counter_sells_for_the_shop(harness: Harness) -> None:
         setup = (await client.get("/app/api/setup", headers=auth(carl))).json()
         assert setup["tip_percents"] == list(await h.services.repo.tip_percents(MERCHANT_ID))
 
-        async def sell(user: EmuUser, amount: str) -> Invoice:
-            body = {"amount": amount, "tip": {"kind": "none"}, "option": "sandbox:checkout"}
+        async def sell(user: EmuUser, amount: str, percent: int = 0) -> Invoice:
+            tip = {"kind": "percent", "percent": percent} if percent else {"kind": "none"}
+            body = {"amount": amount, "tip": tip, "option": "mion:checkout"}
             r = await client.post("/app/api/sales", json=body, headers=auth(user))
             assert r.status_code == 201, r.text
             invoice = await h.services.repo.get_invoice_by_token(r.json()["token"])
             assert invoice is not None
             return invoice
 
-        carls, marias, spare = await sell(carl, "2.50"), await sell(maria, "9"), await sell(carl, "1")
+        carls, marias = await sell(carl, "20", 10), await sell(maria, "9")
+        spare = await sell(carl, "1")
         assert (carls.merchant_id, carls.created_by) == (MERCHANT_ID, CASHIER_ID)
         assert (marias.merchant_id, marias.created_by) == (MERCHANT_ID, MERCHANT_ID)
         split = await h.services.repo.counter_sale(carls.id)
         assert split is not None and split.merchant_id == MERCHANT_ID
         for invoice in (carls, marias):
-            assert invoice.gateway_session_id is not None
-            await h.sandbox().pay(invoice.gateway_session_id)
+            sims.mion.pay(sim_key(sims.mion, invoice))
 
         async def counted(user: EmuUser) -> int:
             r = await client.get("/app/api/today", headers=auth(user))
@@ -419,6 +420,12 @@ async def test_a_cashiers_counter_sells_for_the_shop(harness: Harness) -> None:
 
         await eventually(both_paid, timeout=10)
         assert await counted(carl) == 1  # his own sale only
+        # /close: a line per cashier, with their tips (Carl's 10 % of €20.00)
+        close = await h.command(maria, "/close")
+        for name, total, tips in (("Carl (5005)", 2200, 200), ("Maria (1001)", 900, 0)):
+            line = t("en", "close_line", name=name, count=1, total=format_amount(total, "EUR", "en"))
+            line += " · " + t("en", "close_tips", tips=format_amount(tips, "EUR", "en"))
+            assert line in close.content, close.content
         # a cashier cancels his own open sale, not the owner's
         owners = await client.post(f"/app/api/invoices/{marias.public_token}/cancel", headers=auth(carl))
         assert owners.status_code == 403
