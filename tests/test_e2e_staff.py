@@ -278,6 +278,8 @@ async def test_each_role_does_its_work_and_is_refused_the_rest(
 
     await h.emu.wait_for(lambda: "invoice" in menu(CASHIER_ID) and "report" in menu(MANAGER_ID))
     assert not {"report", "close", "staff", "link"} & menu(CASHIER_ID)
+    helped = await h.command(carl, "/help")
+    assert t("en", "staff_can_cashier") in helped.content and "/report" not in helped.content
     assert "staff" not in menu(MANAGER_ID) and "staff" in menu(MERCHANT_ID)
 
     # Carl's sale is paid: Carl and Maria each hear of it once; the ledger names Carl

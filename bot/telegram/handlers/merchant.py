@@ -108,6 +108,8 @@ async def help_command(update: Update, context: TillbotContext) -> None:
                 bot=services.view.bot_username,
             )
         )
+    if role in (Role.CASHIER, Role.MANAGER):  # what their role in the shop lets them do
+        parts.append(t(lang, f"staff_can_{role.value}"))
     if role is Role.ADMIN:
         parts.append(t(lang, "help_admin"))
     await context.bot.send_message(chat.id, "\n\n".join(parts), parse_mode=ParseMode.HTML)
