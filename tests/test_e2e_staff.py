@@ -339,6 +339,21 @@ async def test_the_owner_changes_roles_and_removes_people(tillbot: Harness) -> N
     ).content
     unknown = await h.command(maria, "/staff remove @nobody_here")
     assert "I do not know @nobody_here" in unknown.content
+    # hostile or half-written: a reply each, nothing changed
+    usage = "/staff invite cashier"
+    for text in (
+        "/staff invite",
+        "/staff role @carl_cash",
+        "/staff role @carl_cash owner",
+        "/staff remove",
+        "/staff fire @carl_cash",
+        "/staff remove 99999999999999999999999",
+        "/staff remove ١٢٣",
+        "/staff remove <b>x</b>",
+    ):
+        reply = await h.command(maria, text)
+        assert usage in reply.content or "I do not know" in reply.content, (text, reply.content)
+    assert await seat_role(h, CASHIER_ID) is Role.CASHIER
     assert await seat_role(h, MERCHANT_ID) is Role.OWNER
     # removed with the button: Carl is told and sells no more
     listing = await h.command(maria, "/staff")
