@@ -438,7 +438,8 @@ async def test_a_cashiers_counter_sells_for_the_shop(harness: Harness, sims: Gat
         await eventually(both_paid, timeout=10)
         assert await counted(carl) == 1  # his own sale only
         # /close: a line per cashier, with their tips (Carl's 10 % of €20.00)
-        close = await h.command(maria, "/close")
+        await h.emu.send_message(maria, "/close")  # the payments' pings may come between
+        close = await h.emu.wait_for_message(maria, lambda m: "Shift close" in m.content)
         for name, total, tips in (("Carl (5005)", 2200, 200), ("Maria (1001)", 900, 0)):
             line = t("en", "close_line", name=name, count=1, total=format_amount(total, "EUR", "en"))
             line += " · " + t("en", "close_tips", tips=format_amount(tips, "EUR", "en"))
