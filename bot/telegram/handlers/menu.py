@@ -31,8 +31,8 @@ class Role(StrEnum):
 
 
 MERCHANT_COMMANDS = (
-    "invoice", "pos", "counter", "onchain", "link", "invoices", "report", "close", "settings",
-    "help", "start",
+    "invoice", "pos", "counter", "onchain", "link", "invoices", "report", "close", "refunds",
+    "settings", "help", "start",
 )  # fmt: skip
 COMMANDS: dict[Role, tuple[str, ...]] = {
     Role.CUSTOMER: ("start", "help", "settings"),
