@@ -31,7 +31,6 @@ from enum import StrEnum
 
 from bot.domain.drafts import InputError
 from bot.domain.ledger import LedgerKind, NewLedgerEntry
-from bot.domain.money import to_decimal
 from bot.text import strip_controls
 
 REFUND_PREFIX = "rf_"
@@ -148,9 +147,8 @@ def check_amount(amount_minor: int, refundable: int, currency: str) -> None:
     if amount_minor <= 0:
         raise InputError("amount_not_positive")
     if amount_minor > refundable:
-        raise InputError(
-            "refund_too_much", refundable=to_decimal(refundable, currency), currency=currency
-        )
+        # `refundable_minor` in minor units of `currency`: the reply writes it as an amount.
+        raise InputError("refund_too_much", refundable_minor=refundable, currency=currency)
 
 
 def clean_reason(text: str) -> str:

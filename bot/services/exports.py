@@ -77,8 +77,8 @@ def rows(entries: Sequence[LedgerEntry], tz: tzinfo, refunds: Refunds | None = N
                 e.net_amount,
                 e.net_asset,
                 _cell_text(e.note),
-                _cell_text(refund.reason) if refund else None,
-                _cell_text(refund.tx_ref or "") if refund else None,
+                _cell_text(refund.reason) if refund else "",
+                _cell_text(refund.tx_ref or "") if refund else "",
             ]
         )
     return out

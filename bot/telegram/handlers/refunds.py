@@ -52,6 +52,9 @@ def state_text(lang: str, state: RefundState) -> str:
 def _error(lang: str, exc: InputError, *, html: bool = True) -> str:
     """The refusal's text, a refund's state named in the language."""
     params = dict(exc.params)
+    minor = params.pop("refundable_minor", None)
+    if isinstance(minor, int):
+        params["refundable"] = format_amount(minor, str(params.pop("currency")), lang)
     state = params.get("state")
     if isinstance(state, str) and state in set(RefundState):
         params["state"] = state_text(lang, RefundState(state))
