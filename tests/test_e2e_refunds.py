@@ -103,7 +103,7 @@ async def test_refunds_of_a_paid_a_tipped_and_an_underpaid_payment_in_the_books(
     # A part: marked; the customer who opened the invoice is asked for an address.
     before = len(emu.bot_messages(chris))
     marked = await say(h, maria, f"/refund {lamp.number} 5 Broken shade", "↩️")
-    assert marked.content.startswith(f"↩️ Refund ")
+    assert marked.content.startswith("↩️ Refund ")
     assert f"€5.00 of invoice #{lamp.number}" in marked.content
     assert "1 customer who opened the invoice was asked" in marked.content
     [first] = await refunds_of(h, lamp)
