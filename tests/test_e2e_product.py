@@ -121,8 +121,8 @@ async def two_admins(harness: Harness) -> Harness:
 
 # -- 6. the commands menu and /help ------------------------------------------------------------
 MERCHANT_MENU = [
-    "invoice", "pos", "counter", "link", "invoices", "report", "close", "settings", "help",
-    "start",
+    "invoice", "pos", "counter", "link", "invoices", "report", "close", "refunds", "settings",
+    "help", "start",
 ]
 ADMIN_MENU = [*MERCHANT_MENU, "merchants"]
 CUSTOMER_MENU = ["start", "help", "settings"]

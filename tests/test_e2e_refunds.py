@@ -307,3 +307,17 @@ async def test_strangers_customers_and_other_shops_cannot_refund(
     stored = await repo.refund_get(refund.id)
     assert stored is not None and stored.state is RefundState.DUE
     assert len(await repo.ledger_for_invoice(invoice.id)) == 1
+
+
+async def test_refunds_stay_out_of_groups(bot: Harness, sims: Gateways) -> None:
+    h = bot
+    invoice = await paid(h, sims, "/invoice 10 Cup")
+    group = h.emu.add_group(-4242, "Shop floor")
+    for text in (f"/refund {invoice.number} Broken", "/refunds"):
+        before = len(h.emu.bot_messages(group))
+        await h.emu.send_message(h.merchant, text, group)
+        said = await h.emu.wait_for(
+            lambda b=before: h.emu.bot_messages(group)[b:] or None  # type: ignore[misc]
+        )
+        assert "private chat" in said[0].content
+    assert await refunds_of(h, invoice) == []

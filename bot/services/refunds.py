@@ -177,6 +177,8 @@ class RefundService:
         refund = await self.repo.refund_by_token(token)
         if refund is None or not refund.is_open:
             return refund
+        if customer_id in (refund.shop_id, refund.requested_by):
+            return refund  # the shop looking at its own link: its messages stay its own
         now = self.core.clock()
         waiting = await self.repo.refund_await_address(
             refund.id, customer_id, now + ADDRESS_WAIT, now

@@ -239,6 +239,9 @@ async def refunds_command(update: Update, context: TillbotContext) -> None:
     except NotAllowed:
         await refuse(update, context, "not_merchant_command", "refunds")
         return
+    if chat.type != ChatType.PRIVATE:  # customers' addresses are not for a group to read
+        await reply(update, context, "refund_private_only")
+        return
     lang = await language(update, context)
     if not found:
         await reply(update, context, "refunds_none")
