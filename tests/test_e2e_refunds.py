@@ -159,7 +159,7 @@ async def test_refunds_of_a_paid_a_tipped_and_an_underpaid_payment_in_the_books(
     await say(h, maria, f"/refund {lamp.number} 4 Scratch", "↩️")
 
     # The tip back, and what arrived of the failed MixPay payment, both recorded made.
-    tip = await say(h, maria, f"/refund {tipped.number} 2.50 Tip returned", "↩️")
+    tip = await say(h, maria, f"/refund {tipped.number} 2,50 EUR Tip returned", "↩️")
     [tip_refund] = await refunds_of(h, tipped)
     assert tip_refund.amount_minor == 250, tip.content
     await say(h, maria, f"/refund done {tip_refund.id} cash at the counter", "✅")
@@ -257,6 +257,7 @@ async def test_the_customer_answers_through_the_link_and_sees_the_state(
         ("/refund {n} -3 Broken", "must be greater than zero"),
         ("/refund {n} 3.555 Broken", "at most 2 decimals"),
         ("/refund {n} $3 Broken", "This invoice is in EUR"),
+        ("/refund {n} 3 USD Broken", "This invoice is in EUR"),
         ("/refund {n} 3 " + "x" * 201, "at most 200 characters"),
         ("/refund {p} Broken", "Nothing was paid for invoice"),
         ("/refund 999 Broken", "Your shop has no invoice #999."),

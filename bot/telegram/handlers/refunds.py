@@ -19,7 +19,7 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import TelegramError
 
 from bot.domain.drafts import InputError, NotAllowed
-from bot.domain.money import split_currency
+from bot.domain.money import currency_in, split_currency
 from bot.domain.refunds import REFUND_PREFIX, Refund, RefundState, refund_token_in
 from bot.i18n import format_amount, group_separator, t
 from bot.ids import INVOICE_ID_MAX, parse_id
@@ -133,6 +133,8 @@ async def _mark(
     rest = words[1:]
     if rest and _is_amount(rest[0]):
         amount_text, rest = rest[0], rest[1:]
+        if rest and split_currency(amount_text)[1] is None and currency_in(rest[0]):
+            amount_text, rest = amount_text + rest[0], rest[1:]  # `3.50 EUR Broken cup`
     refunds = context.services.payments.refunds
     refund, invoice = await refunds.mark(
         user.id, words[0], amount_text, " ".join(rest), group=group_separator(lang)
