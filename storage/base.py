@@ -19,7 +19,7 @@ backend keeps, checked by the contract suite in tests/test_storage_contract.py:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from types import EllipsisType
 from typing import Any
@@ -40,6 +40,7 @@ from bot.domain.models import (
     Transition,
     UserPrefs,
 )
+from bot.domain.refunds import NewRefund, Refund, RefundState
 from bot.domain.shop import ShopSettings
 from bot.domain.staff import JoinResult, Role, ShopMember, StaffInvite
 from bot.domain.tips import CounterSale, DaySales
@@ -512,6 +513,64 @@ class Repository(ABC):
     @abstractmethod
     async def mark_closed(self, merchant_id: int, day: date) -> bool:
         """Record that the close of local `day` was sent; False when it already was."""
+    # -- refunds (storage/refunds_sql.py) ----------------------------------------------------
+    @abstractmethod
+    async def refund_create(self, new: NewRefund) -> Refund | None:
+        """Store a refund in state `due` unless its amount is above what the invoice's
+        ledger says arrived less its refunds open or made (None then; nothing stored),
+        checked and stored at once (two at the same moment never overdraw)."""
+
+    @abstractmethod
+    async def refund_get(self, refund_id: int) -> Refund | None: ...
+
+    @abstractmethod
+    async def refund_by_token(self, token: str) -> Refund | None: ...
+
+    @abstractmethod
+    async def refunds_of_invoice(self, invoice_id: int) -> list[Refund]: ...
+
+    @abstractmethod
+    async def refunds_of_shop(
+        self,
+        shop_id: int,
+        states: Collection[RefundState],
+        *,
+        settled_since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[Refund]:
+        """A shop's refunds in `states`, oldest first (settled since a time, if given)."""
+
+    @abstractmethod
+    async def refund_await_address(
+        self, refund_id: int, customer_id: int, until: datetime, now: datetime
+    ) -> Refund | None:
+        """The customer's next message until `until` is the address (open refunds only)."""
+
+    @abstractmethod
+    async def refund_awaiting(self, customer_id: int, now: datetime) -> Refund | None:
+        """The open refund whose address this customer is asked for, if any."""
+
+    @abstractmethod
+    async def refund_set_address(
+        self, refund_id: int, address: str, customer_id: int, now: datetime
+    ) -> Refund | None:
+        """Compare-and-set to `address_given`; None when the refund is no longer open."""
+
+    @abstractmethod
+    async def refund_cancel(self, refund_id: int, by: int, now: datetime) -> Refund | None:
+        """Compare-and-set to `cancelled`; None when it was not open (someone was first)."""
+
+    @abstractmethod
+    async def refund_settle(
+        self, refund_id: int, tx_ref: str, by: int, gateway: str, now: datetime
+    ) -> Refund | None:
+        """Compare-and-set to `refunded` with its negative ledger entry, in one
+        transaction; None when it was not open (someone was first)."""
+
+    @abstractmethod
+    async def invoice_by_number(self, shop_id: int, number: int) -> Invoice | None:
+        """The shop's invoice with this number (#N as the shop sees it)."""
+
     # -- the shared Telegram budget (bot/telegram/budget.py; microseconds, database clock) ----
     @abstractmethod
     async def budget_take(self, count: int, interval_us: int) -> tuple[int, int, int]:

@@ -49,6 +49,7 @@ from storage.migrations.columns import (
     prefs_from_row,
 )
 from storage.numbers_sql import NumbersSql
+from storage.refunds_sql import RefundsSql
 from storage.sandbox_sql import SandboxSql
 from storage.staff_sql import StaffSql
 from storage.times import to_ms
@@ -63,6 +64,7 @@ class SqlRepository(
     LedgerSql[Conn],
     LinksSql[Conn],
     NumbersSql[Conn],
+    RefundsSql[Conn],
     SandboxSql[Conn],
     StaffSql[Conn],
     UsersSql[Conn],

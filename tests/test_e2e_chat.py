@@ -276,7 +276,7 @@ async def test_the_menu_offers_onchain_only_with_a_gateway_for_it(
     )
     await menus_ready(bot)
     merchant_menu = [
-        "invoice", "counter", "onchain", "link", "invoices", "report", "close", "staff",
+        "invoice", "counter", "onchain", "link", "invoices", "report", "close", "refunds", "staff",
         "settings", "help", "start",
     ]
     assert menu_names(bot, bot.merchant) == merchant_menu  # no /pos: no Lightning gateway

@@ -121,7 +121,7 @@ async def two_admins(harness: Harness) -> Harness:
 
 # -- 6. the commands menu and /help ------------------------------------------------------------
 MERCHANT_MENU = [
-    "invoice", "pos", "counter", "link", "invoices", "report", "close", "staff", "settings",
+    "invoice", "pos", "counter", "link", "invoices", "report", "close", "refunds", "staff", "settings",
     "help", "start",
 ]
 ADMIN_MENU = [*MERCHANT_MENU, "merchants"]

@@ -3,8 +3,10 @@
 An entry is a *movement*: the first one books a payment (or the part of it that arrived),
 later ones correct it (an underpayment made good, a report that differs). The sum of an
 invoice's entries is what the gateway last reported for it; the sum of every entry is the
-shop's takings. Nothing is ever updated or deleted: a correction is a new entry. Refunds
-will be entries of kind `refund` with negative amounts.
+shop's takings. Nothing is ever updated or deleted: a correction is a new entry. A refund
+made is an entry of kind `refund` with a negative amount (bot/domain/refunds.py); gateway
+reports are compared with the payments and corrections only, so a later report never books
+a refund back.
 
 Money is exact: fiat in integer minor units of the invoice's currency; crypto amounts,
 what reached the merchant and rates as `Decimal` (stored as text), never through a float.
@@ -28,7 +30,7 @@ RATE_DIGITS = 12  # significant digits of a stored rate (fiat per one unit of th
 class LedgerKind(StrEnum):
     PAYMENT = "payment"  # the first booking of money that arrived for an invoice
     CORRECTION = "correction"  # a later report of the same payment that differs
-    REFUND = "refund"  # money sent back (negative amounts); recorded by a later feature
+    REFUND = "refund"  # money sent back (a negative amount), recorded by a manager
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +238,8 @@ def next_entry(
 ) -> NewLedgerEntry | None:
     """The entry that brings an invoice's ledger from `existing` to `target` (None when it
     already holds exactly that): the first is a payment, every later one a correction."""
-    held = invoice_totals(existing) or Booking(fiat_minor=0)
+    reported = [e for e in existing if e.kind is not LedgerKind.REFUND]
+    held = invoice_totals(reported) or Booking(fiat_minor=0)
     fiat = target.fiat_minor - held.fiat_minor
     tip = target.tip_minor - held.tip_minor
     fee = _delta(target.fee_minor, held.fee_minor)
@@ -252,13 +255,13 @@ def next_entry(
         merchant_id=merchant_id,
         cashier_id=cashier_id,
         seq=len(existing),
-        kind=LedgerKind.CORRECTION if existing else LedgerKind.PAYMENT,
+        kind=LedgerKind.CORRECTION if reported else LedgerKind.PAYMENT,
         gateway=gateway,
         currency=currency,
         fiat_minor=fiat,
         tip_minor=tip,
         crypto_amount=crypto or None,
-        crypto_asset=target.crypto_asset if crypto or not existing else None,
+        crypto_asset=target.crypto_asset if crypto or not reported else None,
         rate=implied_rate(target.fiat_minor, currency, target.crypto_amount) if crypto else None,
         fee_minor=fee or None,
         charged_minor=charged or None,

@@ -15,8 +15,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.domain.drafts import InputError, NotAllowed
-from bot.domain.ledger import LedgerEntry
+from bot.domain.ledger import LedgerEntry, LedgerKind
 from bot.domain.models import InvoiceStatus
+from bot.domain.refunds import OPEN_STATES, Refund
 from bot.domain.shop import (
     Period,
     ShopSettings,
@@ -60,6 +61,11 @@ class ShiftClose:
     expired: int = 0
     cancelled: int = 0
     sandbox: int = 0
+    # Refunds: made this day (their ledger entries, as positive amounts), still open (due or
+    # with an address, whenever marked), and the day's takings less the refunds made.
+    refunds_made: dict[str, Line] = field(default_factory=dict)
+    refunds_open: dict[str, Line] = field(default_factory=dict)
+    net: dict[str, int] = field(default_factory=dict)
     # For the charts, in the main currency: per local hour of the day, per day of the last 30.
     chart_currency: str | None = None
     hourly_minor: list[int] = field(default_factory=lambda: [0] * 24)
@@ -75,6 +81,16 @@ def _add(lines: dict[Any, Line], key: Any, currency: str, e: LedgerEntry) -> Non
         line.total_minor + e.fiat_minor,
         line.tip_minor + e.tip_minor,
     )
+
+
+def _refund_lines(refunds: Sequence[Refund]) -> dict[str, Line]:
+    """Open refunds per currency (sandbox tests left out): how many, what they take back."""
+    lines: dict[str, Line] = {}
+    for r in refunds:
+        if r.gateway != SANDBOX:
+            line = lines.get(r.currency) or Line(r.currency)
+            lines[r.currency] = Line(r.currency, line.count + 1, line.total_minor + r.amount_minor)
+    return dict(sorted(lines.items()))
 
 
 class BooksService:
@@ -168,6 +184,16 @@ class BooksService:
         entries = await self.repo.ledger_between(merchant_id, period.start, period.end)
         return [e for e in entries if e.gateway != SANDBOX]
 
+    async def refunds_of(self, entries: Sequence[LedgerEntry]) -> dict[tuple[int, int], Refund]:
+        """The refund behind each refund entry, by (invoice, seq): its reason and reference."""
+        invoices = {e.invoice_id for e in entries if e.kind is LedgerKind.REFUND}
+        found: dict[tuple[int, int], Refund] = {}
+        for invoice_id in sorted(invoices):
+            for refund in await self.repo.refunds_of_invoice(invoice_id):
+                if refund.ledger_seq is not None:
+                    found[(invoice_id, refund.ledger_seq)] = refund
+        return found
+
     # -- the shift close --------------------------------------------------------------------
     async def shift_close(self, merchant_id: int, day: date | None = None) -> ShiftClose:
         _, tz = await self.shop(merchant_id)
@@ -178,6 +204,16 @@ class BooksService:
         entries = await self.repo.ledger_between(merchant_id, month_start, end)
         real = [e for e in entries if e.gateway != SANDBOX]
         today = [e for e in real if start <= e.occurred_at < end]
+        refunds_made: dict[str, Line] = {}
+        for e in today:
+            if e.kind is LedgerKind.REFUND:
+                made = refunds_made.get(e.currency) or Line(e.currency)
+                refunds_made[e.currency] = Line(
+                    e.currency, made.count + 1, made.total_minor - e.fiat_minor
+                )
+        # Sales are payments and their corrections; refunds are shown apart.
+        real = [e for e in real if e.kind is not LedgerKind.REFUND]
+        today = [e for e in today if e.kind is not LedgerKind.REFUND]
         per_gateway: dict[Any, Line] = {}
         per_cashier: dict[Any, Line] = {}
         totals: dict[Any, Line] = {}
@@ -209,6 +245,12 @@ class BooksService:
             if start <= e.occurred_at < end:
                 hourly[local.hour] += e.fiat_minor
         days = [day - timedelta(days=n) for n in range(CHART_DAYS - 1, -1, -1)]
+        refunds_open = _refund_lines(
+            await self.repo.refunds_of_shop(merchant_id, OPEN_STATES, limit=1000)
+        )
+        net = {c: line.total_minor for c, line in totals.items()}
+        for c, made in refunds_made.items():
+            net[c] = net.get(c, 0) - made.total_minor
         return ShiftClose(
             merchant_id=merchant_id,
             day=day,
@@ -219,6 +261,9 @@ class BooksService:
             expired=expired,
             cancelled=cancelled,
             sandbox=len(sandbox),
+            refunds_made=dict(sorted(refunds_made.items())),
+            refunds_open=refunds_open,
+            net=dict(sorted(net.items())) if refunds_made else {},
             chart_currency=currency,
             hourly_minor=hourly,
             daily=[(d, daily_sums.get(d, 0)) for d in days],

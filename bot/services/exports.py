@@ -1,18 +1,21 @@
 """The ledger as files an accountant opens: CSV and XLSX, one row per ledger entry (a
-payment, or a later correction of it), every column of the entry, times in the shop's
-time zone. Amounts are written exactly from integer minor units and Decimals."""
+payment, a later correction of it, or a refund made: a negative amount with its reason and
+transaction reference), every column of the entry, times in the shop's time zone. Amounts
+are written exactly from integer minor units and Decimals, so the amount column sums to
+the payments less the refunds, to the cent."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import tzinfo
 from decimal import Decimal
 from typing import Any
 
 from bot.domain.ledger import LedgerEntry
 from bot.domain.money import to_decimal
+from bot.domain.refunds import Refund
 from bot.text import strip_controls
 
 COLUMNS = (
@@ -35,6 +38,8 @@ COLUMNS = (
     "net_amount",
     "net_asset",
     "note",
+    "refund_reason",
+    "refund_tx",
 )
 
 
@@ -42,11 +47,15 @@ def _money(minor: int | None, currency: str) -> Decimal | None:
     return None if minor is None else to_decimal(minor, currency)
 
 
-def rows(entries: Sequence[LedgerEntry], tz: tzinfo) -> list[list[Any]]:
+Refunds = Mapping[tuple[int, int], Refund]  # by (invoice id, ledger seq)
+
+
+def rows(entries: Sequence[LedgerEntry], tz: tzinfo, refunds: Refunds | None = None) -> list[list[Any]]:
     """The cells of each entry, typed (int, Decimal, str, None)."""
     out: list[list[Any]] = []
     for e in entries:
         local = e.occurred_at.astimezone(tz)
+        refund = (refunds or {}).get((e.invoice_id, e.seq))
         out.append(
             [
                 e.id,
@@ -68,6 +77,8 @@ def rows(entries: Sequence[LedgerEntry], tz: tzinfo) -> list[list[Any]]:
                 e.net_amount,
                 e.net_asset,
                 _cell_text(e.note),
+                _cell_text(refund.reason) if refund else "",
+                _cell_text(refund.tx_ref or "") if refund else "",
             ]
         )
     return out
@@ -81,16 +92,21 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def ledger_csv(entries: Sequence[LedgerEntry], tz: tzinfo) -> str:
+def ledger_csv(entries: Sequence[LedgerEntry], tz: tzinfo, refunds: Refunds | None = None) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS)
-    for row in rows(entries, tz):
+    for row in rows(entries, tz, refunds):
         writer.writerow([_plain(v) for v in row])
     return buffer.getvalue()
 
 
-def ledger_xlsx(entries: Sequence[LedgerEntry], tz: tzinfo, title: str = "Ledger") -> bytes:
+def ledger_xlsx(
+    entries: Sequence[LedgerEntry],
+    tz: tzinfo,
+    title: str = "Ledger",
+    refunds: Refunds | None = None,
+) -> bytes:
     """A workbook with one sheet: a header row, then one row per entry. Amounts are numbers
     (with as many decimals as they have), everything else text."""
     from openpyxl import Workbook  # imported when a report is asked for, not at start
@@ -98,7 +114,7 @@ def ledger_xlsx(entries: Sequence[LedgerEntry], tz: tzinfo, title: str = "Ledger
     book = Workbook(write_only=True)
     sheet = book.create_sheet(title[:31] or "Ledger")
     sheet.append(list(COLUMNS))
-    for row in rows(entries, tz):
+    for row in rows(entries, tz, refunds):
         sheet.append([_xlsx_cell(v) for v in row])
     out = io.BytesIO()
     book.save(out)

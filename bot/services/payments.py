@@ -24,6 +24,7 @@ from bot.services.core import Clock, ServiceCore
 from bot.services.counter import CounterService
 from bot.services.invoices import InvoiceService
 from bot.services.links import LinkService, ReceiptService
+from bot.services.refunds import RefundService
 from bot.services.reports import ReportService
 from bot.services.staff import StaffService
 from bot.services.sync import StatusSync
@@ -72,6 +73,7 @@ class PaymentsService:
         self.books = BooksService(
             core, self.access, default_zone=default_zone or ZoneInfo("UTC"), zones=zones
         )
+        self.refunds = RefundService(core, self.access)
 
     # -- access ---------------------------------------------------------------------------
     def is_admin(self, user_id: int) -> bool:

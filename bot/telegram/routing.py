@@ -31,6 +31,7 @@ from bot.telegram.handlers import (
     links,
     lists,
     merchant,
+    refunds,
     share,
     staff,
     users,
@@ -46,6 +47,7 @@ from bot.telegram.views import (
     CALLBACK_NOOP,
     CALLBACK_PAGE,
     CALLBACK_REFRESH,
+    CALLBACK_REFUND,
     CALLBACK_RESEND,
     CALLBACK_SETTINGS,
     CALLBACK_SHOW,
@@ -71,6 +73,8 @@ def register_handlers(app: TillbotApp) -> None:
         ("report", books.report_command),
         ("close", books.close_command),
         ("staff", staff.staff_command),
+        ("refund", refunds.refund_command),
+        ("refunds", refunds.refunds_command),
         ("merchants", admin.merchants_command),
     ]
     # Commands act on new messages only: an edited `/invoice` or `/merchants add` would run
@@ -94,6 +98,7 @@ def register_handlers(app: TillbotApp) -> None:
         (CALLBACK_RESEND, links.resend_button),
         (CALLBACK_LINK, links.link_button),
         (staff.CALLBACK_STAFF, staff.staff_button),
+        (CALLBACK_REFUND, refunds.refund_button),
         (CALLBACK_NOOP, noop_button),
     ]
     for prefix, callback in buttons:
@@ -132,9 +137,11 @@ async def edited_command(update: Update, context: TillbotContext) -> None:
 
 async def unknown_input(update: Update, context: TillbotContext) -> None:
     """Anything else in a private chat: a reply naming the amount of an open-amount payment
-    link opens its invoice; a merchant's bare amount gets buttons to make it an invoice or
+    link opens its invoice; a customer's refund address is stored; a merchant's bare amount gets buttons to make it an invoice or
     a counter QR; anything else points to /help."""
     if await links.amount_reply(update, context):
+        return
+    if await refunds.address_reply(update, context):
         return
     message = update.effective_message
     text = message.text or "" if message is not None else ""

@@ -44,6 +44,7 @@ CALLBACK_AMOUNT = "amt"
 CALLBACK_LINK_QR = "lqr"
 CALLBACK_RESEND = "rcpt"  # the merchant sends a paid invoice's receipt again
 CALLBACK_LINK = "lnk"  # a payment link's buttons: lnk:off:<token>, lnk:card:<token>
+CALLBACK_REFUND = "rfd"  # rfd:cancel:<refund id>
 
 # Telegram's limits, in UTF-16 code units after entity parsing.
 TEXT_LIMIT = 4096

@@ -506,6 +506,41 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        16,
+        "refunds: marked by a manager, an address from the customer, recorded as made",
+        (
+            # bot/domain/refunds.py: state changes are compare-and-set on `state`; `token`
+            # is the customer's deep link (?start=rf_<token>); `ledger_seq` names the
+            # invoice's ledger entry of a refund made. No foreign key to other branches'
+            # tables: only invoices.
+            """
+            CREATE TABLE refunds (
+                id {id},
+                invoice_id {bigint} NOT NULL REFERENCES invoices (id),
+                shop_id {bigint} NOT NULL,
+                amount_minor {bigint} NOT NULL,
+                currency TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                token TEXT NOT NULL UNIQUE,
+                state TEXT NOT NULL,
+                requested_by {bigint} NOT NULL,
+                created_at {bigint} NOT NULL,
+                updated_at {bigint} NOT NULL,
+                address TEXT,
+                customer_id {bigint},
+                awaiting_until {bigint},
+                tx_ref TEXT,
+                settled_by {bigint},
+                settled_at {bigint},
+                ledger_seq INTEGER
+            )
+            """,
+            "CREATE INDEX ix_refunds_invoice ON refunds (invoice_id)",
+            "CREATE INDEX ix_refunds_shop_state ON refunds (shop_id, state, created_at)",
+            "CREATE INDEX ix_refunds_customer ON refunds (customer_id, awaiting_until)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -130,8 +130,9 @@ async def report_command(update: Update, context: TillbotContext) -> None:
         )
     if entries:
         caption = t(lang, "report_ledger_caption", count=len(entries), period=name)
-        csv_bytes = ledger_csv(entries, tz).encode("utf-8")
-        xlsx = await asyncio.to_thread(ledger_xlsx, entries, tz)
+        refunds = await books.refunds_of(entries)
+        csv_bytes = ledger_csv(entries, tz, refunds).encode("utf-8")
+        xlsx = await asyncio.to_thread(ledger_xlsx, entries, tz, "Ledger", refunds)
         await context.bot.send_document(
             chat.id, InputFile(csv_bytes, filename=f"tillbot-ledger-{stamp}.csv"), caption=caption
         )
@@ -181,10 +182,25 @@ def close_text(
             parts.append(_line(lang, currency, line))
             tips = format_amount(line.tip_minor, currency, lang)
             parts.append(t(lang, "close_tips", tips=tips))
+    parts += _refund_lines(close, lang)
     parts.append(t(lang, "close_unpaid", expired=close.expired, cancelled=close.cancelled))
     if close.sandbox:
         parts.append(t(lang, "close_sandbox", count=close.sandbox))
     return "\n".join(parts)
+
+
+def _refund_lines(close: ShiftClose, lang: str) -> list[str]:
+    """Refunds made this day and the takings net of them; refunds still open."""
+    parts: list[str] = []
+    for currency, line in close.refunds_made.items():
+        total = format_amount(line.total_minor, currency, lang)
+        parts.append(t(lang, "close_refunds_made", count=line.count, total=total))
+    for currency, net in close.net.items():
+        parts.append(t(lang, "close_net", total=format_amount(net, currency, lang)))
+    for currency, line in close.refunds_open.items():
+        total = format_amount(line.total_minor, currency, lang)
+        parts.append(t(lang, "close_refunds_open", count=line.count, total=total))
+    return parts
 
 
 def _chart(close: ShiftClose, lang: str) -> bytes | None:

@@ -40,12 +40,12 @@ CASHIER_COMMANDS = (
     "invoice", "pos", "counter", "onchain", "invoices", "settings", "help", "start",
 )  # fmt: skip
 MANAGER_COMMANDS = (
-    "invoice", "pos", "counter", "onchain", "link", "invoices", "report", "close", "settings",
-    "help", "start",
+    "invoice", "pos", "counter", "onchain", "link", "invoices", "report", "close", "refunds",
+    "settings", "help", "start",
 )  # fmt: skip
 MERCHANT_COMMANDS = (
-    "invoice", "pos", "counter", "onchain", "link", "invoices", "report", "close", "staff",
-    "settings", "help", "start",
+    "invoice", "pos", "counter", "onchain", "link", "invoices", "report", "close", "refunds",
+    "staff", "settings", "help", "start",
 )  # fmt: skip
 COMMANDS: dict[Role, tuple[str, ...]] = {
     Role.CUSTOMER: ("start", "help", "settings"),

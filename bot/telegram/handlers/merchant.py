@@ -13,12 +13,13 @@ from telegram.error import BadRequest
 from bot.domain.drafts import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
 from bot.domain.links import LINK_PREFIX, RECEIPT_PREFIX, token_in
 from bot.domain.models import InvoiceKind, InvoiceStatus, MessageRole
+from bot.domain.refunds import refund_token_in
 from bot.domain.staff import JOIN_PREFIX, Action
 from bot.gateways.base import GatewayError
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, format_decimal, group_separator, t
 from bot.ids import parse_invoice_id
 from bot.telegram.context import TillbotContext
-from bot.telegram.handlers import books, links, staff
+from bot.telegram.handlers import books, links, refunds, staff
 from bot.telegram.handlers.common import (
     answer,
     callback_parts,
@@ -77,6 +78,8 @@ async def start(update: Update, context: TillbotContext) -> None:
             await links.open_link(update, context, token)
         elif (token := token_in(payload, RECEIPT_PREFIX)) is not None:
             await links.open_receipt(update, context, token)
+        elif (token := refund_token_in(payload)) is not None:
+            await refunds.open_refund(update, context, token)
         else:
             await open_invoice(update, context, payload)
         return
