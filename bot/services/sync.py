@@ -328,6 +328,13 @@ class StatusSync:
             return await self.repo.get_invoice(invoice.id) or invoice
         if new_status is InvoiceStatus.PAID:
             core.metrics.paid(updated)
+        # A message stored while this transition was being written saw the old status
+        # (InvoiceService.remember_message) and was not among `messages`: catch it up now
+        # that the new one is visible (the same dedupe key: never two edits).
+        shown = {m.id for m in messages}
+        missed = [m for m in await self.repo.messages_for(updated.id) if m.id not in shown]
+        if missed:
+            await core.enqueue([notices.catch_up_edit(updated, m) for m in missed])
         core.on_outbox()
         next_at = core.next_poll_at(updated)
         if next_at is not None:
