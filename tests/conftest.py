@@ -27,6 +27,10 @@ from testkit.telegram.models import EmuUser, MessageRecord
 from tests.exclusive import machine_share
 from tests.sandbox_kit import BotSandbox
 
+# The reliability figures: loaded here too, so that pytest-xdist's controller (which runs
+# no test module) gathers and prints its workers' figures.
+pytest_plugins = ["tests.reliability_stats"]
+
 PLACEHOLDERS = frozenset(t(lang, "creating_invoice") for lang in LANGUAGES)
 # A marker token: any test output or log line containing it fails the secrets checks.
 TOKEN = "987654:MARKERtokenSECRETvalue0123456789abcdef"
@@ -42,7 +46,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", action="store_true", help="run the long soak tests")
 
 
+# Modules whose tests run alone under pytest-xdist (tests/exclusive.py): several real bot
+# processes or a browser (they would load the machine under the other tests' timeouts), or
+# timings of their own (paces, deadlines) that other tests' load would skew.
+EXCLUSIVE_MODULES = frozenset({
+    "test_bench_smoke",
+    "test_cluster_budget",
+    "test_counter_browser",
+    "test_crash",
+    "test_failover",
+    "test_failpoints",
+    "test_hostile",
+    "test_inbox_crash",
+    "test_multi_instance",
+    "test_ratelimit",
+    "test_shared_budget",
+    "test_watcher_scale",
+})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    exclusive = pytest.mark.exclusive
+    for item in items:
+        if item.path.stem in EXCLUSIVE_MODULES:
+            item.add_marker(exclusive)
     if config.getoption("--soak"):
         return
     skip = pytest.mark.skip(reason="long soak: run with --soak")
