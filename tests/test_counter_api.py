@@ -253,6 +253,23 @@ async def test_a_renewed_attempt_reaches_the_page_without_a_reload(harness: Harn
         assert str(second["pay_uri"]).startswith("lightning:")
 
 
+async def test_a_paid_sale_books_its_tip_in_the_ledger(counterbot: CounterBot) -> None:
+    h = counterbot.harness
+    body = {"amount": "12.50", "note": "Coffee", "tip": {"kind": "percent", "percent": 10}}
+    r = await sale(counterbot, body)
+    assert r.status_code == 201, r.text
+    invoice = await h.services.repo.get_invoice_by_token(r.json()["token"])
+    assert invoice is not None
+    await h.sandbox().pay(invoice.gateway_session_id or "")
+    for _ in range(100):
+        entries = await h.services.repo.ledger_for_invoice(invoice.id)
+        if entries:
+            break
+        await asyncio.sleep(0.1)
+    [entry] = entries
+    assert (entry.fiat_minor, entry.tip_minor, entry.cashier_id) == (1375, 125, MERCHANT_ID)
+
+
 def test_open_is_a_web_app_button_in_private_chats_and_a_link_elsewhere() -> None:
     from datetime import UTC, datetime
 

@@ -22,6 +22,7 @@ from PIL import Image
 from bot.domain.drafts import InvoiceDraft
 from bot.domain.ledger import LedgerEntry, LedgerKind, invoice_totals, msat_to_btc
 from bot.domain.models import Invoice, InvoiceStatus
+from bot.domain.tips import CounterSale, TipKind
 from bot.services.exports import COLUMNS
 from testkit.telegram.models import EmuUser, MessageRecord
 from tests.conftest import Harness
@@ -113,9 +114,10 @@ async def test_ledger_of_a_paid_underpaid_and_tipped_payment_and_the_report(
     assert entry.rate == (Decimal(5) / msat_to_btc(msat)).quantize(entry.rate)
     assert entry.tip_minor == 0 and entry.fee_minor is None and entry.cashier_id == maria.id
 
-    # Mion online with a tip (the amount includes it; kept as the Mini App keeps it).
+    # Mion online with a tip (the amount includes it; split apart as the counter keeps it).
     reply, tipped = await bot.invoice(maria, "/invoice 12.50 Coffee")
-    await repo.update_payment(tipped.id, {**tipped.payment, "tip_minor": 250}, datetime.now(UTC))
+    split = CounterSale(tipped.id, maria.id, 1000, 250, TipKind.PERCENT, "EUR")
+    await repo.counter_add_sale(split, datetime.now(UTC))
     sims.mion.pay(sim_key(sims.mion, tipped))
     await emu.wait_for(lambda: "PAID" in reply.content, timeout=8)
     [entry] = await ledger_of(bot, tipped, lambda e: len(e) == 1)

@@ -40,10 +40,15 @@ class LedgerBook:
         self, invoice: Invoice, status: SessionStatus, *, paid_in_full: bool, now: datetime
     ) -> NewLedgerEntry | None:
         """The entry that books this report (None when the ledger already holds it)."""
+        payment = invoice.payment
+        # A counter sale keeps its tip beside the invoice (counter_sales), not in `payment`.
+        sale = await self.repo.counter_sale(invoice.id)
+        if sale is not None and sale.tip_minor:
+            payment = {**payment, "tip_minor": sale.tip_minor}
         target = booking_for(
             invoice.amount_minor,
             invoice.currency,
-            invoice.payment,
+            payment,
             settlement_of(status),
             paid_in_full=paid_in_full,
         )
