@@ -41,6 +41,7 @@ from bot.domain.models import (
     UserPrefs,
 )
 from bot.domain.shop import ShopSettings
+from bot.domain.staff import JoinResult, Role, ShopMember, StaffInvite
 from bot.domain.tips import CounterSale, DaySales
 
 
@@ -132,12 +133,12 @@ class Repository(ABC):
 
     @abstractmethod
     async def list_invoices(
-        self, merchant_id: int, *, limit: int, offset: int = 0
+        self, merchant_id: int, *, limit: int, offset: int = 0, created_by: int | None = None
     ) -> list[Invoice]:
-        """A merchant's invoices, newest first."""
+        """A shop's invoices (only those `created_by` made, when given), newest first."""
 
     @abstractmethod
-    async def count_invoices(self, merchant_id: int) -> int: ...
+    async def count_invoices(self, merchant_id: int, *, created_by: int | None = None) -> int: ...
 
     @abstractmethod
     async def invoices_created_between(
@@ -298,6 +299,38 @@ class Repository(ABC):
     @abstractmethod
     async def is_merchant(self, user_id: int) -> bool: ...
 
+    # -- a shop's staff (storage/staff_sql.py) ----------------------------------------------
+    @abstractmethod
+    async def staff_member(self, user_id: int) -> ShopMember | None:
+        """The user's stored seat (owners added in the bot have one too); None otherwise."""
+
+    @abstractmethod
+    async def staff_of(self, shop_id: int) -> list[ShopMember]:
+        """The shop's stored members, in the order they joined."""
+
+    @abstractmethod
+    async def staff_counts(self) -> dict[int, int]:
+        """How many stored members each shop has."""
+
+    @abstractmethod
+    async def staff_invite_add(self, invite: StaffInvite) -> None: ...
+
+    @abstractmethod
+    async def staff_join(
+        self, token_hash: str, user_id: int, now: datetime
+    ) -> tuple[JoinResult, StaffInvite | None]:
+        """Use the invite: the user joins its shop in its role, and the invite is spent, in
+        one transaction; anything else (unknown, used, expired, already in a shop) changes
+        nothing."""
+
+    @abstractmethod
+    async def staff_set_role(self, shop_id: int, user_id: int, role: Role) -> bool:
+        """Give a member (never the owner) of the shop another role; False when none such."""
+
+    @abstractmethod
+    async def staff_remove(self, shop_id: int, user_id: int) -> bool:
+        """Remove a member (never the owner) from the shop; False when none such."""
+
     @abstractmethod
     async def get_prefs(self, user_id: int) -> UserPrefs: ...
 
@@ -434,9 +467,10 @@ class Repository(ABC):
 
     @abstractmethod
     async def counter_day(
-        self, merchant_id: int, start: datetime, end: datetime
+        self, merchant_id: int, start: datetime, end: datetime, *, created_by: int | None = None
     ) -> list[DaySales]:
-        """The merchant's invoices paid in [start, end), per currency: count, total, tips."""
+        """The shop's invoices paid in [start, end) (only `created_by`'s, when given), per
+        currency: count, total, tips."""
 
     @abstractmethod
     async def tip_percents(self, user_id: int) -> tuple[int, int, int]:

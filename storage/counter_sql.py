@@ -50,18 +50,20 @@ class CounterSql(SqlDialect[Conn]):
         )
 
     async def counter_day(
-        self, merchant_id: int, start: datetime, end: datetime
+        self, merchant_id: int, start: datetime, end: datetime, *, created_by: int | None = None
     ) -> list[DaySales]:
-        """The merchant's invoices paid in [start, end) by currency: count, total, tips."""
+        """The shop's invoices paid in [start, end) by currency (only those `created_by`
+        made, when given): count, total, tips."""
+        mine, params = ("", ()) if created_by is None else (" AND i.created_by = ?", (created_by,))
         async with self._read() as db:
             rows = await self._all(
                 db,
                 "SELECT i.currency, COUNT(*), SUM(i.amount_minor), SUM(COALESCE(c.tip_minor, 0))"
                 " FROM invoices i LEFT JOIN counter_sales c ON c.invoice_id = i.id"
                 " WHERE i.merchant_id = ? AND i.status = 'paid'"
-                " AND i.paid_at >= ? AND i.paid_at < ?"
+                f" AND i.paid_at >= ? AND i.paid_at < ?{mine}"
                 " GROUP BY i.currency ORDER BY i.currency",
-                (merchant_id, ms(start), ms(end)),
+                (merchant_id, ms(start), ms(end), *params),
             )
         return [
             DaySales(

@@ -61,7 +61,7 @@ class NumbersSql(SqlDialect[Conn]):
             db,
             "INSERT INTO invoices (public_token, merchant_id, amount_minor, currency,"
             " description, gateway, kind, status, created_at, updated_at, expires_at,"
-            f" next_poll_at, number) VALUES ({marks(13)}) RETURNING {INVOICE_COLUMNS}",
+            f" next_poll_at, number, created_by) VALUES ({marks(14)}) RETURNING {INVOICE_COLUMNS}",
             (
                 new.public_token,
                 new.merchant_id,
@@ -76,6 +76,7 @@ class NumbersSql(SqlDialect[Conn]):
                 to_ms(new.expires_at),
                 to_ms(new.next_poll_at),
                 int(counter[0]),
+                new.merchant_id if new.created_by is None else new.created_by,
             ),
         )
         assert row is not None

@@ -50,6 +50,7 @@ from storage.migrations.columns import (
 )
 from storage.numbers_sql import NumbersSql
 from storage.sandbox_sql import SandboxSql
+from storage.staff_sql import StaffSql
 from storage.times import to_ms
 from storage.users_sql import UsersSql
 
@@ -63,6 +64,7 @@ class SqlRepository(
     LinksSql[Conn],
     NumbersSql[Conn],
     SandboxSql[Conn],
+    StaffSql[Conn],
     UsersSql[Conn],
     SqlDialect[Conn],
     Repository,
@@ -173,18 +175,22 @@ class SqlRepository(
         )
 
     async def list_invoices(
-        self, merchant_id: int, *, limit: int, offset: int = 0
+        self, merchant_id: int, *, limit: int, offset: int = 0, created_by: int | None = None
     ) -> list[Invoice]:
+        mine, params = _creator(created_by)
         return await self._invoices(
-            f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE merchant_id = ?"
+            f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE merchant_id = ?{mine}"
             " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-            (merchant_id, max(limit, 0), max(offset, 0)),
+            (merchant_id, *params, max(limit, 0), max(offset, 0)),
         )
 
-    async def count_invoices(self, merchant_id: int) -> int:
+    async def count_invoices(self, merchant_id: int, *, created_by: int | None = None) -> int:
+        mine, params = _creator(created_by)
         async with self._read() as db:
             row = await self._one(
-                db, "SELECT COUNT(*) FROM invoices WHERE merchant_id = ?", (merchant_id,)
+                db,
+                f"SELECT COUNT(*) FROM invoices WHERE merchant_id = ?{mine}",
+                (merchant_id, *params),
             )
         return int(row[0]) if row is not None else 0
 
@@ -351,18 +357,32 @@ class SqlRepository(
     async def add_merchant(
         self, user_id: int, *, added_by: int | None, now: datetime, name: str | None = None
     ) -> bool:
-        async with self._write() as db:
+        async with self._transaction() as db:
             added = await self._changes(
                 db,
                 f"INSERT INTO merchants ({MERCHANT_COLUMNS}) VALUES ({marks(4)})"
                 " ON CONFLICT DO NOTHING",
                 (user_id, added_by, ms(now), name),
             )
+            # A merchant owns a shop: its id is theirs (storage/staff_sql.py).
+            await self._changes(
+                db,
+                "INSERT INTO shop_members (shop_id, user_id, role, added_by, added_at)"
+                " VALUES (?, ?, 'owner', ?, ?) ON CONFLICT (user_id) DO NOTHING",
+                (user_id, user_id, added_by, ms(now)),
+            )
         return added > 0
 
     async def remove_merchant(self, user_id: int) -> bool:
-        async with self._write() as db:
+        async with self._transaction() as db:
             removed = await self._changes(db, "DELETE FROM merchants WHERE user_id = ?", (user_id,))
+            # The shop closes: its staff lose their seats, its open invites lapse.
+            await self._changes(db, "DELETE FROM shop_members WHERE shop_id = ?", (user_id,))
+            await self._changes(
+                db,
+                "DELETE FROM staff_invites WHERE shop_id = ? AND used_by IS NULL",
+                (user_id,),
+            )
         return removed > 0
 
     async def list_merchants(self) -> list[Merchant]:
@@ -413,6 +433,11 @@ class SqlRepository(
             )
         assert row is not None
         return prefs_from_row(row)
+
+
+def _creator(created_by: int | None) -> tuple[str, tuple[int, ...]]:
+    """The condition that keeps one seller's invoices (none: the whole shop's)."""
+    return ("", ()) if created_by is None else (" AND created_by = ?", (created_by,))
 
 
 __all__ = ["SqlRepository"]

@@ -217,7 +217,8 @@ async def test_close_in_german_with_its_chart(bot: Harness, sims: Gateways) -> N
     assert text.content.startswith("🧾 Kassenabschluss · ")
     assert "(UTC)" in text.content
     assert "Mion: 1 Zahlung · 20,00 €" in text.content
-    assert f"Kassierer {max_.id}: 1 Zahlung · 20,00 €" in text.content
+    # each cashier by name (as Telegram last gave it) and id, with their tips
+    assert f"Max ({max_.id}): 1 Zahlung · 20,00 € · Trinkgeld: 0,00 €" in text.content
     assert "Abgelaufen: 1 · storniert: 0" in text.content
     assert "Trinkgeld: 0,00 €" in text.content
     assert photo.caption is not None and photo.caption.startswith("📈 Umsatz")

@@ -276,8 +276,8 @@ async def test_the_menu_offers_onchain_only_with_a_gateway_for_it(
     )
     await menus_ready(bot)
     merchant_menu = [
-        "invoice", "counter", "onchain", "link", "invoices", "report", "close", "settings",
-        "help", "start",
+        "invoice", "counter", "onchain", "link", "invoices", "report", "close", "staff",
+        "settings", "help", "start",
     ]
     assert menu_names(bot, bot.merchant) == merchant_menu  # no /pos: no Lightning gateway
     assert menu_names(bot, bot.merchant2) == merchant_menu

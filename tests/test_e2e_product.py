@@ -121,8 +121,8 @@ async def two_admins(harness: Harness) -> Harness:
 
 # -- 6. the commands menu and /help ------------------------------------------------------------
 MERCHANT_MENU = [
-    "invoice", "pos", "counter", "link", "invoices", "report", "close", "settings", "help",
-    "start",
+    "invoice", "pos", "counter", "link", "invoices", "report", "close", "staff", "settings",
+    "help", "start",
 ]
 ADMIN_MENU = [*MERCHANT_MENU, "merchants"]
 CUSTOMER_MENU = ["start", "help", "settings"]
@@ -362,7 +362,8 @@ async def test_report_sends_a_csv_and_a_one_line_summary(tillbot: Harness) -> No
     assert document.content == "3 invoices, the last 30 days"
     rows = list(csv.reader(io.StringIO(document.document.decode("utf-8"))))
     assert rows[0] == [
-        "number", "created", "amount", "currency", "gateway", "status", "paid_at", "description"
+        "number", "created", "amount", "currency", "gateway", "status", "paid_at", "description",
+        "cashier",
     ]  # fmt: skip
     by_number = {int(row[0]): row for row in rows[1:]}  # the merchant's own numbers
     assert set(by_number) == {coffee.number, formula.number, lamp.number} == {1, 2, 3}
@@ -655,8 +656,8 @@ async def test_admin_adds_and_removes_a_merchant_by_id(tillbot: Harness) -> None
 
     listing = await tillbot.command(admin_user, "/merchants")
     assert listing.content.startswith(
-        f"👥 Merchants\n• {sam.id} Sam\n• {MERCHANT_ID} Maria (MERCHANT_IDS)\n"
-        f"• {tillbot.merchant2.id} (MERCHANT_IDS)\n\n"
+        f"👥 Merchants\n• {sam.id} Sam · 1 person\n• {MERCHANT_ID} Maria (MERCHANT_IDS) · 1 person\n"
+        f"• {tillbot.merchant2.id} (MERCHANT_IDS) · 1 person\n\n"
     )
     assert [b["text"] for b in listing.buttons] == [f"🗑 Remove {sam.id}"]
     again = await tillbot.command(admin_user, f"/merchants add {sam.id}")

@@ -20,6 +20,8 @@ from babel.messages.pofile import read_po
 
 from bot.domain.models import InvoiceStatus, OutboxEvent
 from bot.domain.reasons import REASON_KEYS
+from bot.domain.staff import INVITABLE
+from bot.domain.staff import Role as StaffRole
 from bot.i18n import (
     LANGUAGE_NAMES,
     LANGUAGES,
@@ -57,6 +59,7 @@ SAME_AS_ENGLISH = {
         "format_time",
         "format_date",
         "link_line",  # a payment link: its description, amount and URL, no words
+        "staff_line",  # a name, an id and a role (translated apart)
     },
     "es": {
         "help_command_line",
@@ -65,6 +68,7 @@ SAME_AS_ENGLISH = {
         "merchant_line",
         "report_summary",
         "report_summary_line",
+        "staff_line",
         "summary_line",
     },
 }
@@ -143,10 +147,12 @@ def test_each_language_has_its_plural_forms(language: str) -> None:
         "err_description_too_long",
         "err_period_too_long",
         "link_sales",
+        "merchant_staff_count",
         "receipt_resent",
         "report_caption",
         "report_ledger_caption",
         "report_sandbox",
+        "staff_invite_link",
     ]
     for key, message in plural.items():
         assert len(texts(message)) == rule.num_plurals, f"{language}:{key}"
@@ -305,6 +311,10 @@ def expand(key: ast.expr) -> set[str] | None:
         "": {f"admin_{e}" for e in NOTICE_EVENTS["admin"]}
         | {f"merchant_{e}" for e in NOTICE_EVENTS["merchant"]},
         "previous_": {f"previous_{s}" for s in LATE_PAID_FROM},
+        # a shop's staff: role names, what each invited role may do, the role buttons
+        "role_": {f"role_{r.value}" for r in StaffRole},
+        "staff_can_": {f"staff_can_{r.value}" for r in INVITABLE},
+        "button_make_": {f"button_make_{r.value}" for r in INVITABLE},
     }
     assert prefix in known, f"an f-string key {ast.unparse(key)} this test does not enumerate"
     return known[prefix]

@@ -104,6 +104,8 @@ class NewInvoice:
     # When the watcher should first look at it: a creation cut short (no gateway session
     # attached by then) is found and closed even while the bot keeps running.
     next_poll_at: datetime | None = None
+    # Who made the sale (a cashier of the shop); the shop's owner when None.
+    created_by: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,13 @@ class Invoice:
     # 0 only for an invoice stored before numbers existed and not yet numbered. `id` stays
     # internal (gateway references may use it), `shown_number` is what people see.
     number: int = 0
+    # Who made the sale (the shop's owner, a manager or a cashier); see `seller_id`.
+    created_by: int | None = None
+
+    @property
+    def seller_id(self) -> int:
+        """The person who made the sale: its creator, else (stored before staff) the owner."""
+        return self.merchant_id if self.created_by is None else self.created_by
 
     @property
     def is_final(self) -> bool:

@@ -139,9 +139,10 @@ def notices(
 
 
 def payment_ping_chats(invoice: Invoice, messages: Sequence[InvoiceMessage]) -> list[int]:
-    """Who hears of a payment with a new message: the merchant, and whoever showed the
-    invoice as its seller in a private chat of their own (when that is someone else)."""
-    chats = {invoice.merchant_id}
+    """Who hears of a payment with a new message: the shop's owner, the person who made the
+    sale (a cashier), and whoever showed the invoice as its seller in a private chat of
+    their own; each once."""
+    chats = {invoice.merchant_id, invoice.seller_id}
     chats |= {
         m.chat_id
         for m in messages

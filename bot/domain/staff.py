@@ -15,7 +15,10 @@ they act, not here.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 
@@ -65,3 +68,61 @@ class Seat:
     @property
     def is_owner(self) -> bool:
         return self.role is Role.OWNER
+
+
+INVITE_TTL = timedelta(hours=24)
+JOIN_PREFIX = "join_"  # the deep link's payload: t.me/<bot>?start=join_<token>
+INVITABLE = (Role.CASHIER, Role.MANAGER)
+
+
+def role_named(word: str) -> Role | None:
+    """The role a member may be given (cashier or manager); None for any other word."""
+    lowered = word.strip().lower()
+    return next((role for role in INVITABLE if role.value == lowered), None)
+
+
+def new_invite_token() -> str:
+    """128 bits from the OS's CSPRNG, URL-safe (fits Telegram's 64-character start payload)."""
+    return secrets.token_urlsafe(16)
+
+
+def invite_hash(token: str) -> str:
+    """What storage keeps of an invite: its token's SHA-256 (a database leak invites no one)."""
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ShopMember:
+    """A stored seat: one row per user (a user works for at most one shop)."""
+
+    shop_id: int
+    user_id: int
+    role: Role
+    added_by: int | None
+    added_at: datetime
+
+    @property
+    def seat(self) -> Seat:
+        return Seat(shop_id=self.shop_id, user_id=self.user_id, role=self.role)
+
+
+@dataclass(frozen=True, slots=True)
+class StaffInvite:
+    """A one-time invite to join a shop in a role, valid until `expires_at`."""
+
+    token_hash: str
+    shop_id: int
+    role: Role
+    created_by: int
+    created_at: datetime
+    expires_at: datetime
+
+
+class JoinResult(StrEnum):
+    """What opening an invite link came to (storage decides it in one transaction)."""
+
+    JOINED = "joined"
+    UNKNOWN = "unknown"  # no such invite (a typo, a guess)
+    USED = "used"  # someone already used it
+    EXPIRED = "expired"
+    IN_A_SHOP = "in_a_shop"  # the user already works for a shop (this one or another)

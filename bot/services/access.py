@@ -26,22 +26,22 @@ class AccessService:
         return self.core.is_admin(user_id)
 
     async def is_merchant(self, user_id: int) -> bool:
-        policy = self.core.policy
-        return (
-            user_id in policy.admin_ids
-            or user_id in policy.merchant_ids
-            or await self.repo.is_merchant(user_id)
-        )
+        """Whether the user works for a shop (as its owner, a manager or a cashier)."""
+        return await self.seat(user_id) is not None
 
     async def require_merchant(self, user_id: int) -> None:
-        if not await self.is_merchant(user_id):
+        if await self.seat(user_id) is None:
             raise NotAllowed("not a merchant")
 
     async def seat(self, user_id: int) -> Seat | None:
-        """The user's place in a shop; None for a customer. A merchant owns the shop whose
-        id is their own user id."""
-        if await self.is_merchant(user_id):
+        """The user's place in a shop; None for a customer. Merchants from settings (and
+        admins) own the shop whose id is their own user id; everyone else's seat is stored."""
+        policy = self.core.policy
+        if user_id in policy.admin_ids or user_id in policy.merchant_ids:
             return Seat(shop_id=user_id, user_id=user_id, role=Role.OWNER)
+        member = await self.repo.staff_member(user_id)
+        if member is not None:
+            return member.seat
         return None
 
     async def require(self, user_id: int, action: Action) -> Seat:
@@ -50,6 +50,11 @@ class AccessService:
         if seat is None or not seat.may(action):
             raise NotAllowed(f"may not {action}")
         return seat
+
+    async def shop_of(self, user_id: int) -> int | None:
+        """The id of the shop the user works for; None for a customer."""
+        seat = await self.seat(user_id)
+        return None if seat is None else seat.shop_id
 
     async def list_merchants(self) -> Sequence[Merchant]:
         """The merchants added in the bot (those from settings are not stored)."""
@@ -64,7 +69,11 @@ class AccessService:
             return None
 
     async def add_merchant(self, user_id: int, *, added_by: int) -> bool:
-        """False when they already were one."""
+        """A new shop owned by the user; False when they already were a merchant. NotAllowed
+        when they work for another shop (they must be removed from it first)."""
+        seat = await self.seat(user_id)
+        if seat is not None and seat.shop_id != user_id:
+            raise NotAllowed("works for another shop")
         return await self.repo.add_merchant(user_id, added_by=added_by, now=self.core.clock())
 
     async def remove_merchant(self, user_id: int) -> bool:

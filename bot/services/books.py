@@ -27,6 +27,7 @@ from bot.domain.shop import (
     parse_period,
     zone,
 )
+from bot.domain.staff import Action
 from bot.services.access import AccessService
 from bot.services.core import ServiceCore
 from bot.services.ledger import SANDBOX
@@ -118,20 +119,20 @@ class BooksService:
         return shops
 
     async def set_timezone(self, user_id: int, text: str) -> ShopSettings:
-        await self.access.require_merchant(user_id)
+        shop_id = (await self.access.require(user_id, Action.SHOP_SETTINGS)).shop_id
         name = text.strip()
         if name.lower() in ("default", "auto", "reset"):
-            settings = await self.repo.set_shop_settings(user_id, timezone=None)
+            settings = await self.repo.set_shop_settings(shop_id, timezone=None)
         else:
             tz = zone(name)
             if tz is None:
                 raise InputError("timezone_unknown", zone=name[:64])
-            settings = await self.repo.set_shop_settings(user_id, timezone=str(tz))
-        self._remember(user_id, self.zone_of(settings))
+            settings = await self.repo.set_shop_settings(shop_id, timezone=str(tz))
+        self._remember(shop_id, self.zone_of(settings))
         return settings
 
     async def set_closing_hour(self, user_id: int, text: str) -> ShopSettings:
-        await self.access.require_merchant(user_id)
+        user_id = (await self.access.require(user_id, Action.SHOP_SETTINGS)).shop_id
         value = text.strip().lower()
         if value in ("off", "none", "aus", "no"):
             return await self.repo.set_shop_settings(user_id, closing_hour=None)
@@ -149,11 +150,18 @@ class BooksService:
         return saved
 
     # -- the ledger of a period -------------------------------------------------------------
-    async def period(self, user_id: int, args: Sequence[str]) -> tuple[Period, tzinfo]:
-        """Raises NotAllowed, or PeriodError for words that name no period."""
-        if not await self.access.is_merchant(user_id):
-            raise NotAllowed(user_id)
-        _, tz = await self.shop(user_id)
+    async def books_of(self, user_id: int, shop: int | None = None) -> int:
+        """The shop whose books the user reads: their own (owner, manager); an operator's
+        `shop` (its owner's id), any shop. NotAllowed for anyone else, or no such shop."""
+        if shop is None:
+            return (await self.access.require(user_id, Action.SEE_SHOP)).shop_id
+        if not self.core.is_admin(user_id) or await self.access.shop_of(shop) != shop:
+            raise NotAllowed("not a shop of theirs")
+        return shop
+
+    async def period(self, shop_id: int, args: Sequence[str]) -> tuple[Period, tzinfo]:
+        """Raises PeriodError for words that name no period."""
+        _, tz = await self.shop(shop_id)
         return parse_period(list(args), self.core.clock(), tz), tz
 
     async def ledger(self, merchant_id: int, period: Period) -> list[LedgerEntry]:
@@ -222,7 +230,7 @@ class BooksService:
         now = self.core.clock()
         due: list[tuple[int, date]] = []
         for shop in await self.load_zones():
-            if not await self.access.is_merchant(shop.merchant_id):
+            if await self.access.shop_of(shop.merchant_id) != shop.merchant_id:
                 continue
             day = close_due(shop, now, self.zone_of(shop))
             if day is not None and await self.repo.mark_closed(shop.merchant_id, day):

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from bot.domain.drafts import InputError, InvoiceDraft, NotAllowed
 from bot.domain.models import Invoice, InvoiceKind
 from bot.domain.money import AmountError, exponent, parse_amount, plain_decimal
+from bot.domain.staff import Action
 from bot.domain.tips import CounterSale, DaySales, TipError, choose_tip, parse_percents
 from bot.services.access import AccessService
 from bot.services.core import ServiceCore
@@ -54,7 +55,7 @@ class CounterService:
 
     async def setup(self, user_id: int) -> CounterSetup:
         """The merchant's keypad: currency, the ways to be paid in it, the tip percentages."""
-        await self.access.require_merchant(user_id)
+        seat = await self.access.require(user_id, Action.SELL)
         preferred = await self.invoices.merchant_gateway(user_id)
         gateways = self.core.gateways
         own = gateways.get(preferred) or next(iter(gateways.values()), None)
@@ -70,7 +71,7 @@ class CounterService:
             and kind in gateways[name].kinds
             and gateways[name].accepts_currency(currency)
         )
-        percents = await self.repo.tip_percents(user_id)
+        percents = await self.repo.tip_percents(seat.shop_id)
         return CounterSetup(currency, exponent(currency), options, percents)
 
     async def create_sale(
@@ -111,7 +112,7 @@ class CounterService:
         invoice = await self.invoices.create_invoice(user_id, draft)
         sale = CounterSale(
             invoice_id=invoice.id,
-            merchant_id=user_id,
+            merchant_id=invoice.merchant_id,
             amount_minor=amount,
             tip_minor=tip.minor,
             tip_kind=tip.kind,
@@ -128,7 +129,12 @@ class CounterService:
         invoice = await self.invoices.invoice_for_customer(token)
         if invoice is None:
             raise NotAllowed("no such invoice")
-        mine = invoice.merchant_id == user_id or self.core.is_admin(user_id)
+        seat = await self.access.seat(user_id)
+        mine = self.core.is_admin(user_id) or (
+            seat is not None
+            and seat.shop_id == invoice.merchant_id
+            and (seat.may(Action.SEE_SHOP) or invoice.seller_id == user_id)
+        )
         return invoice, await self.repo.counter_sale(invoice.id), mine
 
     async def reread(self, invoice: Invoice) -> Invoice:
@@ -138,24 +144,28 @@ class CounterService:
     async def today(self, user_id: int, tz_offset_minutes: int) -> list[DaySales]:
         """The merchant's paid sales since midnight of the caller's local day (their device's
         offset from UTC, in minutes east)."""
-        await self.access.require_merchant(user_id)
+        seat = await self.access.require(user_id, Action.SELL)
         offset = timedelta(
             minutes=max(-MAX_TZ_OFFSET_MINUTES, min(MAX_TZ_OFFSET_MINUTES, tz_offset_minutes))
         )
         start = day_start(self.core.clock(), offset)
-        return await self.repo.counter_day(user_id, start, start + timedelta(days=1))
+        mine = None if seat.may(Action.SEE_SHOP) else user_id  # a cashier: their own sales
+        return await self.repo.counter_day(
+            seat.shop_id, start, start + timedelta(days=1), created_by=mine
+        )
 
     async def tip_percents(self, user_id: int) -> tuple[int, int, int]:
-        return await self.repo.tip_percents(user_id)
+        """The tip percentages of the user's shop."""
+        return await self.repo.tip_percents(await self.access.shop_of(user_id) or user_id)
 
     async def set_tip_percents(self, user_id: int, words: list[str]) -> tuple[int, int, int]:
         """`/settings tips 5 10 15`: InputError for anything but three whole percentages."""
-        await self.access.require_merchant(user_id)
+        seat = await self.access.require(user_id, Action.SHOP_SETTINGS)
         try:
             percents = parse_percents(words)
         except TipError:
             raise InputError("counter_tips_invalid") from None
-        await self.repo.set_tip_percents(user_id, percents)
+        await self.repo.set_tip_percents(seat.shop_id, percents)
         return percents
 
 

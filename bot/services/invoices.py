@@ -27,6 +27,7 @@ from bot.domain.models import (
 )
 from bot.domain.money import AmountError, parse_amount
 from bot.domain.polling import UNFINISHED_CREATION_AFTER, expiry_for, first_poll_delay
+from bot.domain.staff import Action
 from bot.failpoints import crash_point
 from bot.gateways.base import (
     Gateway,
@@ -59,8 +60,8 @@ class InvoiceService:
 
     # -- choosing a gateway ---------------------------------------------------------------
     async def merchant_gateway(self, user_id: int) -> str:
-        """The merchant's /settings gateway, else DEFAULT_GATEWAY."""
-        prefs = await self.repo.get_prefs(user_id)
+        """The /settings gateway of the user's shop (its owner's), else DEFAULT_GATEWAY."""
+        prefs = await self.repo.get_prefs(await self.access.shop_of(user_id) or user_id)
         if prefs.gateway and prefs.gateway in self.core.gateways:
             return prefs.gateway
         return self.core.policy.default_gateway
@@ -117,7 +118,7 @@ class InvoiceService:
 
     async def check_draft(self, user_id: int, draft: InvoiceDraft) -> None:
         """Raise NotAllowed or InputError as `create_invoice` would, touching nothing."""
-        await self.access.require_merchant(user_id)
+        await self.access.require(user_id, Action.SELL)
         self.validate(draft, draft.gateway or await self.merchant_gateway(user_id))
 
     async def create_invoice(
@@ -139,8 +140,10 @@ class InvoiceService:
         GatewayError (the invoice is stored as failed with the reason). A resumed invoice
         that had failed is returned as it is (failed, with its reason).
         """
-        await self.access.require_merchant(user_id)
-        return await self.create_for(user_id, draft, update_id=update_id, timeout=timeout)
+        seat = await self.access.require(user_id, Action.SELL)
+        return await self.create_for(
+            seat.shop_id, draft, update_id=update_id, timeout=timeout, created_by=user_id
+        )
 
     async def create_for(
         self,
@@ -149,9 +152,10 @@ class InvoiceService:
         *,
         update_id: int | None = None,
         timeout: float | None = None,
+        created_by: int | None = None,
     ) -> Invoice:
-        """`create_invoice` for a merchant already checked (a payment link opened by a
-        customer creates the invoice in the link's merchant's name)."""
+        """`create_invoice` for a shop already checked (a payment link opened by a customer
+        creates the invoice in the link's shop's name); `created_by` made the sale."""
         core = self.core
         gateway_name = draft.gateway or await self.merchant_gateway(user_id)
         amount, currency, description, gateway = self.validate(draft, gateway_name)
@@ -168,6 +172,7 @@ class InvoiceService:
             created_at=now,
             expires_at=now + expiry,
             next_poll_at=now + UNFINISHED_CREATION_AFTER,
+            created_by=created_by,
         )
         if update_id is None:
             invoice = await self.repo.create_invoice(new)
@@ -282,25 +287,36 @@ class InvoiceService:
         return await self.repo.get_invoice_by_session("sandbox", session_id) if session_id else None
 
     async def invoice_of(self, user_id: int, invoice_id: int) -> Invoice:
-        """A merchant's own invoice (admins may see any); NotAllowed otherwise."""
+        """An invoice of the user's shop that their role lets them see: any of the shop's
+        for its owner and managers, their own sales for a cashier (admins may see any);
+        NotAllowed otherwise."""
         invoice = await self.repo.get_invoice(invoice_id)
-        if invoice is None or (
-            invoice.merchant_id != user_id and not self.core.is_admin(user_id)
+        if invoice is not None and self.core.is_admin(user_id):
+            return invoice
+        seat = await self.access.seat(user_id)
+        if (
+            invoice is None
+            or seat is None
+            or invoice.merchant_id != seat.shop_id
+            or not (seat.may(Action.SEE_SHOP) or invoice.seller_id == user_id)
         ):
             raise NotAllowed("not your invoice")
         return invoice
 
     async def page_of(
-        self, merchant_id: int, page: int, page_size: int
+        self, user_id: int, page: int, page_size: int
     ) -> tuple[int, int, Sequence[Invoice]]:
-        """One page of a merchant's invoices, newest first: (total, page shown, invoices);
-        a page past the end shows the last one."""
-        total = await self.repo.count_invoices(merchant_id)
+        """One page of the invoices the user may see (the shop's, or a cashier's own sales),
+        newest first: (total, page shown, invoices); a page past the end shows the last one.
+        NotAllowed for a customer."""
+        seat = await self.access.require(user_id, Action.SEE_OWN_SALES)
+        mine = None if seat.may(Action.SEE_SHOP) else user_id
+        total = await self.repo.count_invoices(seat.shop_id, created_by=mine)
         if total == 0:
             return 0, 0, []
         page = min(page, (total - 1) // page_size)
         invoices = await self.repo.list_invoices(
-            merchant_id, limit=page_size, offset=page * page_size
+            seat.shop_id, limit=page_size, offset=page * page_size, created_by=mine
         )
         return total, page, invoices
 

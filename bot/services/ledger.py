@@ -60,7 +60,7 @@ class LedgerBook:
             target,
             invoice_id=invoice.id,
             merchant_id=invoice.merchant_id,
-            cashier_id=invoice.merchant_id,
+            cashier_id=invoice.seller_id,
             gateway=invoice.gateway,
             currency=invoice.currency,
             occurred_at=status.paid_at or now,

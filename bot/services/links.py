@@ -18,6 +18,7 @@ from bot.domain.models import (
     OutboxKind,
 )
 from bot.domain.money import plain_decimal
+from bot.domain.staff import Action
 from bot.services.access import AccessService
 from bot.services.core import ServiceCore
 from bot.services.invoices import InvoiceService
@@ -48,7 +49,7 @@ class LinkService:
     async def create(self, user_id: int, words: Sequence[str]) -> PaymentLink:
         """`/link <amount> [currency] <description>` or `/link <description>` (open amount).
         Raises NotAllowed or InputError (nothing stored)."""
-        await self.access.require_merchant(user_id)
+        seat = await self.access.require(user_id, Action.MANAGE_LINKS)
         words = [w for w in words if w]
         if not words:
             raise InputError("link_usage")
@@ -65,7 +66,7 @@ class LinkService:
         return await self.repo.link_create(
             NewLink(
                 token=new_token(),
-                merchant_id=user_id,
+                merchant_id=seat.shop_id,
                 amount_minor=amount if fixed else None,
                 currency=currency,
                 description=description,
@@ -75,15 +76,16 @@ class LinkService:
         )
 
     async def list(self, user_id: int) -> Sequence[PaymentLink]:
-        await self.access.require_merchant(user_id)
-        return await self.repo.links_of(user_id, LIST_LIMIT)
+        seat = await self.access.require(user_id, Action.MANAGE_LINKS)
+        return await self.repo.links_of(seat.shop_id, LIST_LIMIT)
 
     async def disable(self, user_id: int, token: str) -> PaymentLink:
-        """Disable one of the merchant's links; NotAllowed for anyone else's."""
+        """Disable one of the shop's links; NotAllowed for anyone else's."""
+        seat = await self.access.require(user_id, Action.MANAGE_LINKS)
         link = await self.repo.link_get(token)
-        if link is None or link.merchant_id != user_id:
+        if link is None or link.merchant_id != seat.shop_id:
             raise NotAllowed("not your link")
-        await self.repo.link_disable(token, user_id, self.core.clock())
+        await self.repo.link_disable(token, seat.shop_id, self.core.clock())
         disabled = await self.repo.link_get(token)
         assert disabled is not None
         return disabled
@@ -98,7 +100,7 @@ class LinkService:
         link = await self.link(token)
         if link is None:
             raise InputError("link_not_found")
-        if not link.enabled or not await self.access.is_merchant(link.merchant_id):
+        if not link.enabled or await self.access.shop_of(link.merchant_id) != link.merchant_id:
             raise InputError("link_disabled")
         if link.amount_minor is None:
             if not amount_text:

@@ -25,6 +25,7 @@ from bot.services.counter import CounterService
 from bot.services.invoices import InvoiceService
 from bot.services.links import LinkService, ReceiptService
 from bot.services.reports import ReportService
+from bot.services.staff import StaffService
 from bot.services.sync import StatusSync
 from storage.base import Repository
 
@@ -60,6 +61,7 @@ class PaymentsService:
         self.metrics = core.metrics
         self.alerts = Alerts(core)
         self.access = AccessService(core)
+        self.staff = StaffService(core, self.access)
         self.sync = StatusSync(core, self.alerts)
         self.invoices = InvoiceService(core, self.access, self.sync, self.alerts)
         self.callbacks = CallbackService(core, self.sync)

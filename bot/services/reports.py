@@ -64,12 +64,22 @@ def period_start(period: str, now: datetime) -> datetime:
 
 
 def report_csv(invoices: Sequence[Invoice], tz: tzinfo = UTC) -> str:
-    """number (the merchant's own), created, amount, currency, gateway, status, paid at,
-    description; times in the shop's time zone `tz`."""
+    """number (the shop's own), created, amount, currency, gateway, status, paid at,
+    description, cashier (the user id of who made the sale); times in the shop's zone `tz`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(
-        ["number", "created", "amount", "currency", "gateway", "status", "paid_at", "description"]
+        [
+            "number",
+            "created",
+            "amount",
+            "currency",
+            "gateway",
+            "status",
+            "paid_at",
+            "description",
+            "cashier",
+        ]
     )
     for inv in invoices:
         writer.writerow(
@@ -82,6 +92,7 @@ def report_csv(invoices: Sequence[Invoice], tz: tzinfo = UTC) -> str:
                 inv.status.value,
                 inv.paid_at.astimezone(tz).isoformat() if inv.paid_at else "",
                 _csv_safe(strip_controls(inv.description)),  # rows stored before the check
+                inv.seller_id,
             ]
         )
     return buffer.getvalue()

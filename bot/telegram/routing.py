@@ -32,6 +32,7 @@ from bot.telegram.handlers import (
     lists,
     merchant,
     share,
+    staff,
     users,
 )
 from bot.telegram.handlers.common import reply
@@ -69,6 +70,7 @@ def register_handlers(app: TillbotApp) -> None:
         ("invoices", lists.invoices_command),
         ("report", books.report_command),
         ("close", books.close_command),
+        ("staff", staff.staff_command),
         ("merchants", admin.merchants_command),
     ]
     # Commands act on new messages only: an edited `/invoice` or `/merchants add` would run
@@ -91,6 +93,7 @@ def register_handlers(app: TillbotApp) -> None:
         (CALLBACK_LINK_QR, share.link_qr_button),
         (CALLBACK_RESEND, links.resend_button),
         (CALLBACK_LINK, links.link_button),
+        (staff.CALLBACK_STAFF, staff.staff_button),
         (CALLBACK_NOOP, noop_button),
     ]
     for prefix, callback in buttons:

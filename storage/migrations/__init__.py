@@ -466,6 +466,46 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        15,
+        "shops with staff: members, one-time invites, each invoice's creator",
+        (
+            # One row per user: a user works for at most one shop (UNIQUE user_id). A shop's
+            # id is its owner's user id, so invoices.merchant_id stays the shop.
+            """
+            CREATE TABLE shop_members (
+                shop_id {bigint} NOT NULL,
+                user_id {bigint} NOT NULL UNIQUE,
+                role TEXT NOT NULL,
+                added_by {bigint},
+                added_at {bigint} NOT NULL
+            )
+            """,
+            "CREATE INDEX ix_shop_members_shop ON shop_members (shop_id, added_at)",
+            # Only the token's SHA-256 is kept; used_by/used_at make it one-time.
+            """
+            CREATE TABLE staff_invites (
+                token_hash TEXT PRIMARY KEY,
+                shop_id {bigint} NOT NULL,
+                role TEXT NOT NULL,
+                created_by {bigint} NOT NULL,
+                created_at {bigint} NOT NULL,
+                expires_at {bigint} NOT NULL,
+                used_by {bigint},
+                used_at {bigint}
+            )
+            """,
+            # Who made the sale; the shop's owner for every invoice made before staff existed.
+            "ALTER TABLE invoices ADD COLUMN created_by {bigint}",
+            "UPDATE invoices SET created_by = merchant_id",
+            "CREATE INDEX ix_invoices_creator ON invoices (created_by, id)",
+            # Every merchant added in the bot becomes the owner of a one-person shop.
+            """
+            INSERT INTO shop_members (shop_id, user_id, role, added_by, added_at)
+            SELECT user_id, user_id, 'owner', added_by, added_at FROM merchants
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -35,7 +35,7 @@ INVOICE_COLUMNS = (
     "id, public_token, merchant_id, amount_minor, currency, description, gateway, kind,"
     " status, created_at, updated_at, gateway_session_id, checkout_url, payment, raw_status,"
     " expires_at, paid_at, failure_reason, late, underpaid, next_poll_at, poll_count,"
-    " lease_owner, lease_until, not_found_count, not_found_since, number"
+    " lease_owner, lease_until, not_found_count, not_found_since, number, created_by"
 )
 MESSAGE_COLUMNS = (
     "id, invoice_id, role, chat_id, message_id, inline_message_id, user_id, is_photo, language"
@@ -105,6 +105,7 @@ def invoice_from_row(row: Row) -> Invoice:
         not_found_count=int(row["not_found_count"]),
         not_found_since=from_ms(row["not_found_since"]),
         number=int(row["number"] or 0),
+        created_by=_opt_int(row["created_by"]),
     )
 
 

@@ -12,6 +12,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, MessageOriginUs
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
+from bot.domain.drafts import NotAllowed
 from bot.domain.models import Invoice
 from bot.i18n import format_amount, t
 from bot.ids import parse_user_id
@@ -72,13 +73,14 @@ async def _list(update: Update, context: TillbotContext) -> None:
         return
     lang = await language(update, context)
     stored = list(await services.payments.access.list_merchants())[:MAX_LISTED]
+    people = await services.payments.staff.counts()
     lines = [
         t(
             lang,
             "merchant_line",
             id=m.user_id,
             name=_spaced(m.name or (await services.prefs(m.user_id)).name),
-            source="",
+            source=" " + t(lang, "merchant_staff_count", count=people.get(m.user_id, 1)),
         )
         for m in stored
     ]
@@ -88,7 +90,10 @@ async def _list(update: Update, context: TillbotContext) -> None:
             "merchant_line",
             id=uid,
             name=_spaced((await services.prefs(uid)).name),
-            source=" " + t(lang, "merchant_from_settings"),
+            source=" "
+            + t(lang, "merchant_from_settings")
+            + " "
+            + t(lang, "merchant_staff_count", count=people.get(uid, 0) + 1),
         )
         for uid in services.settings.merchant_ids
     ]
@@ -116,13 +121,21 @@ async def _change(
     user = update.effective_user
     assert user is not None
     if action == "add":
-        added = await services.payments.access.add_merchant(user_id, added_by=user.id)
+        try:
+            added = await services.payments.access.add_merchant(user_id, added_by=user.id)
+        except NotAllowed:  # they work for another shop: removed from it first
+            key = "merchant_works_elsewhere"
+            return key, None
         key = "merchant_added" if added else "merchant_exists"
     elif user_id in services.settings.merchant_ids:
         key = "merchant_in_settings"
     else:
+        staff = await services.payments.staff.people_of(user_id)
         removed = await services.payments.access.remove_merchant(user_id)
         key = "merchant_removed" if removed else "merchant_not_found"
+        for member in staff if removed else []:  # the shop closed: their menus go too
+            if member != user_id:
+                await refresh_menu(context.bot, services, member)
     if key not in ("merchant_added", "merchant_removed"):
         return key, None
     await refresh_menu(context.bot, services, user_id)

@@ -15,13 +15,22 @@ from telegram.error import TelegramError
 
 from bot.domain.drafts import InputError, NotAllowed
 from bot.domain.shop import MAX_RANGE_DAYS, Period, PeriodError
+from bot.domain.staff import Action
 from bot.i18n import format_amount, format_clock, format_day, t
+from bot.ids import parse_user_id
 from bot.services.books import Line, ShiftClose
 from bot.services.exports import ledger_csv, ledger_xlsx
 from bot.services.reports import report_csv
 from bot.telegram.charts import ChartTexts, close_chart
 from bot.telegram.context import TillbotContext
-from bot.telegram.handlers.common import language, refuse, reply, reply_input_error
+from bot.telegram.handlers.common import (
+    guard,
+    is_admin,
+    language,
+    refuse_role,
+    reply,
+    reply_input_error,
+)
 from bot.telegram.handlers.lists import report_summary
 
 log = logging.getLogger(__name__)
@@ -52,6 +61,36 @@ def period_name(period: Period, lang: str) -> str:
     return t(lang, f"period_{period.name}")
 
 
+async def _shop(
+    update: Update, context: TillbotContext, command: str
+) -> tuple[int, list[str]] | None:
+    """The shop whose books are asked for, and the remaining words: the user's own shop
+    (owner, manager), or for an operator `shop <owner id|@name>` first. None when refused
+    (the refusal is sent)."""
+    user = update.effective_user
+    assert user is not None
+    payments = context.services.payments
+    args = list(context.args or [])
+    named: int | None = None
+    if args[:1] == ["shop"] and is_admin(update, context):
+        who = args[1].lower() if len(args) > 1 else ""
+        named = parse_user_id(who)
+        if named is None and who.startswith("@"):
+            named = await payments.access.user_by_username(who)
+        if named is None:
+            await reply(update, context, "shop_unknown", who=escape(who[:40]))
+            return None
+        args = args[2:]
+    try:
+        return await payments.books.books_of(user.id, named), args
+    except NotAllowed:
+        if named is not None:
+            await reply(update, context, "shop_unknown", who=named)
+        else:
+            await refuse_role(update, context, command, await payments.access.seat(user.id))
+        return None
+
+
 async def report_command(update: Update, context: TillbotContext) -> None:
     """/report [today|week|month|all|<from> [<to>]]: the invoices of the period as CSV with
     a summary, and the ledger's payments as CSV and XLSX, days in the shop's time zone."""
@@ -59,11 +98,12 @@ async def report_command(update: Update, context: TillbotContext) -> None:
     if user is None or chat is None:
         return
     books = context.services.payments.books
-    try:
-        period, tz = await books.period(user.id, context.args or ["month"])
-    except NotAllowed:
-        await refuse(update, context, "not_merchant_command", "report")
+    found_shop = await _shop(update, context, "report")
+    if found_shop is None:
         return
+    shop_id, args = found_shop
+    try:
+        period, tz = await books.period(shop_id, args or ["month"])
     except PeriodError as exc:
         await reply_input_error(update, context, _period_error(exc.code))
         return
@@ -71,12 +111,12 @@ async def report_command(update: Update, context: TillbotContext) -> None:
     name = period_name(period, lang)
     stamp = f"{period.name}-{period.last:%Y%m%d}"
     found = await context.services.payments.reports.invoices_between(
-        user.id, period.start, period.end
+        shop_id, period.start, period.end
     )
     # Sandbox tests are never money: not in the CSV, not in the totals, only counted apart.
     invoices = [inv for inv in found if not inv.is_sandbox]
     tests = len(found) - len(invoices)
-    entries = await books.ledger(user.id, period)
+    entries = await books.ledger(shop_id, period)
     if not invoices and not entries:
         await reply(update, context, "report_empty", period=name)
         if tests:
@@ -115,7 +155,14 @@ def _line(lang: str, name: str, line: Line) -> str:
     return t(lang, "close_line", name=escape(name), count=line.count, total=total)
 
 
-def close_text(close: ShiftClose, lang: str, titles: dict[str, str]) -> str:
+def close_text(
+    close: ShiftClose,
+    lang: str,
+    titles: dict[str, str],
+    names: dict[int, str] | None = None,
+) -> str:
+    """The close's message; `names` are the cashiers' display names (else their ids)."""
+    names = names or {}
     parts = [t(lang, "close_title", day=format_day(close.day, lang), zone=escape(close.zone_name))]
     if not close.totals:
         parts.append(t(lang, "close_nothing"))
@@ -125,10 +172,10 @@ def close_text(close: ShiftClose, lang: str, titles: dict[str, str]) -> str:
             _line(lang, titles.get(gw, gw), line) for (gw, _), line in close.per_gateway.items()
         ]
         parts.append(t(lang, "close_by_cashier"))
-        parts += [
-            _line(lang, t(lang, "close_cashier", id=cashier), line)
-            for (cashier, _), line in close.per_cashier.items()
-        ]
+        for (cashier, currency), line in close.per_cashier.items():
+            name = names.get(cashier) or t(lang, "close_cashier", id=cashier)
+            tips = format_amount(line.tip_minor, currency, lang)
+            parts.append(_line(lang, name, line) + " · " + t(lang, "close_tips", tips=tips))
         parts.append(t(lang, "close_total"))
         for currency, line in close.totals.items():
             parts.append(_line(lang, currency, line))
@@ -159,18 +206,34 @@ async def close_command(update: Update, context: TillbotContext) -> None:
     if user is None or chat is None:
         return
     services = context.services
-    if not await services.payments.is_merchant(user.id):
-        await refuse(update, context, "not_merchant_command", "close")
+    found_shop = await _shop(update, context, "close")
+    if found_shop is None:
         return
     lang = await language(update, context)
-    close = await services.payments.books.shift_close(user.id)
-    await _send_close(context, chat.id, close, lang)
+    close = await services.payments.books.shift_close(found_shop[0])
+    await _send_close(context, chat.id, close, lang, await _cashier_names(context, close))
 
 
-async def _send_close(context: TillbotContext, chat_id: int, close: ShiftClose, lang: str) -> None:
+async def _cashier_names(context: TillbotContext, close: ShiftClose) -> dict[int, str]:
+    """The display names of the close's cashiers, as the bot last saw them."""
+    names: dict[int, str] = {}
+    for cashier, _ in close.per_cashier:
+        name = (await context.services.prefs(cashier)).name
+        if name:
+            names[cashier] = f"{name} ({cashier})"
+    return names
+
+
+async def _send_close(
+    context: TillbotContext,
+    chat_id: int,
+    close: ShiftClose,
+    lang: str,
+    names: dict[int, str] | None = None,
+) -> None:
     titles = dict(context.services.view.gateway_titles)
     await context.bot.send_message(
-        chat_id, close_text(close, lang, titles), parse_mode=ParseMode.HTML
+        chat_id, close_text(close, lang, titles, names), parse_mode=ParseMode.HTML
     )
     png = await asyncio.to_thread(_chart, close, lang)
     if png is not None:
@@ -186,7 +249,7 @@ async def daily_close(context: TillbotContext) -> None:
         try:
             lang = await services.language_of_chat(merchant_id)
             close = await books.shift_close(merchant_id, day)
-            await _send_close(context, merchant_id, close, lang)
+            await _send_close(context, merchant_id, close, lang, await _cashier_names(context, close))
         except TelegramError as exc:
             log.warning("the shift close of shop %s could not be sent: %s", merchant_id, exc)
 
@@ -198,8 +261,7 @@ async def shop_settings(update: Update, context: TillbotContext, args: Sequence[
     if user is None:
         return
     services = context.services
-    if not await services.payments.is_merchant(user.id):
-        await reply(update, context, "not_merchant")
+    if await guard(update, context, Action.SHOP_SETTINGS, "settings") is None:
         return
     field = args[0].lower() if args else ""
     value = " ".join(args[1:])

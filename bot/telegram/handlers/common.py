@@ -11,6 +11,7 @@ from telegram.error import TelegramError
 
 from bot.domain.drafts import InputError
 from bot.domain.models import Invoice, InvoiceMessage, MessageRole
+from bot.domain.staff import Action, Seat
 from bot.gateways.base import GatewayAuthError, GatewayError
 from bot.i18n import t
 from bot.telegram.context import TillbotContext
@@ -33,7 +34,9 @@ async def reply(update: Update, context: TillbotContext, key: str, **params: obj
         )
 
 
-async def refuse(update: Update, context: TillbotContext, key: str, command: str) -> None:
+async def refuse(
+    update: Update, context: TillbotContext, key: str, command: str, **params: object
+) -> None:
     """Refuse a command the user may not use, naming it (`not_merchant_command`). In a
     private chat, there; in a group, never for everyone to read: privately to the user,
     which Telegram allows only once they have opened the bot, else not at all."""
@@ -41,7 +44,7 @@ async def refuse(update: Update, context: TillbotContext, key: str, command: str
     if user is None or chat is None:
         return
     lang = await language(update, context)
-    text = t(lang, key, command=command)
+    text = t(lang, key, command=command, **params)
     if chat.type == ChatType.PRIVATE:
         await context.bot.send_message(chat.id, text, parse_mode=ParseMode.HTML)
         return
@@ -100,8 +103,45 @@ def gateway_error_text(exc: GatewayError, lang: str, title: str, *, for_admin: b
 
 
 async def is_merchant(update: Update, context: TillbotContext) -> bool:
+    """Whether the user works for a shop (any role)."""
     user = update.effective_user
     return user is not None and await context.services.payments.is_merchant(user.id)
+
+
+async def may(update: Update, context: TillbotContext, action: Action) -> bool:
+    """Whether the user's role in their shop lets them do `action`."""
+    user = update.effective_user
+    if user is None:
+        return False
+    seat = await context.services.payments.access.seat(user.id)
+    return seat is not None and seat.may(action)
+
+
+async def guard(
+    update: Update, context: TillbotContext, action: Action, command: str
+) -> Seat | None:
+    """The user's seat when their role allows `action`; otherwise the refusal naming the
+    command (for a customer: it is for merchants; for staff: not in their role), and None."""
+    user = update.effective_user
+    if user is None:
+        return None
+    seat = await context.services.payments.access.seat(user.id)
+    if seat is not None and seat.may(action):
+        return seat
+    await refuse_role(update, context, command, seat)
+    return None
+
+
+async def refuse_role(
+    update: Update, context: TillbotContext, command: str, seat: Seat | None
+) -> None:
+    """The refusal of a command the user's role (or lack of one) does not include."""
+    if seat is None:
+        await refuse(update, context, "not_merchant_command", command)
+        return
+    lang = await language(update, context)
+    role = t(lang, f"role_{seat.role.value}")
+    await refuse(update, context, "not_in_role_command", command, role=role)
 
 
 def is_admin(update: Update, context: TillbotContext) -> bool:

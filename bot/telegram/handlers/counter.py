@@ -23,6 +23,7 @@ from bot.telegram.handlers.common import (
     is_admin,
     is_merchant,
     language,
+    refuse_role,
     reply,
     reply_input_error,
 )
@@ -67,7 +68,8 @@ async def tips_setting(update: Update, context: TillbotContext, words: list[str]
     try:
         percents = await context.services.payments.counter.set_tip_percents(user.id, words)
     except NotAllowed:
-        await reply(update, context, "not_merchant")
+        seat = await context.services.payments.access.seat(user.id)
+        await refuse_role(update, context, "settings", seat)
         return
     except InputError as exc:
         await reply_input_error(update, context, exc)

@@ -17,6 +17,7 @@ from telegram.constants import ParseMode
 from bot.domain.drafts import InputError, NotAllowed
 from bot.domain.links import LINK_PREFIX, PaymentLink, token_in
 from bot.domain.models import MessageRole
+from bot.domain.staff import Action
 from bot.gateways.base import GatewayError
 from bot.i18n import format_amount, t
 from bot.ids import parse_invoice_id
@@ -25,8 +26,10 @@ from bot.telegram.context import TillbotContext
 from bot.telegram.handlers.common import (
     answer,
     callback_parts,
+    guard,
     is_merchant,
     language,
+    refuse_role,
     reply,
     reply_gateway_error,
     reply_input_error,
@@ -45,8 +48,7 @@ async def link_command(update: Update, context: TillbotContext) -> None:
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
         return
-    if not await is_merchant(update, context):
-        await reply(update, context, "not_merchant")
+    if await guard(update, context, Action.MANAGE_LINKS, "link") is None:
         return
     words = list(context.args or [])
     if not words:
@@ -59,7 +61,9 @@ async def link_command(update: Update, context: TillbotContext) -> None:
         await reply_input_error(update, context, exc)
         return
     except NotAllowed:
-        await reply(update, context, "not_merchant")
+        await refuse_role(
+            update, context, "link", await context.services.payments.access.seat(user.id)
+        )
         return
     lang = await language(update, context)
     await context.bot.send_message(
@@ -142,11 +146,13 @@ async def link_button(update: Update, context: TillbotContext) -> None:
     payments = context.services.payments
     lang = await language(update, context)
     link = await payments.links.link(token)
+    seat = await payments.access.seat(user.id)
     if (
         link is None
-        or link.merchant_id != user.id
+        or seat is None
+        or not seat.may(Action.MANAGE_LINKS)
+        or link.merchant_id != seat.shop_id
         or not link.enabled
-        or not await is_merchant(update, context)
     ):
         await answer(update)
         return

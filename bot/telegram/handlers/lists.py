@@ -9,15 +9,16 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.domain.drafts import NotAllowed
 from bot.domain.models import Invoice, MessageRole
+from bot.domain.staff import Action
 from bot.i18n import format_amount, t
 from bot.ids import parse_invoice_id, parse_page
 from bot.telegram.context import TillbotContext
 from bot.telegram.handlers.common import (
     answer,
     callback_parts,
+    guard,
     is_merchant,
     language,
-    refuse,
     reply,
     show_in_place,
     show_invoice_once,
@@ -29,8 +30,7 @@ PAGE_SIZE = 8
 
 async def invoices_command(update: Update, context: TillbotContext) -> None:
     """/invoices: the merchant's recent invoices, newest first, with paging buttons."""
-    if not await is_merchant(update, context):
-        await refuse(update, context, "not_merchant_command", "invoices")
+    if await guard(update, context, Action.SEE_OWN_SALES, "invoices") is None:
         return
     await _show_page(update, context, 0)
 

@@ -17,6 +17,7 @@ from telegram import Bot, BotCommand, BotCommandScopeChat, BotCommandScopeDefaul
 from telegram.error import TelegramError
 
 from bot.domain.models import InvoiceKind
+from bot.domain.staff import Role as StaffRole
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
 from bot.telegram.context import Services, TillbotApp, TillbotContext
 from bot.telegram.handlers.counter import set_menu_button
@@ -25,27 +26,44 @@ log = logging.getLogger(__name__)
 
 
 class Role(StrEnum):
+    """Whose menu: a customer's, a shop's cashier's, manager's or owner's (MERCHANT), an
+    operator's (ADMIN: an owner who also manages the shops)."""
+
     CUSTOMER = "customer"
+    CASHIER = "cashier"
+    MANAGER = "manager"
     MERCHANT = "merchant"
     ADMIN = "admin"
 
 
-MERCHANT_COMMANDS = (
+CASHIER_COMMANDS = (
+    "invoice", "pos", "counter", "onchain", "invoices", "settings", "help", "start",
+)  # fmt: skip
+MANAGER_COMMANDS = (
     "invoice", "pos", "counter", "onchain", "link", "invoices", "report", "close", "settings",
     "help", "start",
 )  # fmt: skip
+MERCHANT_COMMANDS = (
+    "invoice", "pos", "counter", "onchain", "link", "invoices", "report", "close", "staff",
+    "settings", "help", "start",
+)  # fmt: skip
 COMMANDS: dict[Role, tuple[str, ...]] = {
     Role.CUSTOMER: ("start", "help", "settings"),
+    Role.CASHIER: CASHIER_COMMANDS,
+    Role.MANAGER: MANAGER_COMMANDS,
     Role.MERCHANT: MERCHANT_COMMANDS,
     Role.ADMIN: (*MERCHANT_COMMANDS, "merchants"),
 }
+# A cashier's and a manager's /settings choose their language only.
+LANGUAGE_ONLY_SETTINGS = (Role.CUSTOMER, Role.CASHIER, Role.MANAGER)
 OTHER_LANGUAGES = tuple(code for code in LANGUAGES if code != DEFAULT_LANGUAGE)
 MAX_SCOPED_CHATS = 200  # per-chat menus beyond this cost too many calls at start
 
 
 def description(role: Role, name: str, language: str) -> str:
     """What the menu (and /help) says about a command, for that role."""
-    key = "cmd_settings_customer" if (role, name) == (Role.CUSTOMER, "settings") else f"cmd_{name}"
+    own_language = name == "settings" and role in LANGUAGE_ONLY_SETTINGS
+    key = "cmd_settings_customer" if own_language else f"cmd_{name}"
     return t(language, key)[:256]
 
 
@@ -88,9 +106,14 @@ async def role_of(services: Services, user_id: int) -> Role:
     payments = services.payments
     if payments.is_admin(user_id):
         return Role.ADMIN
-    if await payments.is_merchant(user_id):
-        return Role.MERCHANT
-    return Role.CUSTOMER
+    seat = await payments.access.seat(user_id)
+    if seat is None:
+        return Role.CUSTOMER
+    return {
+        StaffRole.OWNER: Role.MERCHANT,
+        StaffRole.MANAGER: Role.MANAGER,
+        StaffRole.CASHIER: Role.CASHIER,
+    }[seat.role]
 
 
 async def register_commands(app: TillbotApp) -> None:

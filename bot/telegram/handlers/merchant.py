@@ -13,18 +13,21 @@ from telegram.error import BadRequest
 from bot.domain.drafts import InputError, InvoiceDraft, NotAllowed, parse_invoice_args
 from bot.domain.links import LINK_PREFIX, RECEIPT_PREFIX, token_in
 from bot.domain.models import InvoiceKind, InvoiceStatus, MessageRole
+from bot.domain.staff import JOIN_PREFIX, Action
 from bot.gateways.base import GatewayError
 from bot.i18n import LANGUAGE_NAMES, LANGUAGES, format_decimal, group_separator, t
 from bot.ids import parse_invoice_id
 from bot.telegram.context import TillbotContext
-from bot.telegram.handlers import books, links
+from bot.telegram.handlers import books, links, staff
 from bot.telegram.handlers.common import (
     answer,
     callback_parts,
+    guard,
     is_admin,
     is_merchant,
     language,
-    refuse,
+    may,
+    refuse_role,
     reply,
     reply_gateway_error,
     reply_input_error,
@@ -68,7 +71,9 @@ async def start(update: Update, context: TillbotContext) -> None:
         return
     if context.args:
         payload = context.args[0]
-        if (token := token_in(payload, LINK_PREFIX)) is not None:
+        if payload.startswith(JOIN_PREFIX):
+            await staff.join(update, context, payload.removeprefix(JOIN_PREFIX))
+        elif (token := token_in(payload, LINK_PREFIX)) is not None:
             await links.open_link(update, context, token)
         elif (token := token_in(payload, RECEIPT_PREFIX)) is not None:
             await links.open_receipt(update, context, token)
@@ -103,6 +108,8 @@ async def help_command(update: Update, context: TillbotContext) -> None:
                 bot=services.view.bot_username,
             )
         )
+    if role in (Role.CASHIER, Role.MANAGER):  # what their role in the shop lets them do
+        parts.append(t(lang, f"staff_can_{role.value}"))
     if role is Role.ADMIN:
         parts.append(t(lang, "help_admin"))
     await context.bot.send_message(chat.id, "\n\n".join(parts), parse_mode=ParseMode.HTML)
@@ -134,8 +141,7 @@ async def _create(
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
         return
-    if not await is_merchant(update, context):
-        await refuse(update, context, "not_merchant_command", command)
+    if await guard(update, context, Action.SELL, command) is None:
         return
     payments = context.services.payments
     args = list(context.args or []) if words is None else words
@@ -168,7 +174,7 @@ async def _create(
         await reply_input_error(update, context, exc, usage=command if usage else None)
         return
     except NotAllowed:
-        await refuse(update, context, "not_merchant_command", command)
+        await refuse_role(update, context, command, await payments.access.seat(user.id))
         return
     except GatewayError as exc:
         await reply_gateway_error(
@@ -280,7 +286,9 @@ async def settings_button(update: Update, context: TillbotContext) -> None:
         return
     services = context.services
     field, value = parts
-    if field == "gw" and value in services.gateways and await is_merchant(update, context):
+    if field == "gw" and value in services.gateways and await may(
+        update, context, Action.SHOP_SETTINGS
+    ):
         await services.payments.access.choose_gateway(user.id, value)
     elif field == "lang" and (value in LANGUAGES or value == "auto"):
         await services.payments.access.choose_language(user.id, None if value == "auto" else value)
@@ -300,7 +308,7 @@ async def _show_settings(update: Update, context: TillbotContext) -> None:
     assert user is not None
     lang = await language(update, context)
     prefs = await services.prefs(user.id)
-    merchant = await is_merchant(update, context)
+    merchant = await may(update, context, Action.SHOP_SETTINGS)  # the owner: shop fields
     gateway = await services.payments.merchant_gateway(user.id)
     chosen = prefs.language if prefs.language in LANGUAGES else None
     language_name = LANGUAGE_NAMES[chosen] if chosen else t(lang, "settings_auto")
