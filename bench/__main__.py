@@ -290,7 +290,7 @@ async def run_echo(work: Path, n: int, concurrency: int) -> dict[str, Any]:
     tracker = Tracker(emu)
     try:
         deadline = time.monotonic() + 30
-        while not emu.calls("getUpdates"):
+        while not emu.polls_started:
             if not proc.running or time.monotonic() > deadline:
                 raise RuntimeError(f"the echo bot did not start:\n{proc.log_tail()}")
             await asyncio.sleep(0.05)

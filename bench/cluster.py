@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -21,17 +20,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 
 from bench.proc import ChildProcess, child_env, free_port
 from bench.stack import ADMIN_ID, BOT_USERNAME, MION_KEY, TOKEN, Tracker, merchant_ids
 from bot.config import Settings
-from bot.domain.models import InvoiceKind, InvoiceMessage, MessageRole, NewInvoice
 from storage import open_repository
 from storage.base import Repository
+from testkit import seeding
 from testkit.mion import MionSimulator
 from testkit.telegram import BotApiEmulator
 from testkit.tls import TlsFront
@@ -61,23 +58,11 @@ def server_url() -> str:
 
 async def create_database() -> str:
     """A new, empty database on the server of `server_url()`; its URL."""
-    server = server_url()
-    name = f"tillbot_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(server, timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    return await seeding.create_database(server_url(), "tillbot_bench")
 
 
 async def drop_database(database_url: str) -> None:
-    admin = await asyncpg.connect(server_url(), timeout=10)
-    try:
-        name = urlsplit(database_url).path.lstrip("/")
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await seeding.drop_database(server_url(), database_url)
 
 
 @dataclass
@@ -144,60 +129,24 @@ class Cluster:
         repo = self.repo
         now = datetime.now(UTC)
         limit = asyncio.Semaphore(16)
-        async with httpx.AsyncClient(
-            base_url=self.mion.url, headers={"x-api-key": MION_KEY}, trust_env=False
-        ) as http:
+        async with seeding.mion_client(self.mion, MION_KEY) as http:
 
             async def one(n: int, chat: int) -> Sample:
                 async with limit:
-                    invoice = await repo.create_invoice(
-                        NewInvoice(
-                            public_token=secrets.token_urlsafe(16),
-                            merchant_id=chat,
-                            amount_minor=100 + n,
-                            currency="EUR",
-                            description=f"Order {n}",
-                            gateway="mion",
-                            kind=InvoiceKind.CHECKOUT,
-                            created_at=now,
-                            expires_at=now + timedelta(hours=2),
-                        )
-                    )
-                    answer = await http.post(
-                        "/payment-sessions",
-                        json={
-                            "amount": invoice.amount_minor,
-                            "currencyIso3": "EUR",
-                            "expiry": (now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                            "reference": f"cluster-{invoice.id}",
-                            "retailPos": False,
-                        },
-                    )
-                    session_id = str(answer.json()["paymentSessionId"])
-                    await repo.attach_session(
-                        invoice.id,
-                        gateway_session_id=session_id,
-                        checkout_url=None,
-                        payment={},
-                        expires_at=None,
-                        next_poll_at=now + timedelta(seconds=n % 3),
+                    seeded = await seeding.seed_mion_invoice(
+                        repo,
+                        self.emu,
+                        http,
+                        merchant=chat,
+                        amount_minor=100 + n,
+                        description=f"Order {n}",
+                        reference_prefix="cluster",
                         now=now,
+                        next_poll_at=now + timedelta(seconds=n % 3),
                     )
-                    _, body = await self.emu.call(
-                        "sendMessage", {"chat_id": chat, "text": f"Invoice #{invoice.id} open"}
-                    )
-                    message_id = int(body["result"]["message_id"])
-                    await repo.add_message(
-                        InvoiceMessage(
-                            invoice_id=invoice.id,
-                            role=MessageRole.MERCHANT,
-                            chat_id=chat,
-                            message_id=message_id,
-                            user_id=chat,
-                            language="en",
-                        )
-                    )
-                    return Sample(chat, message_id, session_id, invoice.id)
+                    message_id = seeded.message.message_id
+                    assert message_id is not None
+                    return Sample(chat, message_id, seeded.session_id, seeded.invoice.id)
 
             chats = merchant_ids(self.chats)[:count]
             self.samples = list(await asyncio.gather(*(one(n, c) for n, c in enumerate(chats))))

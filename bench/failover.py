@@ -21,13 +21,11 @@ import asyncio
 import contextlib
 import os
 import random
-import secrets
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -36,9 +34,9 @@ from bench.cluster import admin_named
 from bench.proc import ChildProcess, child_env, free_port
 from bench.stats import summarize
 from bot.config import Settings
-from bot.domain.models import InvoiceKind, InvoiceMessage, MessageRole, NewInvoice
 from storage import open_repository
 from storage.base import Repository
+from testkit import seeding
 from testkit.mion import MionSimulator
 from testkit.telegram import BotApiEmulator
 
@@ -77,7 +75,6 @@ class Cluster:
         self.mion = MionSimulator(api_key=MION_KEY)
         self.dsn = ""
         self._admin_dsn = database_url()
-        self._db_name = f"tillbot_bench_failover_{secrets.token_hex(4)}"
         self.repo: Repository | None = None
         self.con: Any = None
         self.bots: list[ChildProcess] = []
@@ -85,12 +82,7 @@ class Cluster:
         self.starts = 0
 
     async def start(self) -> None:
-        admin = await asyncpg.connect(self._admin_dsn, timeout=5)
-        try:
-            await admin.execute(f'CREATE DATABASE "{self._db_name}"')
-        finally:
-            await admin.close()
-        self.dsn = urlunsplit(urlsplit(self._admin_dsn)._replace(path=f"/{self._db_name}"))
+        self.dsn = await seeding.create_database(self._admin_dsn, "tillbot_bench_failover")
         await self.emu.start()
         self.emu.add_user(ADMIN_ID, "Ada", language_code="en")
         for uid in self.merchants:
@@ -111,11 +103,8 @@ class Cluster:
             await self.repo.close()
         await self.mion.stop()
         await self.emu.stop()
-        admin = await asyncpg.connect(self._admin_dsn, timeout=5)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{self._db_name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        if self.dsn:
+            await seeding.drop_database(self._admin_dsn, self.dsn)
 
     def _env(self) -> dict[str, str]:
         drop = {name.upper() for name in Settings.model_fields} | {"PORT", "HTTP_PORT"}
@@ -170,59 +159,22 @@ class Cluster:
         """One pending invoice at Mion, shown in its merchant's chat, due within 2 s.
         Returns its session id."""
         assert self.repo is not None
-        repo = self.repo
         now = datetime.now(UTC)
-        merchant = self.merchants[n % len(self.merchants)]
-        invoice = await repo.create_invoice(
-            NewInvoice(
-                public_token=secrets.token_urlsafe(16),
-                merchant_id=merchant,
-                amount_minor=1000 + n,
-                currency="EUR",
-                description=f"failover {n}",
-                gateway="mion",
-                kind=InvoiceKind.CHECKOUT,
-                created_at=now,
-                expires_at=now + timedelta(hours=2),
-            )
-        )
-        answer = await http.post(
-            "/payment-sessions",
-            json={
-                "amount": invoice.amount_minor,
-                "currencyIso3": "EUR",
-                "expiry": (now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "reference": f"failover-{invoice.id}",
-                "retailPos": False,
-            },
-        )
-        session_id = str(answer.json()["paymentSessionId"])
-        await repo.attach_session(
-            invoice.id,
-            gateway_session_id=session_id,
-            checkout_url=None,
-            payment={},
-            expires_at=None,
-            next_poll_at=now + timedelta(milliseconds=n * 7 % 2000),
+        seeded = await seeding.seed_mion_invoice(
+            self.repo,
+            self.emu,
+            http,
+            merchant=self.merchants[n % len(self.merchants)],
+            amount_minor=1000 + n,
+            description=f"failover {n}",
+            reference_prefix="failover",
             now=now,
+            next_poll_at=now + timedelta(milliseconds=n * 7 % 2000),
         )
-        _, body = await self.emu.call(
-            "sendMessage", {"chat_id": merchant, "text": f"Invoice #{invoice.id} pending"}
-        )
-        await repo.add_message(
-            InvoiceMessage(
-                invoice_id=invoice.id,
-                role=MessageRole.MERCHANT,
-                chat_id=merchant,
-                message_id=body["result"]["message_id"],
-                user_id=merchant,
-                language="en",
-            )
-        )
-        return session_id
+        return seeded.session_id
 
     def gateway(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.mion.url, headers={"x-api-key": MION_KEY})
+        return seeding.mion_client(self.mion, MION_KEY)
 
     async def holders(self) -> tuple[Counter[str], Counter[str]]:
         """Claimed invoices and claimed unsent outbox rows, by owner."""

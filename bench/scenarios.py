@@ -461,32 +461,20 @@ class PostgresDatabases:
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self.names: list[str] = []
+        self.urls: list[str] = []
 
     async def fresh(self) -> str:
-        import secrets
-        from urllib.parse import urlsplit, urlunsplit
+        from testkit.seeding import create_database
 
-        import asyncpg
-
-        name = f"tillbot_bench_{secrets.token_hex(4)}"
-        admin = await asyncpg.connect(self.base)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        self.names.append(name)
-        return urlunsplit(urlsplit(self.base)._replace(path=f"/{name}"))
+        url = await create_database(self.base, "tillbot_bench")
+        self.urls.append(url)
+        return url
 
     async def drop(self) -> None:
-        import asyncpg
+        from testkit.seeding import drop_database
 
-        admin = await asyncpg.connect(self.base)
-        try:
-            for name in self.names:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        for url in self.urls:
+            await drop_database(self.base, url)
 
 
 async def postgres_database() -> PostgresDatabases | None:

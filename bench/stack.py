@@ -205,9 +205,7 @@ class Stack:
                     healthy = (await client.get(url)).status_code == 200
                 except httpx.HTTPError:
                     healthy = False
-                mode_ok = bool(self.emu.webhook_url) if webhooks else bool(
-                    self.emu.calls("getUpdates")
-                )
+                mode_ok = bool(self.emu.webhook_url) if webhooks else self.emu.polls_started > 0
                 if healthy and mode_ok:
                     return
                 if time.monotonic() > deadline:

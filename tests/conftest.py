@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,25 +24,73 @@ from bot.i18n import LANGUAGES, t
 from bot.telegram.context import Services
 from testkit.telegram import BotApiEmulator
 from testkit.telegram.models import EmuUser, MessageRecord
+from tests.exclusive import machine_share
 from tests.sandbox_kit import BotSandbox
+
+# The reliability figures: loaded here too, so that pytest-xdist's controller (which runs
+# no test module) gathers and prints its workers' figures.
+pytest_plugins = ["tests.reliability_stats"]
 
 PLACEHOLDERS = frozenset(t(lang, "creating_invoice") for lang in LANGUAGES)
 # A marker token: any test output or log line containing it fails the secrets checks.
 TOKEN = "987654:MARKERtokenSECRETvalue0123456789abcdef"
 MERCHANT_ID, CUSTOMER_ID, ADMIN_ID, STRANGER_ID, MERCHANT2_ID = 1001, 2002, 9009, 3003, 1002
+# The harness's bot paces a private chat at 20 messages a second, not Telegram's one (the
+# emulator enforces no limits unless asked): a test of what the bot says need not wait a
+# second per message. Tests of the pacing itself start the bot with REAL_CHAT_INTERVAL.
+TEST_CHAT_INTERVAL = 0.05
+REAL_CHAT_INTERVAL = float(Settings.model_fields["telegram_chat_interval_seconds"].default)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", action="store_true", help="run the long soak tests")
 
 
+# Modules whose tests run alone under pytest-xdist (tests/exclusive.py): several real bot
+# processes or a browser (they would load the machine under the other tests' timeouts), or
+# timings of their own (paces, deadlines) that other tests' load would skew.
+EXCLUSIVE_MODULES = frozenset({
+    "test_bench_smoke",
+    "test_cluster_budget",
+    "test_counter_browser",
+    "test_crash",
+    "test_failover",
+    "test_failpoints",
+    "test_hostile",
+    "test_inbox_crash",
+    "test_multi_instance",
+    "test_ratelimit",
+    "test_shared_budget",
+    "test_watcher_scale",
+})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    exclusive = pytest.mark.exclusive
+    for item in items:
+        if item.path.stem in EXCLUSIVE_MODULES:
+            item.add_marker(exclusive)
     if config.getoption("--soak"):
         return
     skip = pytest.mark.skip(reason="long soak: run with --soak")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _machine_share(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under pytest-xdist an `exclusive` test runs alone (tests/exclusive.py)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    # Each worker's base folder is <the run's folder>/popen-gwN: the parent is shared.
+    folder = tmp_path_factory.getbasetemp().parent
+    exclusive = request.node.get_closest_marker("exclusive") is not None
+    with machine_share(folder, exclusive=exclusive):
+        yield
 
 
 @dataclass
@@ -70,6 +118,7 @@ class Harness:
             "merchant_ids": [MERCHANT_ID, MERCHANT2_ID],
             "poll_interval_seconds": 0.5,
             "pos_poll_interval_seconds": 0.5,
+            "telegram_chat_interval_seconds": TEST_CHAT_INTERVAL,
             "_env_file": None,
         }
         values.update(self.overrides)

@@ -5,7 +5,9 @@ load this module as a plugin (`pytest_plugins = ["tests.reliability_stats"]`) an
 what they did with `record(area, ...)`: inputs tried, faults injected, crashes survived,
 payments checked, lost and duplicated. `pytest_terminal_summary` prints one line per area
 and a total; docs/RELIABILITY.md quotes the lines of the last run. With
-`TILLBOT_RELIABILITY_JSON=<path>` the figures are also written there as JSON.
+`TILLBOT_RELIABILITY_JSON=<path>` the figures are also written there as JSON. Under
+pytest-xdist each worker hands its figures to the controller (tests/conftest.py loads this
+plugin there too), which prints them.
 
 PYTEST_DONT_REWRITE (a plugin module without asserts, imported by the tests too).
 
@@ -109,6 +111,22 @@ def summary_lines() -> list[str]:
             f"{total.window_duplicates}"
         )
     return lines
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands its figures to the controller, which prints the summary."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["reliability_stats"] = {a: asdict(f) for a, f in STATS.items()}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On the xdist controller: add a finished worker's figures to the run's."""
+    for area, counts in getattr(node, "workeroutput", {}).get("reliability_stats", {}).items():
+        notes = counts.pop("notes", [])
+        record(area, **counts)
+        STATS[area].notes.extend(notes)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

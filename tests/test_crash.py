@@ -1,7 +1,7 @@
 """The bot process killed at random moments (SIGKILL, and failpoints), payments landing
 while it is down, restarted on the same database: nothing is lost.
 
-`python -m bot` runs as a real process (tests/botproc.py) against the Bot API emulator and
+`python -m bot` runs as a real process (testkit/botproc.py) against the Bot API emulator and
 the Mion simulator, which live in this test process on 127.0.0.1. Each round the merchant
 creates invoices, customers open some links, the simulator receives payments at random
 moments, and the process is killed at a random moment (or dies at a failpoint of
@@ -35,11 +35,11 @@ from pathlib import Path
 
 import pytest
 
+from testkit.botproc import BotProcess, mion_bot_env
 from testkit.gateway_base import InvalidTransition
 from testkit.mion import MionSimulator
 from testkit.telegram import BotApiEmulator
 from testkit.telegram.models import EmuUser, MessageRecord
-from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, CUSTOMER_ID, MERCHANT_ID, TOKEN
 from tests.reliability_stats import record, soak_enabled
 
@@ -96,10 +96,10 @@ class World:
 
     # -- the bot process -----------------------------------------------------------------------
     async def start(self, **env: str) -> None:
-        before = len(self.emu.calls("getUpdates"))
+        before = self.emu.polls_started
         self.bot.start(**env)
         await self.emu.wait_for(
-            lambda: len(self.emu.calls("getUpdates")) > before or not self.bot.running,
+            lambda: self.emu.polls_started > before or not self.bot.running,
             timeout=30,
         )
         assert self.bot.running, self.bot.output()[-3000:]
@@ -186,19 +186,17 @@ async def world(
     default = random.SystemRandom().randrange(10**6) if soak_enabled(request.config) else 20261121
     seed = int(os.environ.get("TILLBOT_CRASH_SEED") or default)
     db = tmp_path / "crash.db"
-    env = {
-        "TELEGRAM_BOT_TOKEN": TOKEN,
-        "TELEGRAM_API_URL": emu.url,
-        "DATABASE_URL": f"sqlite:///{db}",
-        "ADMIN_IDS": f"{ADMIN_ID},{ADMIN2_ID}",
-        "MERCHANT_IDS": str(MERCHANT_ID),
-        "MION_API_URL": sim.url,
-        "MION_API_KEY": MION_KEY,
-        "DEFAULT_GATEWAY": "mion",
-        "SANDBOX_ENABLED": "false",
-        "POLL_INTERVAL_SECONDS": "0.3",
-        "LOG_LEVEL": "INFO",
-    }
+    env = mion_bot_env(
+        token=TOKEN,
+        telegram_url=emu.url,
+        database_url=f"sqlite:///{db}",
+        mion_url=sim.url,
+        mion_key=MION_KEY,
+        admins=(ADMIN_ID, ADMIN2_ID),
+        merchants=(MERCHANT_ID,),
+        POLL_INTERVAL_SECONDS="0.3",
+        LOG_LEVEL="INFO",
+    )
     w = World(
         emu=emu,
         sim=sim,

@@ -122,7 +122,7 @@ async def test_paid_at_the_gateway_is_seen_by_polling_within_two_intervals(
     while (await repo.get_invoice(invoice.id)).status is not InvoiceStatus.PAID:  # type: ignore[union-attr]
         assert time.monotonic() - started <= 2 * interval + 0.3, "not seen within two polls"
         await asyncio.sleep(0.02)
-    # The edit then follows at the chat's pace (one message a second per chat).
+    # The edit then follows at the chat's pace.
     await tillbot.emu.wait_for(lambda: "PAID" in reply.content, timeout=5)
     await tillbot.emu.wait_for_message(tillbot.admin, lambda m: "Invoice #" in m.content)
 

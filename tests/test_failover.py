@@ -9,26 +9,19 @@ work that nobody has done (and none of it can reach Telegram afterwards)."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import httpx
 import pytest
 from aiohttp import ClientSession, ClientTimeout, web
 
 from bench.cluster import admin_named
 from bot.domain.models import (
-    InvoiceKind,
-    InvoiceMessage,
     InvoiceStatus,
-    MessageRole,
-    NewInvoice,
     NewOutbox,
     OutboxEvent,
     OutboxKind,
@@ -36,9 +29,10 @@ from bot.domain.models import (
 )
 from storage import open_repository
 from storage.base import Repository
+from testkit.botproc import BotProcess, mion_bot_env
 from testkit.mion import MionSimulator
+from testkit.seeding import mion_client, scratch_database, seed_mion_invoice
 from testkit.telegram import BotApiEmulator
-from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, TOKEN, free_port
 from tests.storage_fixtures import require_postgres
 
@@ -105,15 +99,8 @@ class StallProxy:
 
 @pytest.fixture
 async def database() -> AsyncIterator[str]:
-    base = await require_postgres()
-    name = f"tillbot_failover_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(base)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_database(await require_postgres(), "tillbot_failover") as url:
+        yield url
 
 
 class World:
@@ -160,25 +147,26 @@ class World:
                 await proxy.start()
                 self.proxies.append(proxy)
             telegram, mion = tg_proxy.url, mion_proxy.url
+        settings = {
+            "HTTP_PORT": str(free_port()),
+            "PUBLIC_URL": f"https://127.0.0.1:{free_port()}",  # nothing is delivered
+            "TELEGRAM_CHAT_INTERVAL_SECONDS": "0.01",
+            "TELEGRAM_MESSAGES_PER_SECOND": "200",
+            "GATEWAY_TIMEOUT_SECONDS": "30",
+            "LOG_LEVEL": "INFO",
+            **env,
+        }
         bot = BotProcess(
-            {
-                "TELEGRAM_BOT_TOKEN": TOKEN,
-                "TELEGRAM_API_URL": telegram,
-                "DATABASE_URL": self.database,
-                "ADMIN_IDS": str(ADMIN_ID),
-                "MERCHANT_IDS": ",".join(map(str, MERCHANTS)),
-                "MION_API_URL": mion,
-                "MION_API_KEY": MION_KEY,
-                "DEFAULT_GATEWAY": "mion",
-                "SANDBOX_ENABLED": "false",
-                "HTTP_PORT": str(free_port()),
-                "PUBLIC_URL": f"https://127.0.0.1:{free_port()}",  # nothing is delivered
-                "TELEGRAM_CHAT_INTERVAL_SECONDS": "0.01",
-                "TELEGRAM_MESSAGES_PER_SECOND": "200",
-                "GATEWAY_TIMEOUT_SECONDS": "30",
-                "LOG_LEVEL": "INFO",
-                **env,
-            },
+            mion_bot_env(
+                token=TOKEN,
+                telegram_url=telegram,
+                database_url=self.database,
+                mion_url=mion,
+                mion_key=MION_KEY,
+                admins=(ADMIN_ID,),
+                merchants=MERCHANTS,
+                **settings,
+            ),
             self.tmp_path / f"{name}.log",
         )
         env_without_id = {"INSTANCE_ID": ""}
@@ -205,58 +193,23 @@ class World:
         polled: list[int] = []
         noticed: list[int] = []
         messages: dict[int, tuple[int, int | None]] = {}
-        async with httpx.AsyncClient(
-            base_url=self.mion.url, headers={"x-api-key": MION_KEY}
-        ) as http:
+        async with mion_client(self.mion, MION_KEY) as http:
             for n in range(POLLS + NOTICES):
                 merchant = MERCHANTS[n % len(MERCHANTS)]
-                invoice = await self.repo.create_invoice(
-                    NewInvoice(
-                        public_token=secrets.token_urlsafe(16),
-                        merchant_id=merchant,
-                        amount_minor=500 + n,
-                        currency="EUR",
-                        description=f"failover {n}",
-                        gateway="mion",
-                        kind=InvoiceKind.CHECKOUT,
-                        created_at=now,
-                        expires_at=now + timedelta(hours=1),
-                    )
-                )
-                answer = await http.post(
-                    "/payment-sessions",
-                    json={
-                        "amount": invoice.amount_minor,
-                        "currencyIso3": "EUR",
-                        "expiry": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        "reference": f"failover-{invoice.id}",
-                        "retailPos": False,
-                    },
-                )
-                session_id = answer.json()["paymentSessionId"]
-                self.mion.pay(session_id)
-                await self.repo.attach_session(
-                    invoice.id,
-                    gateway_session_id=session_id,
-                    checkout_url=None,
-                    payment={},
-                    expires_at=None,
-                    next_poll_at=now + timedelta(hours=1),  # due all at once, below
+                seeded = await seed_mion_invoice(
+                    self.repo,
+                    self.emu,
+                    http,
+                    merchant=merchant,
+                    amount_minor=500 + n,
+                    description=f"failover {n}",
+                    reference_prefix="failover",
                     now=now,
+                    next_poll_at=now + timedelta(hours=1),  # due all at once, below
+                    lifetime=timedelta(hours=1),
                 )
-                _, body = await self.emu.call(
-                    "sendMessage", {"chat_id": merchant, "text": f"Invoice #{invoice.id} pending"}
-                )
-                message = await self.repo.add_message(
-                    InvoiceMessage(
-                        invoice_id=invoice.id,
-                        role=MessageRole.MERCHANT,
-                        chat_id=merchant,
-                        message_id=body["result"]["message_id"],
-                        user_id=merchant,
-                        language="en",
-                    )
-                )
+                self.mion.pay(seeded.session_id)
+                invoice, message = seeded.invoice, seeded.message
                 (polled if n < POLLS else noticed).append(invoice.id)
                 messages[invoice.id] = (merchant, message.id)
         # All at once (seeding is slow under load): the notices, then the polls.

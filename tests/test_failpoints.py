@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from storage import open_repository
+from testkit.botproc import BotProcess, mion_bot_env
 from testkit.mion import MionSimulator
 from testkit.telegram import BotApiEmulator
 from testkit.telegram.models import EmuUser, MessageRecord
-from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, CUSTOMER_ID, MERCHANT_ID, TOKEN
 
 MION_KEY = "mion-crash-MARKER-key-5f2e"
@@ -29,19 +29,17 @@ async def mion() -> AsyncIterator[MionSimulator]:
 
 
 def bot_env(emu: BotApiEmulator, mion: MionSimulator, db: Path) -> dict[str, str]:
-    return {
-        "TELEGRAM_BOT_TOKEN": TOKEN,
-        "TELEGRAM_API_URL": emu.url,
-        "DATABASE_URL": f"sqlite:///{db}",
-        "ADMIN_IDS": f"{ADMIN_ID},{ADMIN2_ID}",
-        "MERCHANT_IDS": str(MERCHANT_ID),
-        "MION_API_URL": mion.url,
-        "MION_API_KEY": MION_KEY,
-        "DEFAULT_GATEWAY": "mion",
-        "SANDBOX_ENABLED": "false",
-        "POLL_INTERVAL_SECONDS": "0.3",
-        "LOG_LEVEL": "INFO",
-    }
+    return mion_bot_env(
+        token=TOKEN,
+        telegram_url=emu.url,
+        database_url=f"sqlite:///{db}",
+        mion_url=mion.url,
+        mion_key=MION_KEY,
+        admins=(ADMIN_ID, ADMIN2_ID),
+        merchants=(MERCHANT_ID,),
+        POLL_INTERVAL_SECONDS="0.3",
+        LOG_LEVEL="INFO",
+    )
 
 
 async def create_invoice(
@@ -139,7 +137,7 @@ async def test_payment_while_the_bot_is_stopped_is_reported_once_after_restart(
         await outbox_delivered(tmp_path / "stop.db")
         bot.kill()  # and once more, without any cleanup: nothing may repeat
         bot.start()
-        await emu.wait_for(lambda: len(emu.calls("getUpdates")) > 0, timeout=5)
+        await emu.wait_for(lambda: emu.polls_started > 0, timeout=5)
         await asyncio.sleep(2.0)
     finally:
         await bot.stop()

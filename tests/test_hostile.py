@@ -21,12 +21,12 @@ import httpx
 import pytest
 
 from bot.web import SECRET_HEADER
+from testkit.botproc import BotProcess
 from testkit.mion import MionSimulator
 from testkit.mixpay import DEFAULT_PAYEE_ID, USDT_ERC20, MixPaySimulator
 from testkit.telegram import BotApiEmulator
 from testkit.telegram.models import EmuUser, MessageRecord
 from testkit.tls import TlsFront
-from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, MERCHANT_ID, PLACEHOLDERS, TOKEN, free_port
 from tests.reliability_stats import record
 

@@ -8,21 +8,19 @@ before storing its id), which leaves one stale placeholder and is counted."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from bot.domain.models import InvoiceStatus, MessageRole
 from bot.i18n import t
 from storage import open_repository
+from testkit.botproc import BotProcess, mion_bot_env
 from testkit.mion import MionSimulator
+from testkit.seeding import scratch_database
 from testkit.telegram import BotApiEmulator
 from testkit.telegram.models import MessageRecord
-from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, MERCHANT_ID, TOKEN
 from tests.reliability_stats import record
 from tests.storage_fixtures import require_postgres
@@ -42,34 +40,25 @@ async def mion() -> AsyncIterator[MionSimulator]:
 @pytest.fixture
 async def database() -> AsyncIterator[str]:
     """A database of its own on the test server (helpers and tests never collide)."""
-    base = await require_postgres()
-    name = f"tillbot_inbox_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(base)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_database(await require_postgres(), "tillbot_inbox") as url:
+        yield url
 
 
 def bot_env(emu: BotApiEmulator, mion: MionSimulator, database: str) -> dict[str, str]:
-    return {
-        "TELEGRAM_BOT_TOKEN": TOKEN,
-        "TELEGRAM_API_URL": emu.url,
-        "DATABASE_URL": database,
-        "ADMIN_IDS": str(ADMIN_ID),
-        "MERCHANT_IDS": str(MERCHANT_ID),
-        "MION_API_URL": mion.url,
-        "MION_API_KEY": MION_KEY,
-        "DEFAULT_GATEWAY": "mion",
-        "SANDBOX_ENABLED": "false",
-        "POLL_INTERVAL_SECONDS": "0.3",
+    return mion_bot_env(
+        token=TOKEN,
+        telegram_url=emu.url,
+        database_url=database,
+        mion_url=mion.url,
+        mion_key=MION_KEY,
+        admins=(ADMIN_ID,),
+        merchants=(MERCHANT_ID,),
+        POLL_INTERVAL_SECONDS="0.3",
         # A restarted instance knows its own claims (issue 12 point 1 replaces this with
         # heartbeats; without it the claims lapse after INBOX_LEASE_SECONDS).
-        "INSTANCE_ID": "inbox-crash",
-        "LOG_LEVEL": "INFO",
-    }
+        INSTANCE_ID="inbox-crash",
+        LOG_LEVEL="INFO",
+    )
 
 
 def shown(emu: BotApiEmulator) -> list[MessageRecord]:
@@ -111,7 +100,7 @@ async def test_killed_at_each_step_of_invoice_answers_once_with_one_session(
     bot = BotProcess(env, tmp_path / "bot.log")
     bot.start(TILLBOT_CRASH_AT=point)
     try:
-        await emu.wait_for(lambda: len(emu.calls("getUpdates")) > 0, timeout=20)
+        await emu.wait_for(lambda: emu.polls_started > 0, timeout=20)
         await emu.send_message(merchant, "/invoice 9.99 Cake")
         assert await bot.wait_exit(timeout=30) == 137, bot.output()[-3000:]
         bot.start()  # no crash point this time
@@ -185,7 +174,7 @@ async def test_another_instance_takes_over_an_update_whose_claim_lapsed(
     )
     first.start(TILLBOT_CRASH_AT="after_session_created")
     try:
-        await emu.wait_for(lambda: len(emu.calls("getUpdates")) > 0, timeout=20)
+        await emu.wait_for(lambda: emu.polls_started > 0, timeout=20)
         await emu.send_message(merchant, "/invoice 9.99 Cake")
         assert await first.wait_exit(timeout=30) == 137, first.output()[-3000:]
         second.start()

@@ -8,7 +8,7 @@ import itertools
 from typing import TYPE_CHECKING
 
 from bot.telegram.ratelimit import TelegramRateLimiter
-from tests.conftest import Harness
+from tests.conftest import REAL_CHAT_INTERVAL, Harness
 
 if TYPE_CHECKING:
     from testkit.telegram.models import RecordedRequest
@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 async def test_replies_are_paced_at_the_global_rate(harness: Harness) -> None:
     """Ten commands at once: ten replies, no two closer than 1/TELEGRAM_MESSAGES_PER_SECOND."""
-    await harness.start(telegram_messages_per_second=5)
+    await harness.start(
+        telegram_messages_per_second=5, telegram_chat_interval_seconds=REAL_CHAT_INTERVAL
+    )
     emu = harness.emu
     users = [harness.merchant, harness.customer, harness.stranger, harness.merchant2]
     await asyncio.gather(*(emu.send_message(users[n % 4], "/help") for n in range(10)))

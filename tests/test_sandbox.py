@@ -25,8 +25,8 @@ from bot.gateways.base import (
 )
 from bot.gateways.sandbox import SandboxGateway, open_sandbox
 from storage.base import Repository
+from testkit.botproc import BotProcess
 from testkit.telegram import BotApiEmulator
-from tests.botproc import BotProcess
 from tests.conftest import MERCHANT_ID, TOKEN, free_port
 from tests.storage_fixtures import Backend, backend
 

@@ -28,11 +28,11 @@ import httpx
 import pytest
 
 from bot.web import SECRET_HEADER
+from testkit.botproc import BotProcess
 from testkit.mion import MionSimulator
 from testkit.miraclepay import MiraclePaySimulator
 from testkit.telegram import BotApiEmulator
 from testkit.tls import TlsFront
-from tests.botproc import BotProcess
 from tests.conftest import ADMIN_ID, CUSTOMER_ID, MERCHANT_ID, TOKEN, Harness
 from tests.reliability_stats import record
 
@@ -273,7 +273,7 @@ async def test_no_secret_in_a_real_process_output_through_crashes(
     try:
         # a run with a payment, gateway failures (key echoed back), and a crash at a failpoint
         bot.start(TILLBOT_CRASH_AT="after_transition")
-        await emu.wait_for(lambda: emu.calls("getUpdates"), timeout=30)
+        await emu.wait_for(lambda: emu.polls_started > 0, timeout=30)
         await emu.send_message(merchant, "/invoice 12.50 Coffee")
         reply = await emu.wait_for_message(merchant, lambda m: "Invoice #" in m.content, timeout=20)
         link = next(w for w in reply.content.split() if "?start=" in w).split("?start=")[1]

@@ -106,6 +106,7 @@ class BotApiMethods(MessageMethods):
         timeout = params.get("timeout", 0)
         timeout = max(float(timeout) if isinstance(timeout, int | float) else 0.0, 0.0)
         self._poll_generation += 1
+        self.polls_started += 1
         generation = self._poll_generation
         self._wake()  # an older waiting getUpdates ends with 409
         loop = asyncio.get_running_loop()

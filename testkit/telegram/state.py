@@ -145,6 +145,9 @@ class ChatState:
         self._update_ids = itertools.count(100_000)
         self._ids = itertools.count(1)
         self._poll_generation = 0
+        # getUpdates requests counted as they arrive (a long poll is recorded only when it
+        # returns, up to its timeout later): a test can tell the bot is polling at once.
+        self.polls_started = 0
         self._changed = asyncio.Event()
         self._updates_event = asyncio.Event()
         self._closing = False
