@@ -309,7 +309,8 @@ async def test_each_role_does_its_work_and_is_refused_the_rest(
         (str(own.number), str(MERCHANT_ID)),
         (str(carls.number), str(CASHIER_ID)),
     }
-    assert [r["cashier"] for r in csv_of(files, ledger=True)] == [str(CASHIER_ID)]
+    ledger_rows = csv_of(files, ledger=True)
+    assert [(r["cashier"], r["cashier_name"]) for r in ledger_rows] == [(str(CASHIER_ID), "Carl")]
 
 
 async def test_the_owner_changes_roles_and_removes_people(tillbot: Harness) -> None:

@@ -26,6 +26,7 @@ COLUMNS = (
     "day",
     "gateway",
     "cashier",
+    "cashier_name",
     "description",
     "currency",
     "amount",
@@ -50,8 +51,14 @@ def _money(minor: int | None, currency: str) -> Decimal | None:
 Refunds = Mapping[tuple[int, int], Refund]  # by (invoice id, ledger seq)
 
 
-def rows(entries: Sequence[LedgerEntry], tz: tzinfo, refunds: Refunds | None = None) -> list[list[Any]]:
-    """The cells of each entry, typed (int, Decimal, str, None)."""
+def rows(
+    entries: Sequence[LedgerEntry],
+    tz: tzinfo,
+    refunds: Refunds | None = None,
+    names: Mapping[int, str] | None = None,
+) -> list[list[Any]]:
+    """The cells of each entry, typed (int, Decimal, str, None); `names` are the cashiers'
+    display names by user id (empty where unknown)."""
     out: list[list[Any]] = []
     for e in entries:
         local = e.occurred_at.astimezone(tz)
@@ -65,6 +72,7 @@ def rows(entries: Sequence[LedgerEntry], tz: tzinfo, refunds: Refunds | None = N
                 local.date().isoformat(),
                 e.gateway,
                 e.cashier_id,
+                _cell_text(strip_controls((names or {}).get(e.cashier_id, ""))),
                 _cell_text(strip_controls(e.description)),
                 e.currency,
                 to_decimal(e.fiat_minor, e.currency),
@@ -92,11 +100,16 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def ledger_csv(entries: Sequence[LedgerEntry], tz: tzinfo, refunds: Refunds | None = None) -> str:
+def ledger_csv(
+    entries: Sequence[LedgerEntry],
+    tz: tzinfo,
+    refunds: Refunds | None = None,
+    names: Mapping[int, str] | None = None,
+) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS)
-    for row in rows(entries, tz, refunds):
+    for row in rows(entries, tz, refunds, names):
         writer.writerow([_plain(v) for v in row])
     return buffer.getvalue()
 
@@ -106,6 +119,7 @@ def ledger_xlsx(
     tz: tzinfo,
     title: str = "Ledger",
     refunds: Refunds | None = None,
+    names: Mapping[int, str] | None = None,
 ) -> bytes:
     """A workbook with one sheet: a header row, then one row per entry. Amounts are numbers
     (with as many decimals as they have), everything else text."""
@@ -114,7 +128,7 @@ def ledger_xlsx(
     book = Workbook(write_only=True)
     sheet = book.create_sheet(title[:31] or "Ledger")
     sheet.append(list(COLUMNS))
-    for row in rows(entries, tz, refunds):
+    for row in rows(entries, tz, refunds, names):
         sheet.append([_xlsx_cell(v) for v in row])
     out = io.BytesIO()
     book.save(out)

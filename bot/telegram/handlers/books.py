@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from html import escape
 
 from telegram import InputFile, Update
@@ -131,8 +131,9 @@ async def report_command(update: Update, context: TillbotContext) -> None:
     if entries:
         caption = t(lang, "report_ledger_caption", count=len(entries), period=name)
         refunds = await books.refunds_of(entries)
-        csv_bytes = ledger_csv(entries, tz, refunds).encode("utf-8")
-        xlsx = await asyncio.to_thread(ledger_xlsx, entries, tz, "Ledger", refunds)
+        names = await _names(context, {e.cashier_id for e in entries})
+        csv_bytes = ledger_csv(entries, tz, refunds, names).encode("utf-8")
+        xlsx = await asyncio.to_thread(ledger_xlsx, entries, tz, "Ledger", refunds, names)
         await context.bot.send_document(
             chat.id, InputFile(csv_bytes, filename=f"tillbot-ledger-{stamp}.csv"), caption=caption
         )
@@ -230,14 +231,20 @@ async def close_command(update: Update, context: TillbotContext) -> None:
     await _send_close(context, chat.id, close, lang, await _cashier_names(context, close))
 
 
-async def _cashier_names(context: TillbotContext, close: ShiftClose) -> dict[int, str]:
-    """The display names of the close's cashiers, as the bot last saw them."""
+async def _names(context: TillbotContext, user_ids: Iterable[int]) -> dict[int, str]:
+    """The display names of these users, as the bot last saw them (unknown ones left out)."""
     names: dict[int, str] = {}
-    for cashier, _ in close.per_cashier:
-        name = (await context.services.prefs(cashier)).name
+    for user_id in sorted(set(user_ids)):
+        name = (await context.services.prefs(user_id)).name
         if name:
-            names[cashier] = f"{name} ({cashier})"
+            names[user_id] = name
     return names
+
+
+async def _cashier_names(context: TillbotContext, close: ShiftClose) -> dict[int, str]:
+    """The close's cashiers as "name (id)", as the bot last saw them."""
+    names = await _names(context, (cashier for cashier, _ in close.per_cashier))
+    return {user_id: f"{name} ({user_id})" for user_id, name in names.items()}
 
 
 async def _send_close(
