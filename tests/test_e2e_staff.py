@@ -365,6 +365,27 @@ async def test_the_owner_changes_roles_and_removes_people(tillbot: Harness) -> N
     assert await h.services.repo.count_invoices(MERCHANT_ID) == 0
 
 
+async def test_a_member_leaves_the_shop_and_the_owner_is_told(tillbot: Harness) -> None:
+    h = tillbot
+    staff = Staff(h)
+    await staff.hire()
+    mona, maria = staff.manager, staff.owner
+    left = await h.command(mona, "/staff leave")
+    assert t("de", "staff_left", owner="Maria") in left.content
+    await h.emu.wait_for_message(
+        maria, lambda m: m.content == f"👋 Mona ({MANAGER_ID}) left your shop."
+    )
+    assert await seat_role(h, MANAGER_ID) is None
+    assert await seat_role(h, CASHIER_ID) is Role.CASHIER
+    # gone: the shop's books are closed to her; leaving twice, the owner, a stranger: refused
+    gone = t("de", "not_merchant_command", command="report")
+    assert gone in (await h.command(mona, "/report")).content
+    assert err("staff_not_in_shop", "de") in (await h.command(mona, "/staff leave")).content
+    assert err("staff_owner_cannot_leave") in (await h.command(maria, "/staff leave")).content
+    assert err("staff_not_in_shop") in (await h.command(h.stranger, "/staff leave")).content
+    assert await seat_role(h, MERCHANT_ID) is Role.OWNER
+
+
 async def test_operators_create_shops_and_see_any_shops_books(bot: Harness) -> None:
     h = bot
     staff = Staff(h)

@@ -151,23 +151,22 @@ def check_amount(amount_minor: int, refundable: int, currency: str) -> None:
         raise InputError("refund_too_much", refundable_minor=refundable, currency=currency)
 
 
-def _clean_text(text: str, code: str, limit: int) -> str:
-    """The text without control characters; InputError `<code>_missing` when empty,
-    `<code>_too_long` when longer than `limit`."""
-    cleaned = strip_controls(text)
-    if not cleaned:
-        raise InputError(f"{code}_missing")
-    if len(cleaned) > limit:
-        raise InputError(f"{code}_too_long", count=limit)
-    return cleaned
-
-
 def clean_reason(text: str) -> str:
-    return _clean_text(text, "refund_reason", REASON_MAX)
+    reason = strip_controls(text)
+    if not reason:
+        raise InputError("refund_reason_missing")
+    if len(reason) > REASON_MAX:
+        raise InputError("refund_reason_too_long", count=REASON_MAX)
+    return reason
 
 
 def clean_tx_ref(text: str) -> str:
-    return _clean_text(text, "refund_tx", TX_REF_MAX)
+    ref = strip_controls(text)
+    if not ref:
+        raise InputError("refund_tx_missing")
+    if len(ref) > TX_REF_MAX:
+        raise InputError("refund_tx_too_long", count=TX_REF_MAX)
+    return ref
 
 
 def clean_address(text: str) -> str:

@@ -116,6 +116,18 @@ class StaffService:
             raise InputError("staff_not_member", id=member_id)
         return seat.shop_id
 
+    async def leave(self, user_id: int) -> int:
+        """A cashier or manager stops working for their shop; the shop's id. InputError for
+        an owner (a shop keeps its owner) or someone who works for no shop."""
+        seat = await self.access.seat(user_id)
+        if seat is None:
+            raise InputError("staff_not_in_shop")
+        if seat.is_owner:
+            raise InputError("staff_owner_cannot_leave")
+        if not await self.repo.staff_remove(seat.shop_id, user_id):
+            raise InputError("staff_not_in_shop")
+        return seat.shop_id
+
     async def people_of(self, shop_id: int) -> list[int]:
         """The user ids of a shop's stored members (operators' /merchants remove)."""
         return [m.user_id for m in await self.repo.staff_of(shop_id)]

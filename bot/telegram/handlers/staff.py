@@ -1,6 +1,6 @@
 """The shop's staff: /staff (list with buttons), /staff invite cashier|manager (a one-time
-link), /staff role <@name|id> cashier|manager, /staff remove <@name|id>, and joining by
-opening an invite link (`/start join_<token>`)."""
+link), /staff role <@name|id> cashier|manager, /staff remove <@name|id>, joining by
+opening an invite link (`/start join_<token>`), and /staff leave (a member quits)."""
 
 from __future__ import annotations
 
@@ -36,11 +36,15 @@ MAX_LISTED = 40
 
 
 async def staff_command(update: Update, context: TillbotContext) -> None:
-    """/staff [invite <role> | role <who> <role> | remove <who>] (the owner only)."""
+    """/staff [invite <role> | role <who> <role> | remove <who>] (the owner only), or
+    /staff leave (a cashier or manager)."""
     user = update.effective_user
+    args = [a.lower() for a in (context.args or [])]
+    if user is not None and args == ["leave"]:
+        await _leave(update, context)
+        return
     if user is None or await guard(update, context, Action.MANAGE_STAFF, "staff") is None:
         return
-    args = [a.lower() for a in (context.args or [])]
     if not args:
         await _show_list(update, context)
         return
@@ -178,6 +182,27 @@ async def _change(
     await refresh_menu(context.bot, context.services, member_id)
     await _tell_member(context, member_id, role, await _name(context, user.id))
     await _show_list(update, context)
+
+
+async def _leave(update: Update, context: TillbotContext) -> None:
+    """/staff leave: the member stops working for the shop; the owner is told."""
+    user = update.effective_user
+    assert user is not None
+    services = context.services
+    try:
+        shop_id = await services.payments.staff.leave(user.id)
+    except InputError as exc:
+        await reply_input_error(update, context, exc)
+        return
+    services.forget_prefs(user.id)
+    await reply(update, context, "staff_left", owner=await _name(context, shop_id))
+    await refresh_menu(context.bot, services, user.id)
+    owner_lang = await services.language_of_chat(shop_id)
+    note = t(owner_lang, "staff_left_owner", name=escape(user.full_name), id=user.id)
+    try:
+        await context.bot.send_message(shop_id, note, parse_mode=ParseMode.HTML)
+    except TelegramError as exc:
+        log.info("could not tell the owner of shop %s that a member left: %s", shop_id, exc)
 
 
 async def _tell_member(
