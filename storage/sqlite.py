@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
@@ -36,6 +37,12 @@ from storage.sql import SqlRepository
 log = logging.getLogger(__name__)
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
+# After a write waited out the whole busy timeout (another process holds the write lock),
+# the writes of the next seconds wait this long only: a command that needs several writes
+# is then refused in about one busy timeout, not one per write. The first write that gets
+# the lock ends it.
+LOCKED_BUSY_TIMEOUT_MS = 250
+LOCKED_FAST_FAIL_SECONDS = 15.0
 # The most writes one commit takes: the rest wait for the next, so a stream of writes never
 # keeps readers (who wait for the connection) out for long.
 MAX_BATCH = 64
@@ -118,6 +125,8 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
         self._batch: _Batch | None = None  # the group commit still taking writes
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
         self._committers: set[asyncio.Task[None]] = set()
+        self._locked_at: float | None = None  # monotonic time a write last found it locked
+        self._busy_ms = busy_timeout_ms  # the busy timeout the connection has now
 
     @classmethod
     async def open(
@@ -198,6 +207,24 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
                 with suppress(sqlite3.Error):
                     await db.close()
 
+    async def _begin(self, db: aiosqlite.Connection) -> None:
+        """BEGIN IMMEDIATE: take the write lock, waiting the busy timeout (shortened while
+        another process was lately seen holding it)."""
+        locked = self._locked_at is not None and (
+            time.monotonic() - self._locked_at < LOCKED_FAST_FAIL_SECONDS
+        )
+        wanted = min(LOCKED_BUSY_TIMEOUT_MS, self.busy_timeout_ms) if locked else self.busy_timeout_ms
+        if wanted != self._busy_ms:
+            await db.execute(f"PRAGMA busy_timeout = {int(wanted)}")
+            self._busy_ms = wanted
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                self._locked_at = time.monotonic()
+            raise
+        self._locked_at = None
+
     def _conn(self) -> aiosqlite.Connection:
         if self._db is None:
             raise StorageError(f"{self.label}: not connected (closed)")
@@ -219,7 +246,7 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
         async with self._lock:
             db = self._conn()
             try:
-                await db.execute("BEGIN IMMEDIATE")
+                await self._begin(db)
                 yield db
                 await db.execute("COMMIT")
             except BaseException as exc:
@@ -270,7 +297,7 @@ class SqliteRepository(SqlRepository[aiosqlite.Connection]):
         async with self._lock:
             try:
                 db = self._conn()
-                await db.execute("BEGIN IMMEDIATE")
+                await self._begin(db)
                 while batch.waiting:
                     turn = batch.waiting.popleft()
                     if turn.done():  # cancelled while waiting
